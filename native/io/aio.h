@@ -1,0 +1,73 @@
+/* Internal header of the mlx-audio-io native layer. The public (cffi-visible) API is in
+   io.cdef.h; this adds the backend interface shared by the decoders. */
+#ifndef AIO_H
+#define AIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io.cdef.h"
+
+#define AIO_API __attribute__((visibility("default")))
+
+/* A decoder: reads interleaved float32 at the file's own rate and channel count. */
+typedef struct aio_backend {
+    const char *name;
+    /* Fills up to `frames` frames; returns frames written, 0 at the end, < 0 on error. */
+    int64_t (*read)(aio_file *f, float *out, int64_t frames, char *err);
+    /* Puts the read position exactly at `frame` (sample-accurate). */
+    int (*seek)(aio_file *f, int64_t frame, char *err);
+    /* Exact frame count when the container does not state it; may move the position. */
+    int (*count)(aio_file *f, int64_t *frames, char *err);
+    void (*close)(aio_file *f);
+} aio_backend;
+
+struct aio_file {
+    const aio_backend *be;
+    void *impl;
+    aio_info info;
+    int64_t pos; /* frames delivered by read() since the start of the file */
+    char *path;
+};
+
+/* Formats a message into err (AIO_ERRLEN bytes) and returns code. */
+int aio_fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void aio_set_str(char *dst, size_t cap, const char *src);
+
+/* Backend constructors: fill f->be, f->impl and f->info, or return an error.
+   AIO_EFORMAT from the WAV and MP3 backends means "not mine, try libav". */
+int aio_wav_open(aio_file *f, int fd, char *err);
+int aio_is_w64(const unsigned char *head, size_t n);
+int aio_mp3_open(aio_file *f, char *err);
+int aio_av_open(aio_file *f, char *err);
+
+int aio_wav_save(const char *path, const float *data, int64_t frames, int channels,
+                 int64_t frame_stride, int64_t chan_stride, int sample_rate, int encoding,
+                 int clip, char *err);
+int aio_av_save(const char *path, const char *container, const float *data, int64_t frames,
+                int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
+                int encoding, int bitrate, int clip, char *err);
+
+/* Streaming resampler (libsoxr), interleaved float32. */
+aio_resampler *aio_resampler_new(int in_rate, int out_rate, int channels, int quality, char *err);
+/* in == NULL flushes. Consumes all of in (in_frames), writes at most out_cap frames, returns
+   frames written or < 0; *consumed receives the input frames taken. */
+int64_t aio_resampler_process(aio_resampler *r, const float *in, int64_t in_frames,
+                              int64_t *consumed, float *out, int64_t out_cap, char *err);
+void aio_resampler_free(aio_resampler *r);
+
+/* One sample of float audio to integer PCM with rounding and saturation; NaN becomes 0. */
+static inline int32_t aio_quantize(float x, float scale, int32_t lo, int32_t hi) {
+    if (!(x == x)) return 0;
+    float y = x * scale;
+    if (y >= (float)hi) return hi;
+    if (y <= (float)lo) return lo;
+    return (int32_t)__builtin_lrintf(y);
+}
+
+static inline float aio_clip(float x) {
+    if (!(x == x)) return 0.0f;
+    return x > 1.0f ? 1.0f : (x < -1.0f ? -1.0f : x);
+}
+
+#endif

@@ -1,0 +1,427 @@
+/* libav (FFmpeg) backend: decodes every container and codec libav knows, encodes FLAC, MP3
+   (LAME, with the Xing/LAME gapless tag), M4A (AAC, ALAC), AIFF and CAF. libav's log goes
+   into our error text, never to stderr. */
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "aio.h"
+
+static _Thread_local char av_last[256];
+
+static void av_log_to_buffer(void *avcl, int level, const char *fmt, va_list vl) {
+    if (level > AV_LOG_ERROR) return;
+    char line[256];
+    int prefix = 1;
+    av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &prefix);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+    if (n > 0) aio_set_str(av_last, sizeof av_last, line);
+}
+
+static pthread_once_t av_once = PTHREAD_ONCE_INIT;
+static void av_setup(void) { av_log_set_callback(av_log_to_buffer); }
+
+static void av_begin(void) {
+    pthread_once(&av_once, av_setup);
+    av_last[0] = 0;
+}
+
+/* "<what>: <libav error>[ (<last libav log line>)]" */
+static int av_fail(char *err, int code, const char *what, int averr) {
+    char e[AV_ERROR_MAX_STRING_SIZE] = {0};
+    av_strerror(averr, e, sizeof e);
+    if (av_last[0]) return aio_fail(err, code, "%s: %s (%s)", what, e, av_last);
+    return aio_fail(err, code, "%s: %s", what, e);
+}
+
+typedef struct {
+    AVFormatContext *fmt;
+    AVCodecContext *dec;
+    AVPacket *pkt;
+    AVFrame *frm;
+    int si;
+    float *pend; /* decoded frames not yet handed out */
+    int64_t pend_cap, pend_len, pend_pos;
+    int demux_eof;
+} av_impl;
+
+static void av_teardown(av_impl *a) {
+    avcodec_free_context(&a->dec);
+    avformat_close_input(&a->fmt);
+    av_packet_free(&a->pkt);
+    av_frame_free(&a->frm);
+    a->pend_len = a->pend_pos = 0;
+    a->demux_eof = 0;
+}
+
+static int av_setup_decoder(av_impl *a, const char *path, char *err) {
+    int r = avformat_open_input(&a->fmt, path, NULL, NULL);
+    if (r < 0) return av_fail(err, AIO_EDECODE, "not a recognised audio file or corrupt", r);
+    if ((r = avformat_find_stream_info(a->fmt, NULL)) < 0)
+        return av_fail(err, AIO_EDECODE, "cannot read stream information", r);
+    const AVCodec *codec = NULL;
+    a->si = av_find_best_stream(a->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    if (a->si == AVERROR_STREAM_NOT_FOUND)
+        return aio_fail(err, AIO_EFORMAT, "no audio stream in this %s file", a->fmt->iformat->name);
+    if (a->si < 0 || !codec) {
+        AVStream *s = a->si >= 0 ? a->fmt->streams[a->si] : NULL;
+        return aio_fail(err, AIO_EFORMAT, "no decoder for audio codec '%s'",
+                        s ? avcodec_get_name(s->codecpar->codec_id) : "?");
+    }
+    for (unsigned i = 0; i < a->fmt->nb_streams; i++)
+        if ((int)i != a->si) a->fmt->streams[i]->discard = AVDISCARD_ALL;
+    AVStream *st = a->fmt->streams[a->si];
+    if (!(a->dec = avcodec_alloc_context3(codec)) || !(a->pkt = av_packet_alloc()) ||
+        !(a->frm = av_frame_alloc()))
+        return aio_fail(err, AIO_ENOMEM, "out of memory");
+    if ((r = avcodec_parameters_to_context(a->dec, st->codecpar)) < 0)
+        return av_fail(err, AIO_EDECODE, "bad codec parameters", r);
+    a->dec->pkt_timebase = st->time_base;
+    if ((r = avcodec_open2(a->dec, codec, NULL)) < 0)
+        return av_fail(err, AIO_EDECODE, "cannot open decoder", r);
+    if (a->dec->ch_layout.nb_channels < 1 || a->dec->sample_rate < 1)
+        return aio_fail(err, AIO_EDECODE, "stream has no channels or no sample rate");
+    return 0;
+}
+
+static float sample_at(const AVFrame *fr, enum AVSampleFormat fmt, int planar, int ch, int64_t i,
+                       int c) {
+    const uint8_t *base = planar ? fr->extended_data[c] : fr->extended_data[0];
+    int64_t k = planar ? i : i * ch + c;
+    switch (fmt) {
+        case AV_SAMPLE_FMT_U8: return ((float)base[k] - 128.0f) * (1.0f / 128.0f);
+        case AV_SAMPLE_FMT_S16: return (float)((const int16_t *)(const void *)base)[k] * (1.0f / 32768.0f);
+        case AV_SAMPLE_FMT_S32: return (float)((const int32_t *)(const void *)base)[k] * (1.0f / 2147483648.0f);
+        case AV_SAMPLE_FMT_S64: return (float)((double)((const int64_t *)(const void *)base)[k] / 9223372036854775808.0);
+        case AV_SAMPLE_FMT_FLT: return ((const float *)(const void *)base)[k];
+        case AV_SAMPLE_FMT_DBL: return (float)((const double *)(const void *)base)[k];
+        default: return 0.0f;
+    }
+}
+
+static int frame_to_pending(av_impl *a, int ch, char *err) {
+    AVFrame *fr = a->frm;
+    if (fr->ch_layout.nb_channels != ch)
+        return aio_fail(err, AIO_EDECODE, "channel count changes mid-stream (%d -> %d)", ch,
+                        fr->ch_layout.nb_channels);
+    int64_t n = fr->nb_samples;
+    if (n > a->pend_cap) {
+        float *p = realloc(a->pend, sizeof(float) * (size_t)(n * ch));
+        if (!p) return aio_fail(err, AIO_ENOMEM, "out of memory");
+        a->pend = p;
+        a->pend_cap = n;
+    }
+    enum AVSampleFormat fmt = (enum AVSampleFormat)fr->format;
+    int planar = av_sample_fmt_is_planar(fmt);
+    enum AVSampleFormat packed = av_get_packed_sample_fmt(fmt);
+    if (packed != AV_SAMPLE_FMT_U8 && packed != AV_SAMPLE_FMT_S16 && packed != AV_SAMPLE_FMT_S32 &&
+        packed != AV_SAMPLE_FMT_S64 && packed != AV_SAMPLE_FMT_FLT && packed != AV_SAMPLE_FMT_DBL)
+        return aio_fail(err, AIO_EDECODE, "unsupported decoded sample format %d", fmt);
+    if (packed == AV_SAMPLE_FMT_FLT && !planar) {
+        memcpy(a->pend, fr->extended_data[0], sizeof(float) * (size_t)(n * ch));
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            for (int c = 0; c < ch; c++) a->pend[i * ch + c] = sample_at(fr, packed, planar, ch, i, c);
+    }
+    a->pend_len = n;
+    a->pend_pos = 0;
+    return 0;
+}
+
+/* Decodes the next frame into the pending buffer: 1 when frames arrived, 0 at the end. */
+static int av_next(av_impl *a, int ch, char *err) {
+    for (;;) {
+        int r = avcodec_receive_frame(a->dec, a->frm);
+        if (r == 0) {
+            int rc = frame_to_pending(a, ch, err);
+            av_frame_unref(a->frm);
+            if (rc != 0) return rc;
+            if (a->pend_len > 0) return 1;
+            continue;
+        }
+        if (r == AVERROR_EOF) return 0;
+        if (r != AVERROR(EAGAIN)) return av_fail(err, AIO_EDECODE, "decoding failed", r);
+        if (a->demux_eof) return 0;
+        r = av_read_frame(a->fmt, a->pkt);
+        if (r == AVERROR_EOF) {
+            a->demux_eof = 1;
+            avcodec_send_packet(a->dec, NULL);
+            continue;
+        }
+        if (r < 0) return av_fail(err, AIO_EDECODE, "reading failed", r);
+        if (a->pkt->stream_index == a->si) r = avcodec_send_packet(a->dec, a->pkt);
+        av_packet_unref(a->pkt);
+        if (r < 0 && r != AVERROR(EAGAIN)) return av_fail(err, AIO_EDECODE, "decoding failed", r);
+    }
+}
+
+static int64_t av_read(aio_file *f, float *out, int64_t frames, char *err) {
+    av_impl *a = f->impl;
+    int ch = f->info.channels;
+    av_begin();
+    int64_t done = 0;
+    while (done < frames) {
+        if (a->pend_pos == a->pend_len) {
+            int r = av_next(a, ch, err);
+            if (r < 0) return r;
+            if (r == 0) break;
+        }
+        int64_t n = a->pend_len - a->pend_pos;
+        if (n > frames - done) n = frames - done;
+        if (out) memcpy(out + done * ch, a->pend + a->pend_pos * ch, sizeof(float) * (size_t)(n * ch));
+        a->pend_pos += n;
+        done += n;
+    }
+    return done;
+}
+
+/* Sample-accurate by construction: start over and decode up to the frame. */
+static int av_seek(aio_file *f, int64_t frame, char *err) {
+    av_impl *a = f->impl;
+    av_begin();
+    av_teardown(a);
+    int rc = av_setup_decoder(a, f->path, err);
+    if (rc != 0) return rc;
+    f->pos = 0;
+    int64_t n = av_read(f, NULL, frame, err);
+    return n < 0 ? (int)n : 0;
+}
+
+static int av_count(aio_file *f, int64_t *frames, char *err) {
+    int rc = av_seek(f, 0, err);
+    if (rc != 0) return rc;
+    int64_t n = av_read(f, NULL, INT64_MAX, err);
+    if (n < 0) return (int)n;
+    *frames = n;
+    rc = av_seek(f, 0, err);
+    return rc;
+}
+
+static void av_close(aio_file *f) {
+    av_impl *a = f->impl;
+    if (!a) return;
+    av_teardown(a);
+    free(a->pend);
+    free(a);
+}
+
+static const aio_backend AV = {"libav", av_read, av_seek, av_count, av_close};
+
+static const char *subtype_of(enum AVCodecID id) {
+    switch (id) {
+        case AV_CODEC_ID_PCM_U8: case AV_CODEC_ID_PCM_S8: return "pcm8";
+        case AV_CODEC_ID_PCM_S16LE: case AV_CODEC_ID_PCM_S16BE: return "pcm16";
+        case AV_CODEC_ID_PCM_S24LE: case AV_CODEC_ID_PCM_S24BE: return "pcm24";
+        case AV_CODEC_ID_PCM_S32LE: case AV_CODEC_ID_PCM_S32BE: return "pcm32";
+        case AV_CODEC_ID_PCM_F32LE: case AV_CODEC_ID_PCM_F32BE: return "float32";
+        case AV_CODEC_ID_PCM_F64LE: case AV_CODEC_ID_PCM_F64BE: return "float64";
+        case AV_CODEC_ID_PCM_MULAW: return "ulaw";
+        case AV_CODEC_ID_PCM_ALAW: return "alaw";
+        default: return avcodec_get_name(id);
+    }
+}
+
+static const char *container_of(const char *iformat, const char *path) {
+    if (strncmp(iformat, "mov,", 4) == 0) {
+        size_t n = strlen(path);
+        return n > 4 && strcasecmp(path + n - 4, ".mp4") == 0 ? "mp4" : "m4a";
+    }
+    return iformat;
+}
+
+/* Frame count the container states exactly, or -1. Packet-based guesses are not trusted. */
+static int64_t declared_frames(av_impl *a) {
+    AVStream *st = a->fmt->streams[a->si];
+    const char *fmt = a->fmt->iformat->name;
+    enum AVCodecID id = st->codecpar->codec_id;
+    int pcm = id >= AV_CODEC_ID_PCM_S16LE && id < AV_CODEC_ID_ADPCM_IMA_QT;
+    /* CAF and AIFF state packets x frames-per-packet for compressed codecs: too long */
+    int exact = strcmp(fmt, "flac") == 0 || strncmp(fmt, "mov,", 4) == 0 ||
+                (pcm && (strcmp(fmt, "aiff") == 0 || strcmp(fmt, "caf") == 0 ||
+                         strcmp(fmt, "w64") == 0 || strcmp(fmt, "wav") == 0));
+    if (!exact || st->duration == AV_NOPTS_VALUE || st->duration <= 0) return -1;
+    return av_rescale_q(st->duration, st->time_base, (AVRational){1, a->dec->sample_rate});
+}
+
+int aio_av_open(aio_file *f, char *err) {
+    av_begin();
+    av_impl *a = calloc(1, sizeof *a);
+    if (!a) return aio_fail(err, AIO_ENOMEM, "out of memory");
+    int rc = av_setup_decoder(a, f->path, err);
+    if (rc != 0) {
+        av_teardown(a);
+        free(a);
+        return rc;
+    }
+    AVStream *st = a->fmt->streams[a->si];
+    f->be = &AV;
+    f->impl = a;
+    f->info.sample_rate = a->dec->sample_rate;
+    f->info.channels = a->dec->ch_layout.nb_channels;
+    f->info.frames = declared_frames(a);
+    aio_set_str(f->info.subtype, sizeof f->info.subtype, subtype_of(st->codecpar->codec_id));
+    aio_set_str(f->info.container, sizeof f->info.container,
+                container_of(a->fmt->iformat->name, f->path));
+    return 0;
+}
+
+/* --- encoding -------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *container, *muxer, *encoder;
+    int encoding;
+    enum AVSampleFormat sample_fmt;
+    int bits; /* bits_per_raw_sample for 24-bit in 32-bit containers, else 0 */
+} enc_spec;
+
+static const enc_spec ENC[] = {
+    {"flac", "flac", "flac", AIO_ENC_PCM16, AV_SAMPLE_FMT_S16, 0},
+    {"flac", "flac", "flac", AIO_ENC_PCM24, AV_SAMPLE_FMT_S32, 24},
+    {"flac", "flac", "flac", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_S32, 24},
+    {"mp3", "mp3", "libmp3lame", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLTP, 0},
+    {"m4a", "ipod", "aac", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLTP, 0},
+    {"m4a", "ipod", "alac", AIO_ENC_ALAC, AV_SAMPLE_FMT_S32P, 24},
+    {"m4a", "ipod", "alac", AIO_ENC_PCM16, AV_SAMPLE_FMT_S16P, 0},
+    {"aiff", "aiff", "pcm_s16be", AIO_ENC_PCM16, AV_SAMPLE_FMT_S16, 0},
+    {"aiff", "aiff", "pcm_s24be", AIO_ENC_PCM24, AV_SAMPLE_FMT_S32, 0},
+    {"aiff", "aiff", "pcm_f32be", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLT, 0},
+    {"caf", "caf", "pcm_s16le", AIO_ENC_PCM16, AV_SAMPLE_FMT_S16, 0},
+    {"caf", "caf", "pcm_s24le", AIO_ENC_PCM24, AV_SAMPLE_FMT_S32, 0},
+    {"caf", "caf", "pcm_f32le", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLT, 0},
+};
+
+/* Writes frames [i0, i0+n) of the strided input into an encoder frame. */
+static void fill_frame(AVFrame *fr, const float *data, int64_t i0, int64_t n, int ch, int64_t fs,
+                       int64_t cs, int clip) {
+    enum AVSampleFormat fmt = (enum AVSampleFormat)fr->format;
+    int planar = av_sample_fmt_is_planar(fmt);
+    enum AVSampleFormat packed = av_get_packed_sample_fmt(fmt);
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = data + (i0 + i) * fs;
+        for (int c = 0; c < ch; c++) {
+            float x = row[c * cs];
+            int64_t k = planar ? i : i * ch + c;
+            uint8_t *base = planar ? fr->extended_data[c] : fr->extended_data[0];
+            if (packed == AV_SAMPLE_FMT_FLT)
+                ((float *)(void *)base)[k] = clip ? aio_clip(x) : x;
+            else if (packed == AV_SAMPLE_FMT_S16)
+                ((int16_t *)(void *)base)[k] = (int16_t)aio_quantize(x, 32768.0f, -32768, 32767);
+            else /* S32 holding 24-bit audio in the high bits */
+                ((int32_t *)(void *)base)[k] = aio_quantize(x, 8388608.0f, -8388608, 8388607) * 256;
+        }
+    }
+}
+
+static int drain(AVFormatContext *oc, AVCodecContext *enc, AVStream *st, AVPacket *pkt, char *err) {
+    for (;;) {
+        int r = avcodec_receive_packet(enc, pkt);
+        if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
+        if (r < 0) return av_fail(err, AIO_EIO, "encoding failed", r);
+        av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
+        pkt->stream_index = st->index;
+        r = av_interleaved_write_frame(oc, pkt);
+        if (r < 0) return av_fail(err, AIO_EIO, "writing failed", r);
+    }
+}
+
+int aio_av_save(const char *path, const char *container, const float *data, int64_t frames,
+                int channels, int64_t fs, int64_t cs, int sample_rate, int encoding, int bitrate,
+                int clip, char *err) {
+    av_begin();
+    const enc_spec *spec = NULL;
+    for (size_t i = 0; i < sizeof ENC / sizeof ENC[0]; i++)
+        if (strcmp(ENC[i].container, container) == 0 && ENC[i].encoding == encoding) spec = &ENC[i];
+    if (!spec) return aio_fail(err, AIO_EARG, "unsupported encoding for .%s", container);
+    const AVCodec *codec = avcodec_find_encoder_by_name(spec->encoder);
+    if (!codec) return aio_fail(err, AIO_EFORMAT, "libav was built without the %s encoder", spec->encoder);
+
+    AVFormatContext *oc = NULL;
+    AVCodecContext *enc = NULL;
+    AVFrame *fr = av_frame_alloc();
+    AVPacket *pkt = av_packet_alloc();
+    int rc = 0, r, opened = 0;
+    if (!fr || !pkt || avformat_alloc_output_context2(&oc, NULL, spec->muxer, path) < 0 || !oc ||
+        !(enc = avcodec_alloc_context3(codec))) {
+        rc = aio_fail(err, AIO_ENOMEM, "cannot set up the %s muxer", spec->muxer);
+        goto out;
+    }
+    AVStream *st = avformat_new_stream(oc, NULL);
+    if (!st) {
+        rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+        goto out;
+    }
+    enc->sample_rate = sample_rate;
+    enc->sample_fmt = spec->sample_fmt;
+    av_channel_layout_default(&enc->ch_layout, channels);
+    enc->time_base = (AVRational){1, sample_rate};
+    if (spec->bits) enc->bits_per_raw_sample = spec->bits;
+    if (bitrate > 0) enc->bit_rate = bitrate;
+    if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if ((r = avcodec_open2(enc, codec, NULL)) < 0) {
+        rc = av_fail(err, AIO_EARG, "the encoder rejected these settings", r);
+        goto out;
+    }
+    if ((r = avcodec_parameters_from_context(st->codecpar, enc)) < 0) {
+        rc = av_fail(err, AIO_EIO, "cannot set stream parameters", r);
+        goto out;
+    }
+    st->time_base = enc->time_base;
+    if ((r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE)) < 0) {
+        rc = av_fail(err, AIO_EIO, "cannot open for writing", r);
+        goto out;
+    }
+    opened = 1;
+    /* MP4 edit lists count in the movie timescale (ms by default): use the sample rate so
+       the decoded length after priming removal is exact */
+    if (strcmp(container, "m4a") == 0)
+        av_opt_set_int(oc->priv_data, "movie_timescale", sample_rate, 0);
+    if ((r = avformat_write_header(oc, NULL)) < 0) {
+        rc = av_fail(err, AIO_EIO, "cannot write the header", r);
+        goto out;
+    }
+    int64_t per = enc->frame_size > 0 ? enc->frame_size : 4096;
+    for (int64_t i0 = 0; i0 < frames && rc == 0; i0 += per) {
+        int64_t n = frames - i0 < per ? frames - i0 : per;
+        fr->nb_samples = (int)n;
+        fr->format = enc->sample_fmt;
+        fr->sample_rate = sample_rate;
+        if (av_channel_layout_copy(&fr->ch_layout, &enc->ch_layout) < 0 ||
+            av_frame_get_buffer(fr, 0) < 0) {
+            rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+            break;
+        }
+        fill_frame(fr, data, i0, n, channels, fs, cs, clip);
+        fr->pts = i0;
+        r = avcodec_send_frame(enc, fr);
+        av_frame_unref(fr);
+        if (r < 0) rc = av_fail(err, AIO_EIO, "encoding failed", r);
+        else rc = drain(oc, enc, st, pkt, err);
+    }
+    if (rc == 0) {
+        avcodec_send_frame(enc, NULL);
+        rc = drain(oc, enc, st, pkt, err);
+    }
+    if (rc == 0 && (r = av_write_trailer(oc)) < 0) rc = av_fail(err, AIO_EIO, "cannot finish the file", r);
+out:
+    if (opened) avio_closep(&oc->pb);
+    avcodec_free_context(&enc);
+    avformat_free_context(oc);
+    av_frame_free(&fr);
+    av_packet_free(&pkt);
+    if (rc != 0 && opened) unlink(path);
+    return rc;
+}
+
+AIO_API const char *aio_version_info(void) {
+    static char buf[256];
+    snprintf(buf, sizeof buf, "libavformat %s; libavcodec %s; libavutil %s",
+             AV_STRINGIFY(LIBAVFORMAT_VERSION), AV_STRINGIFY(LIBAVCODEC_VERSION),
+             AV_STRINGIFY(LIBAVUTIL_VERSION));
+    return buf;
+}

@@ -1,0 +1,373 @@
+/* Dispatch by content, the read pipeline (window, mono mix-down, resampling, strided output)
+   and the error plumbing shared by every backend. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "aio.h"
+
+#define PIPE_BLOCK 8192 /* input frames decoded per step; fixed so chunking never changes output */
+
+int aio_fail(char *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, AIO_ERRLEN, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void aio_set_str(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static int looks_like_mpeg_audio(const unsigned char *b, size_t n) {
+    if (n >= 3 && memcmp(b, "ID3", 3) == 0) return 1;
+    if (n < 4 || b[0] != 0xFF || (b[1] & 0xE0) != 0xE0) return 0;
+    int version = (b[1] >> 3) & 3, layer = (b[1] >> 1) & 3;
+    int bitrate = b[2] >> 4, srate = (b[2] >> 2) & 3;
+    return version != 1 && layer != 0 && bitrate != 15 && srate != 3;
+}
+
+static int has_ext(const char *path, const char *ext) {
+    size_t n = strlen(path), m = strlen(ext);
+    return n > m && strcasecmp(path + n - m, ext) == 0;
+}
+
+AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return aio_fail(err, AIO_ENOENT, "file not found");
+        return aio_fail(err, AIO_EIO, "cannot open file: %s", strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int is_dir = S_ISDIR(st.st_mode);
+        close(fd);
+        return aio_fail(err, AIO_EIO, is_dir ? "is a directory" : "not a regular file");
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return aio_fail(err, AIO_EDECODE, "file is empty");
+    }
+    unsigned char head[64] = {0};
+    ssize_t got = pread(fd, head, sizeof head, 0);
+    if (got < 0) {
+        close(fd);
+        return aio_fail(err, AIO_EIO, "cannot read file: %s", strerror(errno));
+    }
+
+    aio_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        close(fd);
+        return aio_fail(err, AIO_ENOMEM, "out of memory");
+    }
+    f->info.frames = -1;
+
+    int rc = AIO_EFORMAT;
+    int riff = got >= 12 && (memcmp(head, "RIFF", 4) == 0 || memcmp(head, "RF64", 4) == 0 ||
+                             memcmp(head, "BW64", 4) == 0) && memcmp(head + 8, "WAVE", 4) == 0;
+    riff = riff || aio_is_w64(head, (size_t)got);
+    if (riff) {
+        rc = aio_wav_open(f, fd, err); /* takes fd on success */
+        if (rc != 0 && rc != AIO_EFORMAT) goto fail_fd;
+    }
+    if (rc == 0) goto done;
+    close(fd);
+    fd = -1;
+    if (!riff && (looks_like_mpeg_audio(head, (size_t)got) || has_ext(path, ".mp3"))) {
+        rc = aio_mp3_open(f, err);
+        if (rc == 0) goto done;
+    }
+    rc = aio_av_open(f, err);
+    if (rc != 0) goto fail;
+done:
+    *info = f->info;
+    *out = f;
+    return 0;
+fail_fd:
+    if (fd >= 0) close(fd);
+fail:
+    free(f->path);
+    free(f);
+    return rc;
+}
+
+AIO_API int aio_count_frames(aio_file *f, int64_t *frames, char *err) {
+    if (f->info.frames < 0) {
+        int64_t n = 0;
+        int rc = f->be->count(f, &n, err);
+        if (rc != 0) return rc;
+        f->info.frames = n;
+    }
+    *frames = f->info.frames;
+    return 0;
+}
+
+AIO_API void aio_close(aio_file *f) {
+    if (!f) return;
+    f->be->close(f);
+    free(f->path);
+    free(f);
+}
+
+/* read() bounded by the exact length when known, so containers that decode a little more
+   (codec padding) never leak it. */
+static int64_t file_read(aio_file *f, float *out, int64_t frames, char *err) {
+    if (f->info.frames >= 0) {
+        int64_t left = f->info.frames - f->pos;
+        if (left <= 0) return 0;
+        if (frames > left) frames = left;
+    }
+    int64_t n = f->be->read(f, out, frames, err);
+    if (n > 0) f->pos += n;
+    return n;
+}
+
+static int file_seek(aio_file *f, int64_t frame, char *err) {
+    if (frame == f->pos) return 0;
+    int rc = f->be->seek(f, frame, err);
+    if (rc == 0) f->pos = frame;
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+struct aio_pipe {
+    aio_file *f;
+    int64_t in_left;   /* input frames still to read; < 0: until the end of the file */
+    int64_t in_read;   /* input frames read so far */
+    int in_ch, out_ch, mono_mode, in_rate, out_rate;
+    aio_resampler *rs;
+    float *block;      /* PIPE_BLOCK x in_ch decoded frames */
+    float *mixed;      /* PIPE_BLOCK x out_ch after mix-down */
+    float *staged;     /* resampler output waiting to be copied out */
+    int64_t staged_cap, staged_len, staged_pos;
+    int64_t out_done;  /* frames handed out */
+    int64_t out_target;/* frames the pipe will give in total; < 0 until known */
+    int in_eof, flushed;
+};
+
+AIO_API int64_t aio_resample_frames(int64_t in_frames, int in_rate, int out_rate) {
+    if (in_rate == out_rate) return in_frames;
+    /* ceil(in * out / in_rate), the length librosa and torchaudio return */
+    __int128 num = (__int128)in_frames * out_rate + in_rate - 1;
+    return (int64_t)(num / in_rate);
+}
+
+AIO_API int aio_pipe_new(aio_file *f, int64_t start, int64_t count, int mono_mode, int out_rate,
+                         int quality, aio_pipe **out, char *err) {
+    *out = NULL;
+    if (start < 0) return aio_fail(err, AIO_EARG, "start must be >= 0");
+    aio_pipe *p = calloc(1, sizeof *p);
+    if (!p) return aio_fail(err, AIO_ENOMEM, "out of memory");
+    p->f = f;
+    p->in_ch = f->info.channels;
+    p->out_ch = mono_mode ? 1 : p->in_ch;
+    p->mono_mode = mono_mode;
+    p->in_rate = f->info.sample_rate;
+    p->out_rate = out_rate > 0 ? out_rate : p->in_rate;
+    int64_t total = f->info.frames;
+    if (total >= 0 && start > total) start = total;
+    p->in_left = count;
+    if (total >= 0) {
+        int64_t avail = total - start;
+        p->in_left = (count < 0 || count > avail) ? avail : count;
+    }
+    p->out_target = p->in_left >= 0 ? aio_resample_frames(p->in_left, p->in_rate, p->out_rate) : -1;
+    int rc = file_seek(f, start, err);
+    if (rc != 0) goto fail;
+    p->block = malloc(sizeof(float) * PIPE_BLOCK * (size_t)p->in_ch);
+    p->mixed = malloc(sizeof(float) * PIPE_BLOCK * (size_t)p->out_ch);
+    if (!p->block || !p->mixed) {
+        rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (p->out_rate != p->in_rate) {
+        p->rs = aio_resampler_new(p->in_rate, p->out_rate, p->out_ch, quality, err);
+        if (!p->rs) {
+            rc = AIO_EARG;
+            goto fail;
+        }
+        p->staged_cap = aio_resample_frames(PIPE_BLOCK, p->in_rate, p->out_rate) + 1024;
+        p->staged = malloc(sizeof(float) * (size_t)p->staged_cap * (size_t)p->out_ch);
+        if (!p->staged) {
+            rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    *out = p;
+    return 0;
+fail:
+    aio_pipe_free(p);
+    return rc;
+}
+
+AIO_API int64_t aio_pipe_total(aio_pipe *p) { return p->out_target; }
+
+AIO_API void aio_pipe_free(aio_pipe *p) {
+    if (!p) return;
+    aio_resampler_free(p->rs);
+    free(p->block);
+    free(p->mixed);
+    free(p->staged);
+    free(p);
+}
+
+static void mix_down(const float *in, float *out, int64_t n, int ch, int mode) {
+    float w = mode == 2 ? 1.0f / __builtin_sqrtf((float)ch) : 1.0f / (float)ch;
+    for (int64_t i = 0; i < n; i++) {
+        float s = 0.0f;
+        for (int c = 0; c < ch; c++) s += in[i * ch + c];
+        out[i] = s * w;
+    }
+}
+
+static void scatter(const float *src, int64_t n, int ch, float *out, int64_t fs, int64_t cs) {
+    if (fs == ch && cs == 1) {
+        memcpy(out, src, sizeof(float) * (size_t)(n * ch));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < ch; c++) out[i * fs + c * cs] = src[i * ch + c];
+}
+
+/* Decodes the next block of input (window-bounded) into p->block; returns frames or < 0. */
+static int64_t pipe_decode(aio_pipe *p, float *dst, int64_t cap, char *err) {
+    if (p->in_eof) return 0;
+    int64_t want = cap;
+    if (p->in_left >= 0 && want > p->in_left) want = p->in_left;
+    int64_t got = 0;
+    while (got < want) {
+        int64_t n = file_read(p->f, dst + got * p->in_ch, want - got, err);
+        if (n < 0) return n;
+        if (n == 0) break;
+        got += n;
+    }
+    if (p->in_left >= 0) p->in_left -= got;
+    p->in_read += got;
+    if (got < want || p->in_left == 0) p->in_eof = 1;
+    return got;
+}
+
+/* Output without resampling: decode straight into the caller's memory when the layout allows. */
+static int64_t pipe_read_direct(aio_pipe *p, float *out, int64_t frames, int64_t fs, int64_t cs,
+                                char *err) {
+    int64_t done = 0;
+    int direct = !p->mono_mode && fs == p->in_ch && cs == 1;
+    while (done < frames && !p->in_eof) {
+        float *o = out + done * fs;
+        if (direct) {
+            int64_t n = pipe_decode(p, o, frames - done, err);
+            if (n < 0) return n;
+            done += n;
+            continue;
+        }
+        int64_t want = frames - done < PIPE_BLOCK ? frames - done : PIPE_BLOCK;
+        int64_t n = pipe_decode(p, p->block, want, err);
+        if (n < 0) return n;
+        if (p->mono_mode) {
+            mix_down(p->block, p->mixed, n, p->in_ch, p->mono_mode);
+            scatter(p->mixed, n, 1, o, fs, cs);
+        } else {
+            scatter(p->block, n, p->in_ch, o, fs, cs);
+        }
+        done += n;
+    }
+    return done;
+}
+
+/* Refills p->staged with resampled frames; returns frames staged (0 when finished) or < 0. */
+static int64_t pipe_stage(aio_pipe *p, char *err) {
+    p->staged_len = p->staged_pos = 0;
+    while (p->staged_len == 0 && !p->flushed) {
+        int64_t consumed = 0, n;
+        if (!p->in_eof) {
+            int64_t got = pipe_decode(p, p->block, PIPE_BLOCK, err);
+            if (got < 0) return got;
+            if (got == 0) continue;
+            const float *src = p->block;
+            if (p->mono_mode) {
+                mix_down(p->block, p->mixed, got, p->in_ch, p->mono_mode);
+                src = p->mixed;
+            }
+            n = aio_resampler_process(p->rs, src, got, &consumed, p->staged, p->staged_cap, err);
+            if (n >= 0 && consumed != got)
+                return aio_fail(err, AIO_EDECODE, "resampler took %lld of %lld frames",
+                                (long long)consumed, (long long)got);
+        } else {
+            n = aio_resampler_process(p->rs, NULL, 0, &consumed, p->staged, p->staged_cap, err);
+            if (n == 0) p->flushed = 1;
+        }
+        if (n < 0) return n;
+        p->staged_len = n;
+    }
+    return p->staged_len;
+}
+
+static int64_t pipe_read_resampled(aio_pipe *p, float *out, int64_t frames, int64_t fs,
+                                   int64_t cs, char *err) {
+    int64_t done = 0;
+    while (done < frames) {
+        if (p->staged_pos == p->staged_len) {
+            int64_t n = pipe_stage(p, err);
+            if (n < 0) return n;
+            if (n == 0) break;
+        }
+        int64_t n = p->staged_len - p->staged_pos;
+        if (n > frames - done) n = frames - done;
+        if (p->in_eof) { /* never more than ceil(in * ratio), whatever soxr still holds */
+            int64_t left = aio_resample_frames(p->in_read, p->in_rate, p->out_rate) - p->out_done - done;
+            if (left <= 0) break;
+            if (n > left) n = left;
+        }
+        scatter(p->staged + p->staged_pos * p->out_ch, n, p->out_ch, out + done * fs, fs, cs);
+        p->staged_pos += n;
+        done += n;
+    }
+    /* soxr may end a frame short of ceil(in * ratio): pad with silence to the exact length */
+    if (p->flushed && p->staged_pos == p->staged_len) {
+        int64_t target = aio_resample_frames(p->in_read, p->in_rate, p->out_rate);
+        while (done < frames && p->out_done + done < target) {
+            for (int c = 0; c < p->out_ch; c++) out[done * fs + c * cs] = 0.0f;
+            done++;
+        }
+    }
+    return done;
+}
+
+AIO_API int64_t aio_pipe_read(aio_pipe *p, float *out, int64_t frames, int64_t frame_stride,
+                              int64_t chan_stride, char *err) {
+    if (frames < 0) return aio_fail(err, AIO_EARG, "frames must be >= 0");
+    if (p->out_target >= 0 && frames > p->out_target - p->out_done)
+        frames = p->out_target - p->out_done;
+    if (frames <= 0) return 0;
+    int64_t n = p->rs ? pipe_read_resampled(p, out, frames, frame_stride, chan_stride, err)
+                      : pipe_read_direct(p, out, frames, frame_stride, chan_stride, err);
+    if (n > 0) p->out_done += n;
+    if (p->in_eof && p->out_target < 0 && (!p->rs || p->flushed))
+        p->out_target = aio_resample_frames(p->in_read, p->in_rate, p->out_rate);
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+AIO_API int aio_save(const char *path, const char *container, const float *data, int64_t frames,
+                     int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
+                     int encoding, int bitrate, int clip, char *err) {
+    if (channels < 1 || sample_rate < 1 || frames < 0)
+        return aio_fail(err, AIO_EARG, "invalid shape or sample rate");
+    if (strcmp(container, "wav") == 0)
+        return aio_wav_save(path, data, frames, channels, frame_stride, chan_stride, sample_rate,
+                            encoding, clip, err);
+    return aio_av_save(path, container, data, frames, channels, frame_stride, chan_stride,
+                       sample_rate, encoding, bitrate, clip, err);
+}

@@ -1,0 +1,336 @@
+/* Our own WAV reader and writer: RIFF/RF64/BW64, PCM 8/16/24/32, float32/64 and
+   WAVE_FORMAT_EXTENSIBLE. Other codecs inside WAV (mu-law, A-law, ADPCM) go to libav. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "aio.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the WAV fast path assumes a little-endian host"
+#endif
+
+#define WAV_BUF_BYTES (1 << 20)
+
+enum { S_U8, S_I16, S_I24, S_I32, S_F32, S_F64 };
+
+typedef struct {
+    int fd;
+    int kind;        /* S_* */
+    int block_align; /* bytes per frame */
+    int64_t data_off, frames;
+    unsigned char *buf;
+} wav_impl;
+
+static uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+static int read_at(int fd, void *dst, size_t n, int64_t off) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)dst + got, n - got, (off_t)(off + (int64_t)got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void convert(const unsigned char *src, float *dst, int64_t n, int kind) {
+    switch (kind) {
+        case S_U8:
+            for (int64_t i = 0; i < n; i++) dst[i] = ((float)src[i] - 128.0f) * (1.0f / 128.0f);
+            break;
+        case S_I16: {
+            const int16_t *s = (const int16_t *)(const void *)src;
+            for (int64_t i = 0; i < n; i++) dst[i] = (float)s[i] * (1.0f / 32768.0f);
+            break;
+        }
+        case S_I24:
+            for (int64_t i = 0; i < n; i++, src += 3) {
+                int32_t v = (int32_t)((uint32_t)src[0] << 8 | (uint32_t)src[1] << 16 |
+                                      (uint32_t)src[2] << 24);
+                dst[i] = (float)v * (1.0f / 2147483648.0f);
+            }
+            break;
+        case S_I32: {
+            const int32_t *s = (const int32_t *)(const void *)src;
+            for (int64_t i = 0; i < n; i++) dst[i] = (float)s[i] * (1.0f / 2147483648.0f);
+            break;
+        }
+        case S_F32:
+            memcpy(dst, src, sizeof(float) * (size_t)n);
+            break;
+        case S_F64: {
+            const double *s = (const double *)(const void *)src;
+            for (int64_t i = 0; i < n; i++) dst[i] = (float)s[i];
+            break;
+        }
+    }
+}
+
+static int64_t wav_read(aio_file *f, float *out, int64_t frames, char *err) {
+    wav_impl *w = f->impl;
+    int64_t left = w->frames - f->pos;
+    if (frames > left) frames = left;
+    int ch = f->info.channels;
+    int64_t per_buf = WAV_BUF_BYTES / w->block_align, done = 0;
+    while (done < frames) {
+        int64_t n = frames - done < per_buf ? frames - done : per_buf;
+        int64_t off = w->data_off + (f->pos + done) * w->block_align;
+        /* float32 needs no conversion: read straight into the output */
+        void *dst = w->kind == S_F32 ? (void *)(out + done * ch) : (void *)w->buf;
+        if (read_at(w->fd, dst, (size_t)(n * w->block_align), off) != 0)
+            return aio_fail(err, AIO_EIO, "read failed at frame %lld (file truncated?)",
+                            (long long)(f->pos + done));
+        if (w->kind != S_F32) convert(w->buf, out + done * ch, n * ch, w->kind);
+        done += n;
+    }
+    return done;
+}
+
+static int wav_seek(aio_file *f, int64_t frame, char *err) {
+    wav_impl *w = f->impl;
+    if (frame > w->frames) frame = w->frames;
+    (void)err;
+    return 0; /* reads are positional */
+}
+
+static int wav_count(aio_file *f, int64_t *frames, char *err) {
+    *frames = ((wav_impl *)f->impl)->frames;
+    return 0;
+}
+
+static void wav_close(aio_file *f) {
+    wav_impl *w = f->impl;
+    if (!w) return;
+    close(w->fd);
+    free(w->buf);
+    free(w);
+}
+
+static const aio_backend WAV = {"wav", wav_read, wav_seek, wav_count, wav_close};
+
+/* Sony Wave64: GUID chunk ids ("riff"/"wave" and, for chunks, the 4 letters + this tail),
+   64-bit sizes that include the 24-byte chunk header, 8-byte alignment. */
+static const unsigned char W64_RIFF[16] = {'r', 'i', 'f', 'f', 0x2E, 0x91, 0xCF, 0x11,
+                                           0xA5, 0xD6, 0x28, 0xDB, 0x04, 0xC1, 0x00, 0x00};
+static const unsigned char W64_TAIL[12] = {0xF3, 0xAC, 0xD3, 0x11, 0x8C, 0xD1,
+                                           0x00, 0xC0, 0x4F, 0x8E, 0xDB, 0x8A};
+
+int aio_is_w64(const unsigned char *head, size_t n) {
+    return n >= 40 && memcmp(head, W64_RIFF, 16) == 0 && memcmp(head + 24, "wave", 4) == 0 &&
+           memcmp(head + 28, W64_TAIL, 12) == 0;
+}
+
+int aio_wav_open(aio_file *f, int fd, char *err) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return aio_fail(err, AIO_EIO, "cannot stat file");
+    unsigned char fmt[40] = {0}, hdr[40];
+    int64_t size = st.st_size, data_off = -1, data_bytes = -1, ds64_data = -1;
+    int have_fmt = 0;
+    if (read_at(fd, hdr, size < 40 ? 12 : 40, 0) != 0)
+        return aio_fail(err, AIO_EDECODE, "truncated WAV header");
+    int w64 = size >= 40 && aio_is_w64(hdr, 40);
+    int rf64 = !w64 && memcmp(hdr, "RIFF", 4) != 0;
+    int64_t pos = w64 ? 40 : 12, ck_len = w64 ? 24 : 8;
+    while (pos + ck_len <= size) {
+        unsigned char ck[24];
+        if (read_at(fd, ck, (size_t)ck_len, pos) != 0) break;
+        int64_t len;
+        if (w64) {
+            uint64_t total = le64(ck + 16);
+            if (total < 24 || total > (uint64_t)size) total = (uint64_t)(size - pos);
+            len = (int64_t)total - 24;
+            if (memcmp(ck + 4, W64_TAIL, 12) != 0) memset(ck, 0, 4); /* not fmt/data */
+        } else {
+            len = le32(ck + 4);
+        }
+        if (memcmp(ck, "fmt ", 4) == 0) {
+            if (len < 16) return aio_fail(err, AIO_EDECODE, "WAV fmt chunk too short (%lld)", (long long)len);
+            size_t n = len < 40 ? (size_t)len : 40;
+            if (read_at(fd, fmt, n, pos + ck_len) != 0)
+                return aio_fail(err, AIO_EDECODE, "truncated WAV fmt chunk");
+            have_fmt = 1;
+        } else if (memcmp(ck, "ds64", 4) == 0 && len >= 16) {
+            unsigned char d[16];
+            if (read_at(fd, d, 16, pos + ck_len) == 0) ds64_data = (int64_t)le64(d + 8);
+        } else if (memcmp(ck, "data", 4) == 0) {
+            data_off = pos + ck_len;
+            data_bytes = (rf64 && len == 0xFFFFFFFF && ds64_data >= 0) ? ds64_data : len;
+            break;
+        }
+        pos += ck_len + len + (w64 ? (8 - (len & 7)) & 7 : (len & 1));
+    }
+    if (!have_fmt) return aio_fail(err, AIO_EDECODE, "not a valid WAV file: no fmt chunk");
+    if (data_off < 0) return aio_fail(err, AIO_EDECODE, "not a valid WAV file: no data chunk");
+
+    int tag = le16(fmt), channels = le16(fmt + 2), block_align = le16(fmt + 12);
+    int bits = le16(fmt + 14);
+    uint32_t rate = le32(fmt + 4);
+    if (tag == 0xFFFE) tag = le16(fmt + 24); /* EXTENSIBLE: the sub-format GUID's first word */
+    if (channels < 1 || rate < 1 || rate > 0x7FFFFFFF)
+        return aio_fail(err, AIO_EDECODE, "invalid WAV fmt chunk (channels=%d, rate=%u)",
+                        channels, rate);
+    int bytes = block_align / channels, kind = -1;
+    if (tag == 1 && bytes * channels == block_align) {
+        static const int kinds[] = {-1, S_U8, S_I16, S_I24, S_I32};
+        kind = bytes >= 1 && bytes <= 4 ? kinds[bytes] : -1;
+    } else if (tag == 3 && bytes * channels == block_align) {
+        kind = bytes == 4 ? S_F32 : bytes == 8 ? S_F64 : -1;
+    }
+    if (kind < 0 || bits < 1 || bits > bytes * 8)
+        return AIO_EFORMAT; /* another codec in a WAV container: libav decodes it */
+
+    if (data_bytes < 0 || data_off + data_bytes > size) data_bytes = size - data_off; /* streamed */
+    wav_impl *w = calloc(1, sizeof *w);
+    if (!w || !(w->buf = malloc(WAV_BUF_BYTES))) {
+        free(w);
+        return aio_fail(err, AIO_ENOMEM, "out of memory");
+    }
+    w->fd = fd;
+    w->kind = kind;
+    w->block_align = block_align;
+    w->data_off = data_off;
+    w->frames = data_bytes / block_align;
+    static const char *names[] = {"pcm8", "pcm16", "pcm24", "pcm32", "float32", "float64"};
+    f->be = &WAV;
+    f->impl = w;
+    f->info.frames = w->frames;
+    f->info.sample_rate = (int)rate;
+    f->info.channels = channels;
+    aio_set_str(f->info.subtype, sizeof f->info.subtype, names[kind]);
+    aio_set_str(f->info.container, sizeof f->info.container, w64 ? "w64" : "wav");
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t r = write(fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void put16(unsigned char **p, uint16_t v) { (*p)[0] = (unsigned char)v; (*p)[1] = (unsigned char)(v >> 8); *p += 2; }
+static void put32(unsigned char **p, uint32_t v) { put16(p, (uint16_t)v); put16(p, (uint16_t)(v >> 16)); }
+static void put64(unsigned char **p, uint64_t v) { put32(p, (uint32_t)v); put32(p, (uint32_t)(v >> 32)); }
+static void put4(unsigned char **p, const char *s) { memcpy(*p, s, 4); *p += 4; }
+
+/* Header for frames of `bytes`-wide samples; RF64 when the sizes do not fit 32 bits. */
+static size_t wav_header(unsigned char *h, int64_t frames, int channels, int rate, int bytes,
+                         int is_float) {
+    static const uint32_t masks[] = {0, 0x4, 0x3, 0x7, 0x33, 0x37, 0x3F, 0x13F, 0x63F};
+    int ext = channels > 2 || bytes == 3;
+    int fmt_len = ext ? 40 : is_float ? 18 : 16;
+    uint64_t data = (uint64_t)frames * (uint64_t)channels * (uint64_t)bytes;
+    uint64_t pad = data & 1;
+    uint64_t riff = 4 + (8 + (uint64_t)fmt_len) + (is_float ? 12 : 0) + 8 + data + pad;
+    int rf64 = riff + 36 > 0xFFFFFFFFull;
+    if (rf64) riff += 36;
+    unsigned char *p = h;
+    put4(&p, rf64 ? "RF64" : "RIFF");
+    put32(&p, rf64 ? 0xFFFFFFFF : (uint32_t)riff);
+    put4(&p, "WAVE");
+    if (rf64) {
+        put4(&p, "ds64");
+        put32(&p, 28);
+        put64(&p, riff);
+        put64(&p, data);
+        put64(&p, (uint64_t)frames);
+        put32(&p, 0);
+    }
+    put4(&p, "fmt ");
+    put32(&p, (uint32_t)fmt_len);
+    put16(&p, ext ? 0xFFFE : is_float ? 3 : 1);
+    put16(&p, (uint16_t)channels);
+    put32(&p, (uint32_t)rate);
+    put32(&p, (uint32_t)rate * (uint32_t)(channels * bytes));
+    put16(&p, (uint16_t)(channels * bytes));
+    put16(&p, (uint16_t)(bytes * 8));
+    if (fmt_len >= 18) put16(&p, (uint16_t)(fmt_len - 18));
+    if (ext) {
+        static const unsigned char guid_tail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
+                                                    0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
+        put16(&p, (uint16_t)(bytes * 8));
+        put32(&p, channels <= 8 ? masks[channels] : 0);
+        put16(&p, is_float ? 3 : 1);
+        memcpy(p, guid_tail, 14);
+        p += 14;
+    }
+    if (is_float) {
+        put4(&p, "fact");
+        put32(&p, 4);
+        put32(&p, frames > 0xFFFFFFFF ? 0xFFFFFFFF : (uint32_t)frames);
+    }
+    put4(&p, "data");
+    put32(&p, rf64 ? 0xFFFFFFFF : (uint32_t)data);
+    return (size_t)(p - h);
+}
+
+int aio_wav_save(const char *path, const float *data, int64_t frames, int channels,
+                 int64_t fs, int64_t cs, int sample_rate, int encoding, int clip, char *err) {
+    int bytes = encoding == AIO_ENC_PCM16 ? 2 : encoding == AIO_ENC_PCM24 ? 3 : 4;
+    if (encoding != AIO_ENC_FLOAT32 && encoding != AIO_ENC_PCM16 && encoding != AIO_ENC_PCM24)
+        return aio_fail(err, AIO_EARG, "unsupported WAV encoding");
+    if (channels > 65535) return aio_fail(err, AIO_EARG, "WAV holds at most 65535 channels");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) return aio_fail(err, AIO_EIO, "cannot open for writing: %s", strerror(errno));
+    unsigned char hdr[128];
+    size_t hlen = wav_header(hdr, frames, channels, sample_rate, bytes, encoding == AIO_ENC_FLOAT32);
+    int rc = write_all(fd, hdr, hlen);
+    int64_t total = frames * channels;
+    if (rc == 0 && encoding == AIO_ENC_FLOAT32 && !clip && fs == channels && cs == 1) {
+        rc = write_all(fd, data, sizeof(float) * (size_t)total); /* already the file's bytes */
+    } else if (rc == 0) {
+        unsigned char *buf = malloc(WAV_BUF_BYTES);
+        int64_t per = WAV_BUF_BYTES / (bytes * channels);
+        if (per < 1) rc = -1;
+        for (int64_t i0 = 0; rc == 0 && buf && i0 < frames; i0 += per) {
+            int64_t n = frames - i0 < per ? frames - i0 : per;
+            unsigned char *o = buf;
+            for (int64_t i = i0; i < i0 + n; i++) {
+                const float *row = data + i * fs;
+                for (int c = 0; c < channels; c++) {
+                    float x = row[c * cs];
+                    if (bytes == 4) {
+                        float y = clip ? aio_clip(x) : x;
+                        memcpy(o, &y, 4);
+                    } else if (bytes == 2) {
+                        int16_t v = (int16_t)aio_quantize(x, 32768.0f, -32768, 32767);
+                        memcpy(o, &v, 2);
+                    } else {
+                        int32_t v = aio_quantize(x, 8388608.0f, -8388608, 8388607);
+                        o[0] = (unsigned char)v;
+                        o[1] = (unsigned char)(v >> 8);
+                        o[2] = (unsigned char)(v >> 16);
+                    }
+                    o += bytes;
+                }
+            }
+            rc = write_all(fd, buf, (size_t)(o - buf));
+        }
+        if (!buf) rc = -1;
+        free(buf);
+    }
+    if (rc == 0 && (total * bytes) & 1) rc = write_all(fd, "", 1);
+    int saved_errno = errno;
+    if (close(fd) != 0 && rc == 0) rc = -1, saved_errno = errno;
+    if (rc != 0) {
+        unlink(path);
+        return aio_fail(err, AIO_EIO, "write failed: %s", strerror(saved_errno));
+    }
+    return 0;
+}

@@ -1,0 +1,58 @@
+/* The C API of mlx_audio_io._native, exactly as cffi sees it (cdef text).
+   Every function returns 0 (or a count >= 0) on success and a negative AIO_E* code on
+   failure, with a message in err[0..AIO_ERRLEN). Nothing here keeps the GIL. */
+
+#define AIO_ERRLEN 512
+
+#define AIO_ENOENT -2
+#define AIO_EFORMAT -3
+#define AIO_EDECODE -4
+#define AIO_EIO -5
+#define AIO_EARG -6
+#define AIO_ENOMEM -7
+
+typedef struct aio_file aio_file;
+typedef struct aio_pipe aio_pipe;
+typedef struct aio_resampler aio_resampler;
+
+typedef struct {
+    int64_t frames;       /* exact frame count, or -1 while unknown (see aio_count_frames) */
+    int sample_rate;
+    int channels;
+    char subtype[16];     /* pcm16, float32, mp3, flac, aac, ... */
+    char container[16];   /* wav, mp3, flac, m4a, aiff, caf, ogg, ... */
+} aio_info;
+
+/* --- decoding ------------------------------------------------------------------------- */
+int aio_open(const char *path, aio_file **out, aio_info *info, char *err);
+int aio_count_frames(aio_file *f, int64_t *frames, char *err);
+void aio_close(aio_file *f);
+
+/* A read pipeline over an open file: frames [start, start+count) (count < 0: to the end),
+   optional mono mix-down (mode 1: mean, 2: sum/sqrt(C)), optional resampling to out_rate
+   (0: none). Output frame i, channel c goes to out[i*frame_stride + c*chan_stride]. */
+int aio_pipe_new(aio_file *f, int64_t start, int64_t count, int mono_mode, int out_rate,
+                 int quality, aio_pipe **out, char *err);
+int64_t aio_pipe_total(aio_pipe *p);   /* output frames the pipe will give, -1 if unknown */
+int64_t aio_pipe_read(aio_pipe *p, float *out, int64_t frames, int64_t frame_stride,
+                      int64_t chan_stride, char *err);
+void aio_pipe_free(aio_pipe *p);
+
+/* --- resampling of arrays (libsoxr) ----------------------------------------------------- */
+int64_t aio_resample_frames(int64_t in_frames, int in_rate, int out_rate);
+int aio_resample(const float *in, int64_t in_frames, int channels, int in_rate, int out_rate,
+                 int quality, float *out, int64_t out_frames, char *err);
+
+/* --- encoding -------------------------------------------------------------------------- */
+#define AIO_ENC_FLOAT32 0
+#define AIO_ENC_PCM16 1
+#define AIO_ENC_PCM24 2
+#define AIO_ENC_ALAC 3
+
+/* Writes frames x channels samples read from data[i*frame_stride + c*chan_stride].
+   container: "wav", "mp3", "flac", "m4a", "aiff", "caf". bitrate in bit/s (0: codec default). */
+int aio_save(const char *path, const char *container, const float *data, int64_t frames,
+             int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
+             int encoding, int bitrate, int clip, char *err);
+
+const char *aio_version_info(void);

@@ -1,0 +1,63 @@
+"""cffi (API mode, out-of-line) builder for ``mlx_audio_io._native``.
+
+The C sources live in ``native/`` (a link to the repository's ``native/io``). Compiler and
+linker flags for libav, libmpg123 and libsoxr come from pkg-config. ``MLX_AUDIO_IO_SANITIZE=1``
+builds with AddressSanitizer and UndefinedBehaviorSanitizer (``make test-asan``).
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+NATIVE = HERE / "native"
+PKG_CONFIG_LIBS = ["libavformat", "libavcodec", "libavutil", "libmpg123", "soxr"]
+SOURCES = ["aio_core.c", "aio_wav.c", "aio_mp3.c", "aio_av.c", "aio_resample.c"]
+
+
+def _pkg_config(*args: str) -> list[str]:
+    try:
+        out = subprocess.run(
+            ["pkg-config", *args, *PKG_CONFIG_LIBS], check=True, capture_output=True, text=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        sys.exit(
+            "mlx-audio-io needs pkg-config and the development files of libav, libmpg123 and "
+            "libsoxr. On Debian/Ubuntu: apt-get install pkg-config libavformat-dev "
+            "libavcodec-dev libavutil-dev libswresample-dev libmpg123-dev libsoxr-dev\n" + detail
+        )
+    return shlex.split(out)
+
+
+def _flags() -> tuple[list[str], list[str]]:
+    cflags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
+    cflags += ["-D_GNU_SOURCE", "-fvisibility=hidden"]
+    ldflags: list[str] = []
+    if os.environ.get("MLX_AUDIO_IO_SANITIZE") == "1":
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover"]
+        cflags = [f for f in cflags if f != "-O2"] + ["-O1", "-g"] + san
+        ldflags += san
+    return cflags + _pkg_config("--cflags"), ldflags + _pkg_config("--libs")
+
+
+ffibuilder = FFI()
+ffibuilder.cdef((NATIVE / "io.cdef.h").read_text())
+_cflags, _ldflags = _flags()
+ffibuilder.set_source(
+    "mlx_audio_io._native",
+    '#include "aio.h"',
+    # setuptools wants paths relative to the project; the standalone build (below) chdirs
+    sources=[str(NATIVE / s) if __name__ == "__main__" else f"native/{s}" for s in SOURCES],
+    include_dirs=[str(NATIVE)],
+    extra_compile_args=_cflags,
+    extra_link_args=_ldflags,
+)
+
+if __name__ == "__main__":
+    # Standalone build into a folder, for the sanitizer run: python build_native.py OUTDIR
+    ffibuilder.compile(tmpdir=sys.argv[1] if len(sys.argv) > 1 else ".", verbose=False)

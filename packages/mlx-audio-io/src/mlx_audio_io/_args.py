@@ -1,0 +1,88 @@
+"""Argument checks shared by the public functions; messages say what was expected and got."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import mlx.core as mx
+
+from .errors import AudioFormatError
+
+LAYOUTS = ("channels_last", "channels_first")
+DTYPES = {"float32": mx.float32, "float16": mx.float16}
+#: resample_quality names -> libsoxr recipe index (0 quick cubic ... 4 very high quality)
+QUALITIES = {
+    "fastest": 0,
+    "low": 1,
+    "medium": 2,
+    "default": 3,
+    "high": 4,
+    "best": 4,
+    "soxr_hq": 3,
+    "soxr_vhq": 4,
+}
+MONO_MODES = {False: 0, True: 1}
+
+
+def as_path(path) -> str:
+    """A filesystem path as str; rejects other input with a TypeError."""
+    if isinstance(path, (str, os.PathLike)):
+        p = os.fspath(path)
+        if isinstance(p, str):
+            return p
+    raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+
+
+def positive_int(name: str, value) -> int:
+    """An integer > 0 (Python or NumPy int, or an integral float)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, numbers.Integral) or float(value).is_integer():
+        if int(value) > 0:
+            return int(value)
+    raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
+
+
+def optional_rate(name: str, value) -> int | None:
+    return None if value is None else positive_int(name, value)
+
+
+def seconds(name: str, value, *, allow_zero: bool) -> float:
+    """A finite time in seconds, >= 0 (or > 0 when allow_zero is False)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise AudioFormatError(f"{name} must be a finite number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise AudioFormatError(f"{name} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def layout(value) -> str:
+    if value not in LAYOUTS:
+        raise AudioFormatError(f"layout must be one of {list(LAYOUTS)}, got {value!r}")
+    return value
+
+
+def dtype(value):
+    """'float32'/'float16' (or the mx/NumPy dtype) -> mx dtype."""
+    key = value if isinstance(value, str) else getattr(value, "name", None) or str(value)
+    key = key.replace("mlx.core.", "")
+    if key not in DTYPES:
+        raise AudioFormatError(f"dtype must be 'float32' or 'float16', got {value!r}")
+    return DTYPES[key]
+
+
+def quality(value) -> int:
+    if value not in QUALITIES:
+        raise AudioFormatError(
+            f"resample_quality must be one of {sorted(QUALITIES)}, got {value!r}"
+        )
+    return QUALITIES[value]
+
+
+def mono_mode(value) -> int:
+    if value not in MONO_MODES:
+        raise AudioFormatError(f"mono must be True or False, got {value!r}")
+    return MONO_MODES[value]
