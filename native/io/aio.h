@@ -48,6 +48,8 @@ int aio_av_save(const char *path, const char *container, const float *data, int6
                 int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
                 int encoding, int bitrate, int clip, char *err);
 
+const char *aio_other_versions(void); /* mpg123 and soxr */
+
 /* Streaming resampler (libsoxr), interleaved float32. */
 aio_resampler *aio_resampler_new(int in_rate, int out_rate, int channels, int quality, char *err);
 /* in == NULL flushes. Consumes all of in (in_frames), writes at most out_cap frames, returns
@@ -66,8 +68,9 @@ static inline int32_t aio_quantize(float x, float scale, int32_t lo, int32_t hi)
 }
 
 static inline float aio_clip(float x) {
-    if (!(x == x)) return 0.0f;
-    return x > 1.0f ? 1.0f : (x < -1.0f ? -1.0f : x);
+    float y = x > 1.0f ? 1.0f : x; /* branch-free so loops vectorise; NaN becomes 0 */
+    y = y < -1.0f ? -1.0f : y;
+    return x == x ? y : 0.0f;
 }
 
 #endif

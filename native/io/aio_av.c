@@ -21,6 +21,8 @@ static void av_log_to_buffer(void *avcl, int level, const char *fmt, va_list vl)
     av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &prefix);
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+    char *at = strstr(line, " @ 0x"), *close = at ? strchr(at, ']') : NULL;
+    if (close) memmove(at, close, strlen(close) + 1); /* "[flac @ 0x55..] x" -> "[flac] x" */
     if (n > 0) aio_set_str(av_last, sizeof av_last, line);
 }
 
@@ -67,6 +69,13 @@ static int av_setup_decoder(av_impl *a, const char *path, char *err) {
         return av_fail(err, AIO_EDECODE, "cannot read stream information", r);
     const AVCodec *codec = NULL;
     a->si = av_find_best_stream(a->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    int other_media = 0; /* video, image or subtitles: a real file that has no audio */
+    for (unsigned i = 0; i < a->fmt->nb_streams; i++)
+        other_media |= a->fmt->streams[i]->codecpar->codec_type != AVMEDIA_TYPE_AUDIO &&
+                       a->fmt->streams[i]->codecpar->codec_type != AVMEDIA_TYPE_UNKNOWN;
+    if (a->si == AVERROR_STREAM_NOT_FOUND && !other_media)
+        return aio_fail(err, AIO_EDECODE, "not a recognised audio file or corrupt: no streams "
+                        "found (probed as %s)", a->fmt->iformat->name);
     if (a->si == AVERROR_STREAM_NOT_FOUND)
         return aio_fail(err, AIO_EFORMAT, "no audio stream in this %s file", a->fmt->iformat->name);
     if (a->si < 0 || !codec) {
@@ -83,6 +92,7 @@ static int av_setup_decoder(av_impl *a, const char *path, char *err) {
     if ((r = avcodec_parameters_to_context(a->dec, st->codecpar)) < 0)
         return av_fail(err, AIO_EDECODE, "bad codec parameters", r);
     a->dec->pkt_timebase = st->time_base;
+    a->dec->thread_count = 1; /* batch_load parallelises across files instead */
     if ((r = avcodec_open2(a->dec, codec, NULL)) < 0)
         return av_fail(err, AIO_EDECODE, "cannot open decoder", r);
     if (a->dec->ch_layout.nb_channels < 1 || a->dec->sample_rate < 1)
@@ -90,33 +100,50 @@ static int av_setup_decoder(av_impl *a, const char *path, char *err) {
     return 0;
 }
 
-static float sample_at(const AVFrame *fr, enum AVSampleFormat fmt, int planar, int ch, int64_t i,
-                       int c) {
+/* Channel c of a decoded frame to interleaved float: one tight loop per sample format. */
+#define CONVERT_LOOP(T, EXPR)                                                              \
+    do {                                                                                   \
+        const T *src = (const T *)(const void *)base;                                      \
+        for (int64_t i = 0; i < n; i++) dst[i * ch] = (EXPR(src[i * step]));               \
+    } while (0)
+#define AS_U8(v) (((float)(v) - 128.0f) * (1.0f / 128.0f))
+#define AS_S16(v) ((float)(v) * (1.0f / 32768.0f))
+#define AS_S32(v) ((float)(v) * (1.0f / 2147483648.0f))
+#define AS_S64(v) ((float)((double)(v) / 9223372036854775808.0))
+#define AS_F32(v) (v)
+#define AS_F64(v) ((float)(v))
+
+static void convert_channel(const AVFrame *fr, enum AVSampleFormat packed, int planar, int ch,
+                            int c, float *out) {
     const uint8_t *base = planar ? fr->extended_data[c] : fr->extended_data[0];
-    int64_t k = planar ? i : i * ch + c;
-    switch (fmt) {
-        case AV_SAMPLE_FMT_U8: return ((float)base[k] - 128.0f) * (1.0f / 128.0f);
-        case AV_SAMPLE_FMT_S16: return (float)((const int16_t *)(const void *)base)[k] * (1.0f / 32768.0f);
-        case AV_SAMPLE_FMT_S32: return (float)((const int32_t *)(const void *)base)[k] * (1.0f / 2147483648.0f);
-        case AV_SAMPLE_FMT_S64: return (float)((double)((const int64_t *)(const void *)base)[k] / 9223372036854775808.0);
-        case AV_SAMPLE_FMT_FLT: return ((const float *)(const void *)base)[k];
-        case AV_SAMPLE_FMT_DBL: return (float)((const double *)(const void *)base)[k];
-        default: return 0.0f;
+    int64_t n = fr->nb_samples, step = planar ? 1 : ch;
+    float *dst = out + c;
+    if (!planar) base += (size_t)c * (size_t)av_get_bytes_per_sample(packed);
+    switch (packed) {
+        case AV_SAMPLE_FMT_U8: CONVERT_LOOP(uint8_t, AS_U8); break;
+        case AV_SAMPLE_FMT_S16: CONVERT_LOOP(int16_t, AS_S16); break;
+        case AV_SAMPLE_FMT_S32: CONVERT_LOOP(int32_t, AS_S32); break;
+        case AV_SAMPLE_FMT_S64: CONVERT_LOOP(int64_t, AS_S64); break;
+        case AV_SAMPLE_FMT_FLT: CONVERT_LOOP(float, AS_F32); break;
+        case AV_SAMPLE_FMT_DBL: CONVERT_LOOP(double, AS_F64); break;
+        default: break;
     }
 }
 
-static int frame_to_pending(av_impl *a, int ch, char *err) {
+/* Converts the decoded frame into dst, or into the pending buffer when dst is NULL. */
+static int frame_to(av_impl *a, int ch, float *dst, char *err) {
     AVFrame *fr = a->frm;
     if (fr->ch_layout.nb_channels != ch)
         return aio_fail(err, AIO_EDECODE, "channel count changes mid-stream (%d -> %d)", ch,
                         fr->ch_layout.nb_channels);
     int64_t n = fr->nb_samples;
-    if (n > a->pend_cap) {
+    if (!dst && n > a->pend_cap) {
         float *p = realloc(a->pend, sizeof(float) * (size_t)(n * ch));
         if (!p) return aio_fail(err, AIO_ENOMEM, "out of memory");
         a->pend = p;
         a->pend_cap = n;
     }
+    float *out = dst ? dst : a->pend;
     enum AVSampleFormat fmt = (enum AVSampleFormat)fr->format;
     int planar = av_sample_fmt_is_planar(fmt);
     enum AVSampleFormat packed = av_get_packed_sample_fmt(fmt);
@@ -124,30 +151,47 @@ static int frame_to_pending(av_impl *a, int ch, char *err) {
         packed != AV_SAMPLE_FMT_S64 && packed != AV_SAMPLE_FMT_FLT && packed != AV_SAMPLE_FMT_DBL)
         return aio_fail(err, AIO_EDECODE, "unsupported decoded sample format %d", fmt);
     if (packed == AV_SAMPLE_FMT_FLT && !planar) {
-        memcpy(a->pend, fr->extended_data[0], sizeof(float) * (size_t)(n * ch));
+        memcpy(out, fr->extended_data[0], sizeof(float) * (size_t)(n * ch));
+    } else if (packed == AV_SAMPLE_FMT_S16 && !planar) {
+        const int16_t *src = (const int16_t *)(const void *)fr->extended_data[0];
+        for (int64_t i = 0; i < n * ch; i++) out[i] = AS_S16(src[i]);
+    } else if (packed == AV_SAMPLE_FMT_S32 && !planar) {
+        const int32_t *src = (const int32_t *)(const void *)fr->extended_data[0];
+        for (int64_t i = 0; i < n * ch; i++) out[i] = AS_S32(src[i]);
     } else {
-        for (int64_t i = 0; i < n; i++)
-            for (int c = 0; c < ch; c++) a->pend[i * ch + c] = sample_at(fr, packed, planar, ch, i, c);
+        for (int c = 0; c < ch; c++) convert_channel(fr, packed, planar, ch, c, out);
     }
-    a->pend_len = n;
-    a->pend_pos = 0;
+    if (!dst) {
+        a->pend_len = n;
+        a->pend_pos = 0;
+    }
     return 0;
 }
 
-/* Decodes the next frame into the pending buffer: 1 when frames arrived, 0 at the end. */
-static int av_next(av_impl *a, int ch, char *err) {
+/* Decodes the next frame: straight into dst when it holds at most room frames, else into the
+   pending buffer. Returns frames written to dst, 0 when they went to pending (pend_len > 0) or
+   at the end (pend_len == 0), < 0 on error. */
+static int64_t av_next(av_impl *a, int ch, float *dst, int64_t room, char *err) {
     for (;;) {
         int r = avcodec_receive_frame(a->dec, a->frm);
         if (r == 0) {
-            int rc = frame_to_pending(a, ch, err);
+            int64_t n = a->frm->nb_samples;
+            int direct = dst && n <= room;
+            int rc = n > 0 ? frame_to(a, ch, direct ? dst : NULL, err) : 0;
             av_frame_unref(a->frm);
             if (rc != 0) return rc;
-            if (a->pend_len > 0) return 1;
-            continue;
+            if (n == 0) continue;
+            return direct ? n : 0;
         }
-        if (r == AVERROR_EOF) return 0;
+        if (r == AVERROR_EOF) {
+            a->pend_len = a->pend_pos = 0;
+            return 0;
+        }
         if (r != AVERROR(EAGAIN)) return av_fail(err, AIO_EDECODE, "decoding failed", r);
-        if (a->demux_eof) return 0;
+        if (a->demux_eof) {
+            a->pend_len = a->pend_pos = 0;
+            return 0;
+        }
         r = av_read_frame(a->fmt, a->pkt);
         if (r == AVERROR_EOF) {
             a->demux_eof = 1;
@@ -168,9 +212,13 @@ static int64_t av_read(aio_file *f, float *out, int64_t frames, char *err) {
     int64_t done = 0;
     while (done < frames) {
         if (a->pend_pos == a->pend_len) {
-            int r = av_next(a, ch, err);
+            int64_t r = av_next(a, ch, out ? out + done * ch : NULL, frames - done, err);
             if (r < 0) return r;
-            if (r == 0) break;
+            if (r > 0) {
+                done += r;
+                continue;
+            }
+            if (a->pend_len == 0) break;
         }
         int64_t n = a->pend_len - a->pend_pos;
         if (n > frames - done) n = frames - done;
@@ -420,8 +468,8 @@ out:
 
 AIO_API const char *aio_version_info(void) {
     static char buf[256];
-    snprintf(buf, sizeof buf, "libavformat %s; libavcodec %s; libavutil %s",
+    snprintf(buf, sizeof buf, "libavformat %s; libavcodec %s; libavutil %s; %s",
              AV_STRINGIFY(LIBAVFORMAT_VERSION), AV_STRINGIFY(LIBAVCODEC_VERSION),
-             AV_STRINGIFY(LIBAVUTIL_VERSION));
+             AV_STRINGIFY(LIBAVUTIL_VERSION), aio_other_versions());
     return buf;
 }

@@ -79,8 +79,14 @@ int aio_mp3_open(aio_file *f, char *err) {
         mpg123_format(mh, rates[i], MPG123_MONO | MPG123_STEREO, MPG123_ENC_FLOAT_32);
     long rate = 0;
     int ch = 0, enc = 0;
-    if (mpg123_open(mh, f->path) != MPG123_OK || mpg123_getformat(mh, &rate, &ch, &enc) != MPG123_OK ||
-        mpg123_scan(mh) != MPG123_OK) {
+    long delay = -1;
+    double unused = 0;
+    int ok = mpg123_open(mh, f->path) == MPG123_OK &&
+             mpg123_getformat(mh, &rate, &ch, &enc) == MPG123_OK;
+    /* A LAME/Info tag states frames, delay and padding: the length is exact without a scan */
+    if (ok && (mpg123_getstate(mh, MPG123_ENC_DELAY, &delay, &unused) != MPG123_OK || delay < 0))
+        ok = mpg123_scan(mh) == MPG123_OK;
+    if (!ok) {
         int code = mpg123_errcode(mh);
         aio_fail(err, AIO_EFORMAT, "libmpg123: %s",
                  code == MPG123_OK ? "no MPEG audio frames found" : mpg123_strerror(mh));

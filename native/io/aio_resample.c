@@ -1,6 +1,8 @@
 /* Band-limited resampling with libsoxr, streamed in blocks (one-shot over a whole signal is
    several times slower: cache misses), for the read pipeline and for resample(). */
+#include <mpg123.h>
 #include <soxr.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "aio.h"
@@ -53,6 +55,12 @@ int64_t aio_resampler_process(aio_resampler *r, const float *in, int64_t in_fram
     if (e) return aio_fail(err, AIO_EDECODE, "libsoxr: %s", e);
     *consumed = (int64_t)idone;
     return (int64_t)odone;
+}
+
+const char *aio_other_versions(void) {
+    static char buf[96];
+    snprintf(buf, sizeof buf, "libmpg123 API %d; libsoxr %s", MPG123_API_VERSION, soxr_version());
+    return buf;
 }
 
 void aio_resampler_free(aio_resampler *r) {

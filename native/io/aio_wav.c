@@ -301,6 +301,19 @@ int aio_wav_save(const char *path, const float *data, int64_t frames, int channe
         for (int64_t i0 = 0; rc == 0 && buf && i0 < frames; i0 += per) {
             int64_t n = frames - i0 < per ? frames - i0 : per;
             unsigned char *o = buf;
+            if (fs == channels && cs == 1 && bytes != 3) { /* contiguous: flat, vectorisable */
+                const float *src = data + i0 * channels;
+                int64_t m = n * channels;
+                if (bytes == 4) {
+                    float *dst = (float *)(void *)buf;
+                    for (int64_t k = 0; k < m; k++) dst[k] = clip ? aio_clip(src[k]) : src[k];
+                } else {
+                    int16_t *dst = (int16_t *)(void *)buf;
+                    for (int64_t k = 0; k < m; k++)
+                        dst[k] = (int16_t)aio_quantize(src[k], 32768.0f, -32768, 32767);
+                }
+                o = buf + m * bytes;
+            } else
             for (int64_t i = i0; i < i0 + n; i++) {
                 const float *row = data + i * fs;
                 for (int c = 0; c < channels; c++) {

@@ -35,12 +35,12 @@ def _pkg_config(*args: str) -> list[str]:
 
 
 def _flags() -> tuple[list[str], list[str]]:
-    cflags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
+    cflags = ["-std=c11", "-O3", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
     cflags += ["-D_GNU_SOURCE", "-fvisibility=hidden"]
     ldflags: list[str] = []
     if os.environ.get("MLX_AUDIO_IO_SANITIZE") == "1":
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover"]
-        cflags = [f for f in cflags if f != "-O2"] + ["-O1", "-g"] + san
+        cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san
         ldflags += san
     return cflags + _pkg_config("--cflags"), ldflags + _pkg_config("--libs")
 

@@ -177,7 +177,7 @@ def run_warmups(fn: Callable[[], object], warmups: int) -> tuple[object, list[st
         for w in caught:
             if issubclass(w.category, DeprecationWarning):
                 continue  # import-time noise (aifc, audioop, ...), not about the task
-            msg = f"{w.category.__name__}: {str(w.message).splitlines()[0][:120]}"
+            msg = f"{w.category.__name__}: {' '.join(str(w.message).split())[:160]}"
             if msg not in seen:
                 seen.append(msg)
     return out, seen
@@ -290,7 +290,11 @@ def wav_load_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
 
 
 def wav_save_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
-    """float32 WAV encode from a NumPy array and from an mx.array."""
+    """float32 WAV encode from a NumPy array and from an mx.array.
+
+    mlx_audio_io clamps to [-1, 1] by default (``clip=True``); soundfile and the floor do not,
+    so the ``clip=False`` row is the like-for-like one.
+    """
     audio_np = np.array(aio.load(str(files["wav"]))[0], dtype=np.float32)
     audio_mx = mx.array(audio_np)
     mx.eval(audio_mx)
@@ -305,9 +309,16 @@ def wav_save_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
         return lambda sf: lambda: sf.write(dst["sf"], np.asarray(src), SR, subtype="FLOAT")
 
     rows = []
-    for label, src in (("NumPy input", audio_np), ("mx.array input", audio_mx)):
+    variants = (
+        ("NumPy input", audio_np, True),
+        ("mx.array input", audio_mx, True),
+        ("NumPy input, clip=False", audio_np, False),
+    )
+    for label, src, clip in variants:
         fns = {
-            "mlx_audio_io": lambda src=src: aio.save(dst["mlx"], src, SR, encoding="float32"),
+            "mlx_audio_io": lambda src=src, clip=clip: aio.save(
+                dst["mlx"], src, SR, encoding="float32", clip=clip
+            ),
             **peer_fns(mods, {"soundfile": sf_save(src)}),
             "numpy floor": lambda src=src: floor_save(np.asarray(src)),
         }
@@ -506,6 +517,9 @@ def machine_section(runs: int) -> list[str]:
         "  Page cache warm. MLX outputs forced with `mx.eval`.",
         "- ratio = best peer p50 (soundfile, librosa) / mlx_audio_io p50; >1 means we are faster.",
         "  The NumPy floor is a reference lower bound, not a peer, and is not in the ratio.",
+        "- Saves use mlx_audio_io's default `clip=True` (clamps to [-1, 1]) unless the row says",
+        "  otherwise; soundfile and the floor write the floats as they are.",
+        "- info: librosa column is `librosa.get_duration(path=...)`; the floor parses the header.",
         "- Command: `make bench` (`uv run --group bench python tools/bench/bench_io.py`).",
         "",
     ]

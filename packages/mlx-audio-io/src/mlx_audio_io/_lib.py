@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 
@@ -34,9 +35,7 @@ def check(rc: int, err, what: str, path: str | None = None) -> int:
     where = f" for '{path}'" if path is not None else ""
     message = f"{what} failed{where}: {reason}"
     if rc == lib.AIO_ENOENT:
-        e = AudioFileNotFoundError(message)
-        e.filename = path
-        raise e
+        raise AudioFileNotFoundError(errno.ENOENT, message, path)
     if rc in (lib.AIO_EFORMAT, lib.AIO_EARG):
         raise AudioFormatError(message)
     raise AudioDecodeError(message)

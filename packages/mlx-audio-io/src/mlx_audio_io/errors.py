@@ -6,7 +6,10 @@ class AudioIOError(Exception):
 
 
 class AudioFileNotFoundError(AudioIOError, FileNotFoundError):
-    """The path does not exist."""
+    """The path does not exist; ``filename`` holds it and ``errno`` is ENOENT."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class AudioFormatError(AudioIOError, ValueError):

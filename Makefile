@@ -1,0 +1,43 @@
+# Thin wrapper over uv. `make test` sets up a fresh Debian machine (as root) and runs all tests.
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+ASAN_DIR := build/asan
+UV_RUN := uv run --all-packages
+
+.PHONY: deps sync test test-py test-asan demo bench lint format
+
+deps:
+	@bash tools/install_deps.sh
+
+sync: deps
+	uv sync --all-packages --locked
+
+test: sync lint test-py test-asan
+
+test-py:
+	$(UV_RUN) pytest -q
+
+# The native layer again, built with AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: sync
+	rm -rf $(ASAN_DIR)
+	MLX_AUDIO_IO_SANITIZE=1 $(UV_RUN) python packages/mlx-audio-io/build_native.py $(ASAN_DIR)
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	MLX_AUDIO_IO_NATIVE=$$(find $(ASAN_DIR) -name '_native*.so') \
+	$(UV_RUN) pytest -q -p no:cacheprovider tests/mlx_audio_io -k "not test_process"
+
+lint:
+	$(UV_RUN) ruff check packages tests tools
+	$(UV_RUN) ruff format --check packages tests tools
+
+format:
+	$(UV_RUN) ruff format packages tests tools
+	$(UV_RUN) ruff check --fix packages tests tools
+
+demo: sync
+	$(UV_RUN) python tools/demo.py
+
+bench: deps
+	uv sync --all-packages --locked --group bench
+	$(UV_RUN) --group bench python tools/bench/bench_io.py
