@@ -41,9 +41,14 @@ def main() -> None:
     print("Convert (save):")
     timed("save WAV float32", lambda: aio.save(out / "song.wav", audio, sr))
     wav, _ = aio.load(out / "song.wav")
-    for name, kw in [("song.flac", {}), ("song.mp3", {"bitrate": "192k"}),
-                     ("song.m4a", {"bitrate": "192k"}), ("song_alac.m4a", {"encoding": "alac"}),
-                     ("song.aiff", {"encoding": "pcm16"}), ("song.caf", {})]:
+    for name, kw in [
+        ("song.flac", {}),
+        ("song.mp3", {"bitrate": "192k"}),
+        ("song.m4a", {"bitrate": "192k"}),
+        ("song_alac.m4a", {"encoding": "alac"}),
+        ("song.aiff", {"encoding": "pcm16"}),
+        ("song.caf", {}),
+    ]:
         timed(f"WAV -> {name} {kw or ''}", lambda n=name, k=kw: aio.save(out / n, wav, sr, **k))
 
     print("\nInspect (info) and check the round trip:")
@@ -51,26 +56,34 @@ def main() -> None:
         meta = aio.info(path)
         back, _ = aio.load(path)
         err = float(np.max(np.abs(np.asarray(back) - audio)))
-        print(f"  {path.name:<16} {meta.container:>5}/{meta.subtype:<8} {meta.frames} frames, "
-              f"{meta.channels} ch, {meta.sample_rate} Hz, {path.stat().st_size / 1024:6.0f} KiB, "
-              f"max |error| {err:.1e}")
+        print(
+            f"  {path.name:<16} {meta.container:>5}/{meta.subtype:<8} {meta.frames} frames, "
+            f"{meta.channels} ch, {meta.sample_rate} Hz, {path.stat().st_size / 1024:6.0f} KiB, "
+            f"max |error| {err:.1e}"
+        )
 
     print("\nStream the MP3 in 0.5 s chunks, resampled to 16 kHz mono:")
     n = frames = 0
-    for chunk, chunk_sr in aio.stream(out / "song.mp3", chunk_duration=0.5, sr=16000, mono=True):
+    reader = aio.stream(out / "song.mp3", chunk_duration=0.5, sr=16000, mono=True)
+    for chunk, _ in reader:
         n += 1
         frames += chunk.shape[0]
     whole, _ = aio.load(out / "song.mp3", sr=16000, mono=True)
-    print(f"  {n} chunks, {frames} frames at {chunk_sr} Hz; load() gives {whole.shape[0]} frames")
+    rate = reader.sample_rate
+    print(f"  {n} chunks, {frames} frames at {rate} Hz; load() gives {whole.shape[0]} frames")
 
     print("\nPartial read: 0.5 s from 2.0 s of the FLAC:")
-    part, _ = timed("load(offset=2.0, duration=0.5)",
-                    lambda: aio.load(out / "song.flac", offset=2.0, duration=0.5))
+    part, _ = timed(
+        "load(offset=2.0, duration=0.5)",
+        lambda: aio.load(out / "song.flac", offset=2.0, duration=0.5),
+    )
     print(f"  shape {tuple(part.shape)}")
 
     print("\nbatch_load of every file at 16 kHz mono:")
-    items = timed("batch_load(num_workers=2)",
-                  lambda: aio.batch_load(sorted(out.iterdir()), sr=16000, mono=True, num_workers=2))
+    items = timed(
+        "batch_load(num_workers=2)",
+        lambda: aio.batch_load(sorted(out.iterdir()), sr=16000, mono=True, num_workers=2),
+    )
     print(f"  {len(items)} arrays, shapes {sorted({tuple(a.shape) for a, _ in items})}")
 
 

@@ -391,6 +391,39 @@ def info_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
     return rows
 
 
+def anatomy_tasks(files: dict[str, Path]) -> list[Task]:
+    """Where a full load's time goes: MLX's allocation of the output, and decoding alone into
+    a warm preallocated buffer (no MLX)."""
+    from mlx_audio_io._lib import ffi
+    from mlx_audio_io._read import _Source
+
+    frames = aio.info(str(files["wav"])).frames
+    warm = np.ones((frames, CHANNELS), dtype=np.float32)
+
+    def decode_only(path: str):
+        src = _Source(path, op="load")
+        try:
+            return src.read_into(ffi.from_buffer("float[]", warm), src.total, CHANNELS, 1)
+        finally:
+            src.close()
+
+    rows = [
+        Task(
+            "anatomy: mx.zeros of the output (MLX allocation)",
+            {"mlx_audio_io": lambda: mlx_eval(mx.zeros((frames, CHANNELS)))},
+        )
+    ]
+    for ext in ("wav", "mp3", "flac"):
+        path = str(files[ext])
+        rows.append(
+            Task(
+                f"anatomy: {ext.upper()} decode into a warm buffer (no MLX)",
+                {"mlx_audio_io": lambda path=path: decode_only(path)},
+            )
+        )
+    return rows
+
+
 def build_tasks(files: dict[str, Path]) -> list[Task]:
     """All benchmark rows, in report order."""
     mods = {name: optional_import(name) for name in (*PEERS, "soxr")}
@@ -400,6 +433,7 @@ def build_tasks(files: dict[str, Path]) -> list[Task]:
         *compressed_load_tasks(files, mods),
         resample_task(files, mods),
         *info_tasks(files, mods),
+        *anatomy_tasks(files),
     ]
 
 
@@ -595,8 +629,29 @@ def render(rows, runs: int, accuracy: str) -> str:
         f"downmix, common length): {accuracy}",
         "",
         *notes.lines(),
+        "",
+        *READING,
     ]
     return "\n".join(body).rstrip() + "\n"
+
+
+READING = [
+    "## Reading the table",
+    "",
+    "- Every full load returns a fresh `mx.array`. MLX's CPU allocator hands large buffers",
+    "  back to the OS and does not use transparent huge pages, so the output's first touch",
+    "  costs a page fault per 4 KiB (the `anatomy: mx.zeros` row). NumPy-based peers get huge",
+    "  pages and pay far less. The anatomy rows split our load time into that allocation and",
+    "  the decode itself: where we trail a peer on a full load, compare the decode-only row",
+    "  with the peer's time.",
+    "- MP3: libmpg123 decodes for us and for soundfile (libsndfile uses it too), so decode",
+    "  speed is equal; the difference is the allocation. FLAC: libav's decoder against",
+    "  libFLAC's, plus the allocation. A libFLAC fast path is planned (issue 3).",
+    "- M4A: soundfile cannot read it; librosa falls back to an ffmpeg subprocess and keeps",
+    "  the AAC end padding (680 more frames than the file's edit list says).",
+    "- The 2-core machine is shared: p50 drifts by up to about 20% between runs; the min",
+    "  column shows the undisturbed cost.",
+]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""Each package builds (sdist, then wheel from it) and installs alone into a fresh venv."""
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {
+    "mlx-audio-io": "mlx_audio_io",
+    "mlx-audio-streaming": "mlx_audio_streaming",
+    "mlx-audio-tts": "mlx_audio_tts",
+    "mlx-audio-sts": "mlx_audio_sts",
+    "fast-mp3-augment": "fast_mp3_augment",
+}
+SMOKE = """
+import sys, numpy as np, {mod}, mlx_audio_io as aio
+aio.save("s.flac", np.zeros((100, 2), np.float32), 44100)
+assert aio.info("s.flac").frames == 100
+heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "mlx_audio_tts", "mlx_audio_sts")]
+assert not heavy or "{mod}" in ("mlx_audio_tts", "mlx_audio_sts"), heavy
+print({mod}.__version__)
+"""
+
+
+def _uv(*args, **kw):
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is not installed; `make test` installs it")
+    return subprocess.run([uv, *args], check=True, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    for dist in PACKAGES:
+        _uv("build", "--package", dist, "-o", str(out), cwd=ROOT)
+    return out
+
+
+def test_versions_agree():
+    versions = set()
+    for dist, mod in PACKAGES.items():
+        meta = tomllib.loads((ROOT / "packages" / dist / "pyproject.toml").read_text())
+        versions.add(meta["project"]["version"])
+        init = (ROOT / "packages" / dist / "src" / mod / "__init__.py").read_text()
+        assert f'__version__ = "{meta["project"]["version"]}"' in init
+    assert len(versions) == 1  # lockstep
+
+
+@pytest.mark.parametrize("dist", list(PACKAGES))
+def test_wheel_installs_alone(wheels, tmp_path, dist):
+    venv = tmp_path / "venv"
+    _uv("venv", "-q", "--python", sys.executable, str(venv))
+    py = venv / "bin" / "python"
+    wheel = next(wheels.glob(PACKAGES[dist] + "-*.whl"))
+    _uv("pip", "install", "-q", "--python", str(py), "--find-links", str(wheels), str(wheel))
+    r = subprocess.run([str(py), "-c", SMOKE.format(mod=PACKAGES[dist])], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0.1.0"
