@@ -3,10 +3,10 @@
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
@@ -58,7 +58,11 @@ def test_wheel_installs_alone(wheels, tmp_path, dist):
     py = venv / "bin" / "python"
     wheel = next(wheels.glob(PACKAGES[dist] + "-*.whl"))
     _uv("pip", "install", "-q", "--python", str(py), "--find-links", str(wheels), str(wheel))
-    r = subprocess.run([str(py), "-c", SMOKE.format(mod=PACKAGES[dist])], cwd=tmp_path,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(py), "-c", SMOKE.format(mod=PACKAGES[dist])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0.1.0"

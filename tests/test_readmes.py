@@ -3,13 +3,16 @@
 import re
 from pathlib import Path
 
+import mlx_audio_io as aio
 import pytest
 from signals import music
 
-import mlx_audio_io as aio
-
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted(ROOT.glob("packages/*/README.md")), *sorted(ROOT.glob("docs/*.md"))]
+DOCS = [
+    ROOT / "README.md",
+    *sorted(ROOT.glob("packages/*/README.md")),
+    *sorted(ROOT.glob("docs/*.md")),
+]
 BLOCKS = [
     pytest.param(block, id=f"{doc.relative_to(ROOT)}#{i}")
     for doc in DOCS

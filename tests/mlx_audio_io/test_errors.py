@@ -2,18 +2,19 @@
 
 import re
 
+import mlx_audio_io as aio
 import numpy as np
 import pytest
 from conftest import ffmpeg
-
-import mlx_audio_io as aio
 from mlx_audio_io import AudioDecodeError, AudioFormatError, AudioIOError
 
 
 def test_missing_file(tmp_path):
     p = tmp_path / "nope.wav"
     for fn, op in [(aio.load, "load"), (aio.info, "info"), (lambda q: aio.stream(q, 10), "stream")]:
-        with pytest.raises(FileNotFoundError, match=f"{op} failed for '{re.escape(str(p))}': file not found") as e:
+        with pytest.raises(
+            FileNotFoundError, match=f"{op} failed for '{re.escape(str(p))}': file not found"
+        ) as e:
             fn(p)
         assert isinstance(e.value, AudioIOError) and e.value.filename == str(p)
 
@@ -23,8 +24,12 @@ def test_missing_file(tmp_path):
     [
         (b"", "wav", RuntimeError, "file is empty"),
         (b"RIFF\x00\x00\x00\x00WAVEjunk", "wav", RuntimeError, "no fmt chunk"),
-        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + bytes(16) + b"data\x00\x00\x00\x00",
-         "wav", RuntimeError, "invalid WAV fmt chunk"),
+        (
+            b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + bytes(16) + b"data\x00\x00\x00\x00",
+            "wav",
+            RuntimeError,
+            "invalid WAV fmt chunk",
+        ),
         (bytes(range(256)) * 40, "flac", RuntimeError, "not a recognised audio file or corrupt"),
         (b"hello, this is text" * 100, "mp3", RuntimeError, "not a recognised audio file"),
         (b"fLaC" + bytes(200), "flac", RuntimeError, ""),
@@ -94,8 +99,12 @@ X = np.zeros((100, 2), np.float32)
     [
         ("o.ogg", {}, X, "unsupported output format '.ogg'; supported: .aif, .aifc, .aiff"),
         ("o", {}, X, "unsupported output format '(no extension)'"),
-        ("o.wav", {"encoding": "pcm8"}, X,
-         "encoding 'pcm8' is not supported for .wav; use one of ['float32', 'pcm16', 'pcm24']"),
+        (
+            "o.wav",
+            {"encoding": "pcm8"},
+            X,
+            "encoding 'pcm8' is not supported for .wav; use one of ['float32', 'pcm16', 'pcm24']",
+        ),
         ("o.mp3", {"encoding": "pcm16"}, X, "encoding 'pcm16' is not supported for .mp3"),
         ("o.flac", {"encoding": "alac"}, X, "encoding 'alac' is not supported for .flac"),
         ("o.wav", {"bitrate": "192k"}, X, "bitrate is only used by lossy encodings"),
@@ -105,7 +114,12 @@ X = np.zeros((100, 2), np.float32)
         ("o.mp3", {"bitrate": "fast"}, X, "bitrate must be 'auto', a string like '192k'"),
         ("o.m4a", {"bitrate": "1k"}, X, "AAC bitrate must be 16k-320k per channel pair"),
         ("o.wav", {}, np.zeros((10, 2), np.int16), "needs floating-point audio"),
-        ("o.wav", {}, np.zeros((2, 2, 2), np.float32), "needs 1-D or 2-D audio, got shape (2, 2, 2)"),
+        (
+            "o.wav",
+            {},
+            np.zeros((2, 2, 2), np.float32),
+            "needs 1-D or 2-D audio, got shape (2, 2, 2)",
+        ),
         ("o.wav", {}, np.zeros((2, 4410), np.float32), "pass layout='channels_first'"),
         ("o.wav", {"layout": "zz"}, X, "layout must be one of"),
     ],
@@ -132,7 +146,10 @@ def test_save_rates_and_channels(tmp_path):
 @pytest.mark.parametrize("name", ["a.wav", "a.flac", "a.mp3"])
 def test_save_into_missing_directory(tmp_path, name):
     p = tmp_path / "no" / "such" / name
-    with pytest.raises(AudioDecodeError, match=f"save failed for '{re.escape(str(p))}': .*(No such file|cannot open)"):
+    with pytest.raises(
+        AudioDecodeError,
+        match=f"save failed for '{re.escape(str(p))}': .*(No such file|cannot open)",
+    ):
         aio.save(p, X, 44100)
 
 

@@ -24,8 +24,9 @@ def _run(code: str, env_extra=None, **kw) -> subprocess.CompletedProcess:
     import os
 
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          check=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, **kw
+    )
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS uses Accelerate; no preload there")
@@ -38,14 +39,16 @@ def test_blas_preload_makes_matmul_at_least_5x_faster():
 def test_preload_state_is_reported():
     out = _run("import mlx_audio_io._blas as b; print(b.loaded is not None, repr(b.reason))").stdout
     assert out.startswith("True") or sys.platform == "darwin"
-    off = _run("import mlx_audio_io._blas as b; print(b.loaded, b.reason)",
-               {"MLX_AUDIO_BLAS": "off"}).stdout
+    off = _run(
+        "import mlx_audio_io._blas as b; print(b.loaded, b.reason)", {"MLX_AUDIO_BLAS": "off"}
+    ).stdout
     assert off.strip() == "None disabled by MLX_AUDIO_BLAS"
 
 
 def test_importing_mlx_first_warns_with_the_fix():
-    r = _run("import warnings; warnings.simplefilter('always')\n"
-             "import mlx.core\nimport mlx_audio_io")
+    r = _run(
+        "import warnings; warnings.simplefilter('always')\nimport mlx.core\nimport mlx_audio_io"
+    )
     if sys.platform != "darwin":
         assert "Import mlx_audio_io" in r.stderr and "before mlx" in r.stderr
     clean = _run("import warnings; warnings.simplefilter('error')\nimport mlx_audio_io")

@@ -1,20 +1,38 @@
 """Truncated and corrupted files of every format: an exception or audio, never a crash."""
 
+import mlx_audio_io as aio
 import numpy as np
 import pytest
-
-import mlx_audio_io as aio
 from mlx_audio_io import AudioIOError
 
-KEYS = ["wav_p16", "wav_f32", "flac", "mp3", "m4a", "alac", "aiff", "caf", "ff_ogg", "ff_opus",
-        "ff_mp3_noxing", "ff_rf64", "ff_w64", "ff_ulaw", "ff_adpcm"]
+KEYS = [
+    "wav_p16",
+    "wav_f32",
+    "flac",
+    "mp3",
+    "m4a",
+    "alac",
+    "aiff",
+    "caf",
+    "ff_ogg",
+    "ff_opus",
+    "ff_mp3_noxing",
+    "ff_rf64",
+    "ff_w64",
+    "ff_ulaw",
+    "ff_adpcm",
+]
 
 
 def _exercise(path):
     """Every reader on one file; returns what happened, raising anything but our errors."""
     outcomes = []
-    for fn in (aio.info, aio.load, lambda p: aio.load(p, offset=1.0, duration=0.5, sr=16000),
-               lambda p: [c for c, _ in aio.stream(p, chunk_frames=4096, mono=True)]):
+    for fn in (
+        aio.info,
+        aio.load,
+        lambda p: aio.load(p, offset=1.0, duration=0.5, sr=16000),
+        lambda p: [c for c, _ in aio.stream(p, chunk_frames=4096, mono=True)],
+    ):
         try:
             fn(path)
             outcomes.append("ok")

@@ -1,13 +1,23 @@
 """stream(): chunks concatenate to exactly what load() returns, in every configuration."""
 
 import mlx.core as mx
+import mlx_audio_io as aio
 import numpy as np
 import pytest
 
-import mlx_audio_io as aio
-
-KEYS = ["wav_p16", "wav_f32", "mp3", "flac", "m4a", "ff_ogg", "ff_opus", "ff_mp3_noxing",
-        "ff_6ch", "aiff", "ff_ulaw"]
+KEYS = [
+    "wav_p16",
+    "wav_f32",
+    "mp3",
+    "flac",
+    "m4a",
+    "ff_ogg",
+    "ff_opus",
+    "ff_mp3_noxing",
+    "ff_6ch",
+    "aiff",
+    "ff_ulaw",
+]
 
 
 @pytest.mark.parametrize("key", KEYS)
