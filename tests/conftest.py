@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,5 +84,33 @@ def media(tmp_path_factory):
     return files
 
 
-def as_np(a) -> np.ndarray:
-    return np.asarray(a)
+#: every key of the `media` fixture that names a file
+MEDIA_KEYS = [
+    "wav_f32",
+    "wav_p16",
+    "wav_p24",
+    "flac",
+    "mp3",
+    "m4a",
+    "alac",
+    "aiff",
+    "caf",
+    "ff_ogg",
+    "ff_opus",
+    "ff_m4a",
+    "ff_mp3_noxing",
+    "ff_mp3",
+    "ff_flac",
+    "ff_ulaw",
+    "ff_alaw",
+    "ff_u8",
+    "ff_s32",
+    "ff_f64",
+    "ff_rf64",
+    "ff_w64",
+    "ff_aiff",
+    "ff_caf",
+    "ff_6ch",
+    "ff_mono_mp3",
+    "ff_adpcm",
+]

@@ -4,37 +4,10 @@ import mlx.core as mx
 import mlx_audio_io as aio
 import numpy as np
 import pytest
+from conftest import MEDIA_KEYS
 from signals import pcm_grid
 
-DECODED = [
-    "wav_f32",
-    "wav_p16",
-    "wav_p24",
-    "flac",
-    "mp3",
-    "m4a",
-    "alac",
-    "aiff",
-    "caf",
-    "ff_ogg",
-    "ff_opus",
-    "ff_m4a",
-    "ff_mp3_noxing",
-    "ff_mp3",
-    "ff_flac",
-    "ff_ulaw",
-    "ff_alaw",
-    "ff_u8",
-    "ff_s32",
-    "ff_f64",
-    "ff_rf64",
-    "ff_w64",
-    "ff_aiff",
-    "ff_caf",
-    "ff_6ch",
-    "ff_mono_mp3",
-    "ff_adpcm",
-]
+DECODED = MEDIA_KEYS
 LOSSY = {"mp3", "m4a", "ff_ogg", "ff_opus", "ff_m4a", "ff_mp3_noxing", "ff_mp3", "ff_mono_mp3"}
 EXACT = {
     "wav_f32": None,
