@@ -27,8 +27,28 @@ struct aio_file {
     void *impl;
     aio_info info;
     int64_t pos; /* frames delivered by read() since the start of the file */
-    char *path;
+    char *path;  /* the file, or for memory input a name whose extension hints the format */
+    const unsigned char *mem; /* memory input (owned by the caller), or NULL */
+    int64_t mem_size;
 };
+
+/* Positional reads from a file descriptor or from memory. */
+typedef struct {
+    int fd;
+    const unsigned char *mem;
+    int64_t size;
+} aio_src;
+
+int aio_src_read_at(const aio_src *s, void *dst, size_t n, int64_t off); /* 0, or -1 if short */
+
+/* Sequential writes to a file descriptor or to a growing memory buffer. */
+typedef struct {
+    int fd;
+    unsigned char *buf;
+    int64_t len, cap;
+} aio_sink;
+
+int aio_sink_write(aio_sink *s, const void *p, size_t n); /* 0, or -1 (errno set) */
 
 /* Formats a message into err (AIO_ERRLEN bytes) and returns code. */
 int aio_fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -36,17 +56,24 @@ void aio_set_str(char *dst, size_t cap, const char *src);
 
 /* Backend constructors: fill f->be, f->impl and f->info, or return an error.
    AIO_EFORMAT from the WAV and MP3 backends means "not mine, try libav". */
-int aio_wav_open(aio_file *f, int fd, char *err);
+int aio_wav_open(aio_file *f, aio_src src, char *err);
 int aio_is_w64(const unsigned char *head, size_t n);
 int aio_mp3_open(aio_file *f, char *err);
+int aio_ogg_open(aio_file *f, char *err);
+int aio_is_ogg_vorbis(const unsigned char *head, size_t n);
 int aio_av_open(aio_file *f, char *err);
 
-int aio_wav_save(const char *path, const float *data, int64_t frames, int channels,
-                 int64_t frame_stride, int64_t chan_stride, int sample_rate, int encoding,
-                 int clip, char *err);
-int aio_av_save(const char *path, const char *container, const float *data, int64_t frames,
-                int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
-                int encoding, int bitrate, int clip, char *err);
+/* Encoders. path == NULL encodes into *mem / *mem_size (malloc'd) instead of a file. */
+typedef struct {
+    const float *data;
+    int64_t frames, frame_stride, chan_stride;
+    int channels, sample_rate, encoding, bitrate, clip, compression;
+} aio_audio;
+
+int aio_wav_save(const char *path, const char *container, unsigned char **mem,
+                 int64_t *mem_size, const aio_audio *a, char *err);
+int aio_av_save(const char *path, const char *container, unsigned char **mem,
+                int64_t *mem_size, const aio_audio *a, char *err);
 
 const char *aio_other_versions(void); /* mpg123 and soxr */
 

@@ -42,8 +42,71 @@ static int av_fail(char *err, int code, const char *what, int averr) {
     return aio_fail(err, code, "%s: %s", what, e);
 }
 
+/* Memory as libav I/O: reads (decoding) or a growing, seekable buffer (encoding). */
+typedef struct {
+    unsigned char *data;
+    int64_t size, pos, cap;
+} av_mem;
+
+static int mem_read(void *op, uint8_t *buf, int n) {
+    av_mem *m = op;
+    int64_t left = m->size - m->pos;
+    if (left <= 0) return AVERROR_EOF;
+    if (n > left) n = (int)left;
+    memcpy(buf, m->data + m->pos, (size_t)n);
+    m->pos += n;
+    return n;
+}
+
+#if LIBAVFORMAT_VERSION_MAJOR >= 61
+static int mem_write(void *op, const uint8_t *buf, int n) {
+#else
+static int mem_write(void *op, uint8_t *buf, int n) {
+#endif
+    av_mem *m = op;
+    if (m->pos + n > m->cap) {
+        int64_t cap = m->cap ? m->cap : 1 << 16;
+        while (cap < m->pos + n) cap *= 2;
+        unsigned char *d = realloc(m->data, (size_t)cap);
+        if (!d) return AVERROR(ENOMEM);
+        m->data = d;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->pos, buf, (size_t)n);
+    m->pos += n;
+    if (m->pos > m->size) m->size = m->pos;
+    return n;
+}
+
+static int64_t mem_seek(void *op, int64_t off, int whence) {
+    av_mem *m = op;
+    if (whence & AVSEEK_SIZE) return m->size;
+    whence &= ~AVSEEK_FORCE;
+    int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->pos : m->size;
+    if (base + off < 0) return AVERROR(EINVAL);
+    m->pos = base + off;
+    return m->pos;
+}
+
+static AVIOContext *mem_avio(av_mem *m, int writable) {
+    unsigned char *buf = av_malloc(1 << 16);
+    if (!buf) return NULL;
+    AVIOContext *io = avio_alloc_context(buf, 1 << 16, writable, m, writable ? NULL : mem_read,
+                                         writable ? mem_write : NULL, mem_seek);
+    if (!io) av_free(buf);
+    return io;
+}
+
+static void free_avio(AVIOContext **io) {
+    if (!*io) return;
+    av_freep(&(*io)->buffer);
+    avio_context_free(io);
+}
+
 typedef struct {
     AVFormatContext *fmt;
+    AVIOContext *io; /* memory input only */
+    av_mem mem;
     AVCodecContext *dec;
     AVPacket *pkt;
     AVFrame *frm;
@@ -56,14 +119,22 @@ typedef struct {
 static void av_teardown(av_impl *a) {
     avcodec_free_context(&a->dec);
     avformat_close_input(&a->fmt);
+    free_avio(&a->io);
     av_packet_free(&a->pkt);
     av_frame_free(&a->frm);
     a->pend_len = a->pend_pos = 0;
     a->demux_eof = 0;
 }
 
-static int av_setup_decoder(av_impl *a, const char *path, char *err) {
-    int r = avformat_open_input(&a->fmt, path, NULL, NULL);
+static int av_setup_decoder(av_impl *a, aio_file *f, char *err) {
+    if (f->mem) {
+        a->mem = (av_mem){(unsigned char *)f->mem, f->mem_size, 0, 0};
+        if (!(a->fmt = avformat_alloc_context()) || !(a->io = mem_avio(&a->mem, 0)))
+            return aio_fail(err, AIO_ENOMEM, "out of memory");
+        a->fmt->pb = a->io;
+        a->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+    }
+    int r = avformat_open_input(&a->fmt, f->path, NULL, NULL);
     if (r < 0) return av_fail(err, AIO_EDECODE, "not a recognised audio file or corrupt", r);
     if ((r = avformat_find_stream_info(a->fmt, NULL)) < 0)
         return av_fail(err, AIO_EDECODE, "cannot read stream information", r);
@@ -234,7 +305,7 @@ static int av_seek(aio_file *f, int64_t frame, char *err) {
     av_impl *a = f->impl;
     av_begin();
     av_teardown(a);
-    int rc = av_setup_decoder(a, f->path, err);
+    int rc = av_setup_decoder(a, f, err);
     if (rc != 0) return rc;
     f->pos = 0;
     int64_t n = av_read(f, NULL, frame, err);
@@ -301,7 +372,7 @@ int aio_av_open(aio_file *f, char *err) {
     av_begin();
     av_impl *a = calloc(1, sizeof *a);
     if (!a) return aio_fail(err, AIO_ENOMEM, "out of memory");
-    int rc = av_setup_decoder(a, f->path, err);
+    int rc = av_setup_decoder(a, f, err);
     if (rc != 0) {
         av_teardown(a);
         free(a);
@@ -342,22 +413,38 @@ static const enc_spec ENC[] = {
     {"caf", "caf", "pcm_s16le", AIO_ENC_PCM16, AV_SAMPLE_FMT_S16, 0},
     {"caf", "caf", "pcm_s24le", AIO_ENC_PCM24, AV_SAMPLE_FMT_S32, 0},
     {"caf", "caf", "pcm_f32le", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLT, 0},
+    {"ogg", "ogg", "libvorbis", AIO_ENC_VORBIS, AV_SAMPLE_FMT_FLTP, 0},
+    {"ogg", "ogg", "libopus", AIO_ENC_OPUS, AV_SAMPLE_FMT_FLT, 0},
+    {"opus", "ogg", "libopus", AIO_ENC_OPUS, AV_SAMPLE_FMT_FLT, 0},
+    {"wav", "wav", "pcm_mulaw", AIO_ENC_ULAW, AV_SAMPLE_FMT_S16, 0},
+    {"wav", "wav", "pcm_alaw", AIO_ENC_ALAW, AV_SAMPLE_FMT_S16, 0},
 };
 
+/* The layout our WAV writer declares for n channels (its channel mask), so a channel keeps its
+   meaning across formats: 3.0, quad, 5.0, 5.1, 6.1 (side, as Vorbis and Opus define it), 7.1;
+   libav's default beyond 8. */
+static void aio_channel_layout(AVChannelLayout *layout, int n) {
+    static const uint64_t masks[] = {0, AV_CH_LAYOUT_MONO, AV_CH_LAYOUT_STEREO,
+                                     AV_CH_LAYOUT_SURROUND, AV_CH_LAYOUT_QUAD,
+                                     AV_CH_LAYOUT_5POINT0_BACK, AV_CH_LAYOUT_5POINT1_BACK,
+                                     AV_CH_LAYOUT_6POINT1, AV_CH_LAYOUT_7POINT1};
+    if (n <= 8 && av_channel_layout_from_mask(layout, masks[n]) == 0) return;
+    av_channel_layout_default(layout, n);
+}
+
 /* Writes frames [i0, i0+n) of the strided input into an encoder frame. */
-static void fill_frame(AVFrame *fr, const float *data, int64_t i0, int64_t n, int ch, int64_t fs,
-                       int64_t cs, int clip) {
+static void fill_frame(AVFrame *fr, const aio_audio *a, int64_t i0, int64_t n) {
     enum AVSampleFormat fmt = (enum AVSampleFormat)fr->format;
-    int planar = av_sample_fmt_is_planar(fmt);
+    int planar = av_sample_fmt_is_planar(fmt), ch = a->channels;
     enum AVSampleFormat packed = av_get_packed_sample_fmt(fmt);
     for (int64_t i = 0; i < n; i++) {
-        const float *row = data + (i0 + i) * fs;
+        const float *row = a->data + (i0 + i) * a->frame_stride;
         for (int c = 0; c < ch; c++) {
-            float x = row[c * cs];
+            float x = row[c * a->chan_stride];
             int64_t k = planar ? i : i * ch + c;
             uint8_t *base = planar ? fr->extended_data[c] : fr->extended_data[0];
             if (packed == AV_SAMPLE_FMT_FLT)
-                ((float *)(void *)base)[k] = clip ? aio_clip(x) : x;
+                ((float *)(void *)base)[k] = a->clip ? aio_clip(x) : x;
             else if (packed == AV_SAMPLE_FMT_S16)
                 ((int16_t *)(void *)base)[k] = (int16_t)aio_quantize(x, 32768.0f, -32768, 32767);
             else /* S32 holding 24-bit audio in the high bits */
@@ -378,49 +465,96 @@ static int drain(AVFormatContext *oc, AVCodecContext *enc, AVStream *st, AVPacke
     }
 }
 
-int aio_av_save(const char *path, const char *container, const float *data, int64_t frames,
-                int channels, int64_t fs, int64_t cs, int sample_rate, int encoding, int bitrate,
-                int clip, char *err) {
+static AVCodecContext *open_encoder(AVFormatContext *oc, const enc_spec *spec, const AVCodec *codec,
+                                    const aio_audio *a, char *err, int *rc) {
+    AVCodecContext *enc = avcodec_alloc_context3(codec);
+    if (!enc) {
+        *rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+        return NULL;
+    }
+    enc->sample_rate = a->sample_rate;
+    enc->sample_fmt = spec->sample_fmt;
+    aio_channel_layout(&enc->ch_layout, a->channels);
+    enc->time_base = (AVRational){1, a->sample_rate};
+    if (strcmp(spec->encoder, "libopus") == 0 && a->channels > 2)
+        av_opt_set_int(enc->priv_data, "mapping_family", 1, 0); /* surround: Vorbis layouts */
+    if (spec->bits) enc->bits_per_raw_sample = spec->bits;
+    if (a->bitrate > 0) enc->bit_rate = a->bitrate;
+    if (a->compression >= 0) enc->compression_level = a->compression;
+    if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    int r = avcodec_open2(enc, codec, NULL);
+    if (r < 0) {
+        *rc = av_fail(err, AIO_EARG, "the encoder rejected these settings", r);
+        avcodec_free_context(&enc);
+    }
+    return enc;
+}
+
+static int encode_all(AVFormatContext *oc, AVCodecContext *enc, AVStream *st, const aio_audio *a,
+                      char *err) {
+    AVFrame *fr = av_frame_alloc();
+    AVPacket *pkt = av_packet_alloc();
+    int rc = fr && pkt ? 0 : aio_fail(err, AIO_ENOMEM, "out of memory"), r;
+    int64_t per = enc->frame_size > 0 ? enc->frame_size : 4096;
+    for (int64_t i0 = 0; i0 < a->frames && rc == 0; i0 += per) {
+        int64_t n = a->frames - i0 < per ? a->frames - i0 : per;
+        fr->nb_samples = (int)n;
+        fr->format = enc->sample_fmt;
+        fr->sample_rate = a->sample_rate;
+        if (av_channel_layout_copy(&fr->ch_layout, &enc->ch_layout) < 0 ||
+            av_frame_get_buffer(fr, 0) < 0) {
+            rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+            break;
+        }
+        fill_frame(fr, a, i0, n);
+        fr->pts = i0;
+        r = avcodec_send_frame(enc, fr);
+        av_frame_unref(fr);
+        rc = r < 0 ? av_fail(err, AIO_EIO, "encoding failed", r) : drain(oc, enc, st, pkt, err);
+    }
+    if (rc == 0) {
+        avcodec_send_frame(enc, NULL);
+        rc = drain(oc, enc, st, pkt, err);
+    }
+    av_frame_free(&fr);
+    av_packet_free(&pkt);
+    return rc;
+}
+
+int aio_av_save(const char *path, const char *container, unsigned char **mem,
+                int64_t *mem_size, const aio_audio *a, char *err) {
     av_begin();
     const enc_spec *spec = NULL;
     for (size_t i = 0; i < sizeof ENC / sizeof ENC[0]; i++)
-        if (strcmp(ENC[i].container, container) == 0 && ENC[i].encoding == encoding) spec = &ENC[i];
+        if (strcmp(ENC[i].container, container) == 0 && ENC[i].encoding == a->encoding) spec = &ENC[i];
     if (!spec) return aio_fail(err, AIO_EARG, "unsupported encoding for .%s", container);
     const AVCodec *codec = avcodec_find_encoder_by_name(spec->encoder);
     if (!codec) return aio_fail(err, AIO_EFORMAT, "libav was built without the %s encoder", spec->encoder);
 
     AVFormatContext *oc = NULL;
     AVCodecContext *enc = NULL;
-    AVFrame *fr = av_frame_alloc();
-    AVPacket *pkt = av_packet_alloc();
+    av_mem out = {0};
     int rc = 0, r, opened = 0;
-    if (!fr || !pkt || avformat_alloc_output_context2(&oc, NULL, spec->muxer, path) < 0 || !oc ||
-        !(enc = avcodec_alloc_context3(codec))) {
+    AVStream *st = NULL;
+    if (avformat_alloc_output_context2(&oc, NULL, spec->muxer, path) < 0 || !oc ||
+        !(st = avformat_new_stream(oc, NULL))) {
         rc = aio_fail(err, AIO_ENOMEM, "cannot set up the %s muxer", spec->muxer);
         goto out;
     }
-    AVStream *st = avformat_new_stream(oc, NULL);
-    if (!st) {
-        rc = aio_fail(err, AIO_ENOMEM, "out of memory");
-        goto out;
-    }
-    enc->sample_rate = sample_rate;
-    enc->sample_fmt = spec->sample_fmt;
-    av_channel_layout_default(&enc->ch_layout, channels);
-    enc->time_base = (AVRational){1, sample_rate};
-    if (spec->bits) enc->bits_per_raw_sample = spec->bits;
-    if (bitrate > 0) enc->bit_rate = bitrate;
-    if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    if ((r = avcodec_open2(enc, codec, NULL)) < 0) {
-        rc = av_fail(err, AIO_EARG, "the encoder rejected these settings", r);
-        goto out;
-    }
+    if (!(enc = open_encoder(oc, spec, codec, a, err, &rc))) goto out;
     if ((r = avcodec_parameters_from_context(st->codecpar, enc)) < 0) {
         rc = av_fail(err, AIO_EIO, "cannot set stream parameters", r);
         goto out;
     }
     st->time_base = enc->time_base;
-    if ((r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE)) < 0) {
+    if (path) {
+        r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE);
+    } else {
+        oc->pb = mem_avio(&out, 1);
+        oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+        r = oc->pb ? 0 : AVERROR(ENOMEM);
+    }
+    if (r < 0) {
         rc = av_fail(err, AIO_EIO, "cannot open for writing", r);
         goto out;
     }
@@ -428,41 +562,28 @@ int aio_av_save(const char *path, const char *container, const float *data, int6
     /* MP4 edit lists count in the movie timescale (ms by default): use the sample rate so
        the decoded length after priming removal is exact */
     if (strcmp(container, "m4a") == 0)
-        av_opt_set_int(oc->priv_data, "movie_timescale", sample_rate, 0);
+        av_opt_set_int(oc->priv_data, "movie_timescale", a->sample_rate, 0);
     if ((r = avformat_write_header(oc, NULL)) < 0) {
         rc = av_fail(err, AIO_EIO, "cannot write the header", r);
         goto out;
     }
-    int64_t per = enc->frame_size > 0 ? enc->frame_size : 4096;
-    for (int64_t i0 = 0; i0 < frames && rc == 0; i0 += per) {
-        int64_t n = frames - i0 < per ? frames - i0 : per;
-        fr->nb_samples = (int)n;
-        fr->format = enc->sample_fmt;
-        fr->sample_rate = sample_rate;
-        if (av_channel_layout_copy(&fr->ch_layout, &enc->ch_layout) < 0 ||
-            av_frame_get_buffer(fr, 0) < 0) {
-            rc = aio_fail(err, AIO_ENOMEM, "out of memory");
-            break;
-        }
-        fill_frame(fr, data, i0, n, channels, fs, cs, clip);
-        fr->pts = i0;
-        r = avcodec_send_frame(enc, fr);
-        av_frame_unref(fr);
-        if (r < 0) rc = av_fail(err, AIO_EIO, "encoding failed", r);
-        else rc = drain(oc, enc, st, pkt, err);
-    }
-    if (rc == 0) {
-        avcodec_send_frame(enc, NULL);
-        rc = drain(oc, enc, st, pkt, err);
-    }
+    rc = encode_all(oc, enc, st, a, err);
     if (rc == 0 && (r = av_write_trailer(oc)) < 0) rc = av_fail(err, AIO_EIO, "cannot finish the file", r);
 out:
-    if (opened) avio_closep(&oc->pb);
+    if (opened && path) avio_closep(&oc->pb);
+    if (opened && !path) {
+        avio_flush(oc->pb);
+        free_avio(&oc->pb);
+    }
     avcodec_free_context(&enc);
     avformat_free_context(oc);
-    av_frame_free(&fr);
-    av_packet_free(&pkt);
-    if (rc != 0 && opened) unlink(path);
+    if (rc != 0 && opened && path) unlink(path);
+    if (rc == 0 && !path) {
+        *mem = out.data;
+        *mem_size = out.size;
+    } else {
+        free(out.data);
+    }
     return rc;
 }
 

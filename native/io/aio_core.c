@@ -40,6 +40,114 @@ static int has_ext(const char *path, const char *ext) {
     return n > m && strcasecmp(path + n - m, ext) == 0;
 }
 
+int aio_src_read_at(const aio_src *s, void *dst, size_t n, int64_t off) {
+    if (off < 0) return -1;
+    if (s->mem) {
+        if (off > s->size || (int64_t)n > s->size - off) return -1;
+        memcpy(dst, s->mem + off, n);
+        return 0;
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(s->fd, (char *)dst + got, n - got, (off_t)(off + (int64_t)got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int aio_sink_write(aio_sink *s, const void *p, size_t n) {
+    if (s->fd < 0) {
+        if (s->len + (int64_t)n > s->cap) {
+            int64_t cap = s->cap ? s->cap : 1 << 16;
+            while (cap < s->len + (int64_t)n) cap *= 2;
+            unsigned char *b = realloc(s->buf, (size_t)cap);
+            if (!b) return errno = ENOMEM, -1;
+            s->buf = b;
+            s->cap = cap;
+        }
+        memcpy(s->buf + s->len, p, n);
+        s->len += (int64_t)n;
+        return 0;
+    }
+    const char *c = p;
+    while (n > 0) {
+        ssize_t r = write(s->fd, c, n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int is_riff_wave(const unsigned char *head, size_t got) {
+    int riff = got >= 12 &&
+               (memcmp(head, "RIFF", 4) == 0 || memcmp(head, "RF64", 4) == 0 ||
+                memcmp(head, "BW64", 4) == 0) &&
+               memcmp(head + 8, "WAVE", 4) == 0;
+    return riff || aio_is_w64(head, got);
+}
+
+/* Picks the backend by content: our WAV reader, libmpg123 for MPEG audio, libav for the rest. */
+static int open_backend(aio_file *f, aio_src src, const unsigned char *head, size_t got,
+                        char *err) {
+    int rc = AIO_EFORMAT, riff = is_riff_wave(head, got);
+    if (riff) {
+        rc = aio_wav_open(f, src, err); /* owns src.fd on success */
+        if (rc == 0) return 0;
+        if (src.fd >= 0) close(src.fd);
+        if (rc != AIO_EFORMAT) return rc;
+    } else if (src.fd >= 0) {
+        close(src.fd);
+    }
+    if (aio_is_ogg_vorbis(head, got)) {
+        rc = aio_ogg_open(f, err);
+        if (rc == 0 || rc != AIO_EFORMAT) return rc;
+    }
+    if (!riff && (looks_like_mpeg_audio(head, got) || has_ext(f->path, ".mp3"))) {
+        rc = aio_mp3_open(f, err);
+        if (rc == 0) return 0;
+    }
+    return aio_av_open(f, err);
+}
+
+static aio_file *new_file(const char *path, char *err) {
+    aio_file *f = calloc(1, sizeof *f);
+    if (!f || !(f->path = strdup(path ? path : ""))) {
+        free(f);
+        aio_fail(err, AIO_ENOMEM, "out of memory");
+        return NULL;
+    }
+    f->info.frames = -1;
+    return f;
+}
+
+static int finish_open(aio_file *f, int rc, aio_file **out, aio_info *info) {
+    if (rc != 0) {
+        free(f->path);
+        free(f);
+        return rc;
+    }
+    *info = f->info;
+    *out = f;
+    return 0;
+}
+
+AIO_API int aio_open_memory(const void *data, int64_t size, const char *name, aio_file **out,
+                            aio_info *info, char *err) {
+    *out = NULL;
+    if (!data || size <= 0) return aio_fail(err, AIO_EDECODE, "no data (0 bytes)");
+    aio_file *f = new_file(name, err);
+    if (!f) return AIO_ENOMEM;
+    f->mem = data;
+    f->mem_size = size;
+    aio_src src = {-1, data, size};
+    size_t got = size < 64 ? (size_t)size : 64;
+    return finish_open(f, open_backend(f, src, data, got, err), out, info);
+}
+
 AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -64,41 +172,13 @@ AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err
         return aio_fail(err, AIO_EIO, "cannot read file: %s", strerror(errno));
     }
 
-    aio_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
+    aio_file *f = new_file(path, err);
+    if (!f) {
         close(fd);
-        return aio_fail(err, AIO_ENOMEM, "out of memory");
+        return AIO_ENOMEM;
     }
-    f->info.frames = -1;
-
-    int rc = AIO_EFORMAT;
-    int riff = got >= 12 && (memcmp(head, "RIFF", 4) == 0 || memcmp(head, "RF64", 4) == 0 ||
-                             memcmp(head, "BW64", 4) == 0) && memcmp(head + 8, "WAVE", 4) == 0;
-    riff = riff || aio_is_w64(head, (size_t)got);
-    if (riff) {
-        rc = aio_wav_open(f, fd, err); /* takes fd on success */
-        if (rc != 0 && rc != AIO_EFORMAT) goto fail_fd;
-    }
-    if (rc == 0) goto done;
-    close(fd);
-    fd = -1;
-    if (!riff && (looks_like_mpeg_audio(head, (size_t)got) || has_ext(path, ".mp3"))) {
-        rc = aio_mp3_open(f, err);
-        if (rc == 0) goto done;
-    }
-    rc = aio_av_open(f, err);
-    if (rc != 0) goto fail;
-done:
-    *info = f->info;
-    *out = f;
-    return 0;
-fail_fd:
-    if (fd >= 0) close(fd);
-fail:
-    free(f->path);
-    free(f);
-    return rc;
+    aio_src src = {fd, NULL, st.st_size};
+    return finish_open(f, open_backend(f, src, head, (size_t)got, err), out, info);
 }
 
 AIO_API int aio_count_frames(aio_file *f, int64_t *frames, char *err) {
@@ -360,14 +440,34 @@ AIO_API int64_t aio_pipe_read(aio_pipe *p, float *out, int64_t frames, int64_t f
 
 /* ------------------------------------------------------------------------------------------ */
 
+static int save_any(const char *path, const char *container, unsigned char **mem,
+                    int64_t *mem_size, const aio_audio *a, char *err) {
+    if (a->channels < 1 || a->sample_rate < 1 || a->frames < 0)
+        return aio_fail(err, AIO_EARG, "invalid shape or sample rate");
+    if (strcmp(container, "wav") == 0 || strcmp(container, "w64") == 0) {
+        if (a->encoding != AIO_ENC_ULAW && a->encoding != AIO_ENC_ALAW)
+            return aio_wav_save(path, container, mem, mem_size, a, err);
+    }
+    return aio_av_save(path, container, mem, mem_size, a, err);
+}
+
 AIO_API int aio_save(const char *path, const char *container, const float *data, int64_t frames,
                      int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
-                     int encoding, int bitrate, int clip, char *err) {
-    if (channels < 1 || sample_rate < 1 || frames < 0)
-        return aio_fail(err, AIO_EARG, "invalid shape or sample rate");
-    if (strcmp(container, "wav") == 0)
-        return aio_wav_save(path, data, frames, channels, frame_stride, chan_stride, sample_rate,
-                            encoding, clip, err);
-    return aio_av_save(path, container, data, frames, channels, frame_stride, chan_stride,
-                       sample_rate, encoding, bitrate, clip, err);
+                     int encoding, int bitrate, int clip, int compression, char *err) {
+    aio_audio a = {data, frames, frame_stride, chan_stride, channels, sample_rate, encoding,
+                   bitrate, clip, compression};
+    return save_any(path, container, NULL, NULL, &a, err);
 }
+
+AIO_API int aio_save_memory(const char *container, const float *data, int64_t frames,
+                            int channels, int64_t frame_stride, int64_t chan_stride,
+                            int sample_rate, int encoding, int bitrate, int clip, int compression,
+                            unsigned char **out, int64_t *out_size, char *err) {
+    aio_audio a = {data, frames, frame_stride, chan_stride, channels, sample_rate, encoding,
+                   bitrate, clip, compression};
+    *out = NULL;
+    *out_size = 0;
+    return save_any(NULL, container, out, out_size, &a, err);
+}
+
+AIO_API void aio_free(void *p) { free(p); }

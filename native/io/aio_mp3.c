@@ -14,7 +14,27 @@ static void mpg_init(void) { mpg_init_rc = mpg123_init(); }
 
 typedef struct {
     mpg123_handle *mh;
+    const unsigned char *mem; /* memory input: the reader callbacks below walk it */
+    int64_t size, pos;
 } mp3_impl;
+
+static mpg123_ssize_t mem_read(void *h, void *dst, size_t n) {
+    mp3_impl *m = h;
+    int64_t left = m->size - m->pos;
+    if ((int64_t)n > left) n = (size_t)left;
+    memcpy(dst, m->mem + m->pos, n);
+    m->pos += (int64_t)n;
+    return (mpg123_ssize_t)n;
+}
+
+static off_t mem_seek(void *h, off_t off, int whence) {
+    mp3_impl *m = h;
+    int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? m->pos : m->size;
+    int64_t to = base + (int64_t)off;
+    if (to < 0 || to > m->size) return -1;
+    m->pos = to;
+    return (off_t)to;
+}
 
 static int64_t mp3_read(aio_file *f, float *out, int64_t frames, char *err) {
     mp3_impl *m = f->impl;
@@ -81,8 +101,17 @@ int aio_mp3_open(aio_file *f, char *err) {
     int ch = 0, enc = 0;
     long delay = -1;
     double unused = 0;
-    int ok = mpg123_open(mh, f->path) == MPG123_OK &&
-             mpg123_getformat(mh, &rate, &ch, &enc) == MPG123_OK;
+    mp3_impl *m = calloc(1, sizeof *m);
+    if (!m) {
+        mpg123_delete(mh);
+        return aio_fail(err, AIO_ENOMEM, "out of memory");
+    }
+    m->mem = f->mem;
+    m->size = f->mem_size;
+    int opened = f->mem ? mpg123_replace_reader_handle(mh, mem_read, mem_seek, NULL) == MPG123_OK &&
+                              mpg123_open_handle(mh, m) == MPG123_OK
+                        : mpg123_open(mh, f->path) == MPG123_OK;
+    int ok = opened && mpg123_getformat(mh, &rate, &ch, &enc) == MPG123_OK;
     /* A LAME/Info tag states frames, delay and padding: the length is exact without a scan */
     if (ok && (mpg123_getstate(mh, MPG123_ENC_DELAY, &delay, &unused) != MPG123_OK || delay < 0))
         ok = mpg123_scan(mh) == MPG123_OK;
@@ -91,14 +120,10 @@ int aio_mp3_open(aio_file *f, char *err) {
         aio_fail(err, AIO_EFORMAT, "libmpg123: %s",
                  code == MPG123_OK ? "no MPEG audio frames found" : mpg123_strerror(mh));
         mpg123_delete(mh);
+        free(m);
         return AIO_EFORMAT;
     }
     off_t len = mpg123_length(mh);
-    mp3_impl *m = calloc(1, sizeof *m);
-    if (!m) {
-        mpg123_delete(mh);
-        return aio_fail(err, AIO_ENOMEM, "out of memory");
-    }
     m->mh = mh;
     f->be = &MP3;
     f->impl = m;

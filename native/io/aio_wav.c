@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "aio.h"
@@ -18,7 +17,7 @@
 enum { S_U8, S_I16, S_I24, S_I32, S_F32, S_F64 };
 
 typedef struct {
-    int fd;
+    aio_src src;
     int kind;        /* S_* */
     int block_align; /* bytes per frame */
     int64_t data_off, frames;
@@ -30,17 +29,6 @@ static uint32_t le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
-
-static int read_at(int fd, void *dst, size_t n, int64_t off) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)dst + got, n - got, (off_t)(off + (int64_t)got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
 
 static void convert(const unsigned char *src, float *dst, int64_t n, int kind) {
     switch (kind) {
@@ -86,7 +74,7 @@ static int64_t wav_read(aio_file *f, float *out, int64_t frames, char *err) {
         int64_t off = w->data_off + (f->pos + done) * w->block_align;
         /* float32 needs no conversion: read straight into the output */
         void *dst = w->kind == S_F32 ? (void *)(out + done * ch) : (void *)w->buf;
-        if (read_at(w->fd, dst, (size_t)(n * w->block_align), off) != 0)
+        if (aio_src_read_at(&w->src, dst, (size_t)(n * w->block_align), off) != 0)
             return aio_fail(err, AIO_EIO, "read failed at frame %lld (file truncated?)",
                             (long long)(f->pos + done));
         if (w->kind != S_F32) convert(w->buf, out + done * ch, n * ch, w->kind);
@@ -110,7 +98,7 @@ static int wav_count(aio_file *f, int64_t *frames, char *err) {
 static void wav_close(aio_file *f) {
     wav_impl *w = f->impl;
     if (!w) return;
-    close(w->fd);
+    if (w->src.fd >= 0) close(w->src.fd);
     free(w->buf);
     free(w);
 }
@@ -129,20 +117,18 @@ int aio_is_w64(const unsigned char *head, size_t n) {
            memcmp(head + 28, W64_TAIL, 12) == 0;
 }
 
-int aio_wav_open(aio_file *f, int fd, char *err) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) return aio_fail(err, AIO_EIO, "cannot stat file");
+int aio_wav_open(aio_file *f, aio_src src, char *err) {
     unsigned char fmt[40] = {0}, hdr[40];
-    int64_t size = st.st_size, data_off = -1, data_bytes = -1, ds64_data = -1;
+    int64_t size = src.size, data_off = -1, data_bytes = -1, ds64_data = -1;
     int have_fmt = 0;
-    if (read_at(fd, hdr, size < 40 ? 12 : 40, 0) != 0)
+    if (aio_src_read_at(&src, hdr, size < 40 ? 12 : 40, 0) != 0)
         return aio_fail(err, AIO_EDECODE, "truncated WAV header");
     int w64 = size >= 40 && aio_is_w64(hdr, 40);
     int rf64 = !w64 && memcmp(hdr, "RIFF", 4) != 0;
     int64_t pos = w64 ? 40 : 12, ck_len = w64 ? 24 : 8;
     while (pos + ck_len <= size) {
         unsigned char ck[24];
-        if (read_at(fd, ck, (size_t)ck_len, pos) != 0) break;
+        if (aio_src_read_at(&src, ck, (size_t)ck_len, pos) != 0) break;
         int64_t len;
         if (w64) {
             uint64_t total = le64(ck + 16);
@@ -155,12 +141,12 @@ int aio_wav_open(aio_file *f, int fd, char *err) {
         if (memcmp(ck, "fmt ", 4) == 0) {
             if (len < 16) return aio_fail(err, AIO_EDECODE, "WAV fmt chunk too short (%lld)", (long long)len);
             size_t n = len < 40 ? (size_t)len : 40;
-            if (read_at(fd, fmt, n, pos + ck_len) != 0)
+            if (aio_src_read_at(&src, fmt, n, pos + ck_len) != 0)
                 return aio_fail(err, AIO_EDECODE, "truncated WAV fmt chunk");
             have_fmt = 1;
         } else if (memcmp(ck, "ds64", 4) == 0 && len >= 16) {
             unsigned char d[16];
-            if (read_at(fd, d, 16, pos + ck_len) == 0) ds64_data = (int64_t)le64(d + 8);
+            if (aio_src_read_at(&src, d, 16, pos + ck_len) == 0) ds64_data = (int64_t)le64(d + 8);
         } else if (memcmp(ck, "data", 4) == 0) {
             data_off = pos + ck_len;
             data_bytes = (rf64 && len == 0xFFFFFFFF && ds64_data >= 0) ? ds64_data : len;
@@ -194,7 +180,7 @@ int aio_wav_open(aio_file *f, int fd, char *err) {
         free(w);
         return aio_fail(err, AIO_ENOMEM, "out of memory");
     }
-    w->fd = fd;
+    w->src = src;
     w->kind = kind;
     w->block_align = block_align;
     w->data_off = data_off;
@@ -212,32 +198,51 @@ int aio_wav_open(aio_file *f, int fd, char *err) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static int write_all(int fd, const void *p, size_t n) {
-    const char *c = p;
-    while (n > 0) {
-        ssize_t r = write(fd, c, n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
+static void put16(unsigned char **p, uint16_t v) {
+    (*p)[0] = (unsigned char)v;
+    (*p)[1] = (unsigned char)(v >> 8);
+    *p += 2;
 }
-
-static void put16(unsigned char **p, uint16_t v) { (*p)[0] = (unsigned char)v; (*p)[1] = (unsigned char)(v >> 8); *p += 2; }
 static void put32(unsigned char **p, uint32_t v) { put16(p, (uint16_t)v); put16(p, (uint16_t)(v >> 16)); }
 static void put64(unsigned char **p, uint64_t v) { put32(p, (uint32_t)v); put32(p, (uint32_t)(v >> 32)); }
 static void put4(unsigned char **p, const char *s) { memcpy(*p, s, 4); *p += 4; }
+static void put_w64_id(unsigned char **p, const char *s) {
+    put4(p, s);
+    memcpy(*p, W64_TAIL, 12);
+    *p += 12;
+}
 
-/* Header for frames of `bytes`-wide samples; RF64 when the sizes do not fit 32 bits. */
+/* The fmt chunk body: plain PCM/float for <= 2 channels at 8/16/32 bit, EXTENSIBLE above. */
+static int fmt_body(unsigned char *b, int channels, int rate, int bytes, int is_float) {
+    static const uint32_t masks[] = {0, 0x4, 0x3, 0x7, 0x33, 0x37, 0x3F, 0x70F, 0x63F};
+    static const unsigned char guid_tail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
+                                                0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
+    int ext = channels > 2 || bytes == 3;
+    int len = ext ? 40 : is_float ? 18 : 16;
+    unsigned char *p = b;
+    put16(&p, ext ? 0xFFFE : is_float ? 3 : 1);
+    put16(&p, (uint16_t)channels);
+    put32(&p, (uint32_t)rate);
+    put32(&p, (uint32_t)rate * (uint32_t)(channels * bytes));
+    put16(&p, (uint16_t)(channels * bytes));
+    put16(&p, (uint16_t)(bytes * 8));
+    if (len >= 18) put16(&p, (uint16_t)(len - 18));
+    if (ext) {
+        put16(&p, (uint16_t)(bytes * 8));
+        put32(&p, channels <= 8 ? masks[channels] : 0);
+        put16(&p, is_float ? 3 : 1);
+        memcpy(p, guid_tail, 14);
+    }
+    return len;
+}
+
+/* RIFF (RF64 when the sizes do not fit 32 bits) header up to the data bytes. */
 static size_t wav_header(unsigned char *h, int64_t frames, int channels, int rate, int bytes,
                          int is_float) {
-    static const uint32_t masks[] = {0, 0x4, 0x3, 0x7, 0x33, 0x37, 0x3F, 0x13F, 0x63F};
-    int ext = channels > 2 || bytes == 3;
-    int fmt_len = ext ? 40 : is_float ? 18 : 16;
+    unsigned char fmt[40];
+    int fmt_len = fmt_body(fmt, channels, rate, bytes, is_float);
     uint64_t data = (uint64_t)frames * (uint64_t)channels * (uint64_t)bytes;
-    uint64_t pad = data & 1;
-    uint64_t riff = 4 + (8 + (uint64_t)fmt_len) + (is_float ? 12 : 0) + 8 + data + pad;
+    uint64_t riff = 4 + (8 + (uint64_t)fmt_len) + (is_float ? 12 : 0) + 8 + data + (data & 1);
     int rf64 = riff + 36 > 0xFFFFFFFFull;
     if (rf64) riff += 36;
     unsigned char *p = h;
@@ -254,22 +259,8 @@ static size_t wav_header(unsigned char *h, int64_t frames, int channels, int rat
     }
     put4(&p, "fmt ");
     put32(&p, (uint32_t)fmt_len);
-    put16(&p, ext ? 0xFFFE : is_float ? 3 : 1);
-    put16(&p, (uint16_t)channels);
-    put32(&p, (uint32_t)rate);
-    put32(&p, (uint32_t)rate * (uint32_t)(channels * bytes));
-    put16(&p, (uint16_t)(channels * bytes));
-    put16(&p, (uint16_t)(bytes * 8));
-    if (fmt_len >= 18) put16(&p, (uint16_t)(fmt_len - 18));
-    if (ext) {
-        static const unsigned char guid_tail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
-                                                    0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
-        put16(&p, (uint16_t)(bytes * 8));
-        put32(&p, channels <= 8 ? masks[channels] : 0);
-        put16(&p, is_float ? 3 : 1);
-        memcpy(p, guid_tail, 14);
-        p += 14;
-    }
+    memcpy(p, fmt, (size_t)fmt_len);
+    p += fmt_len;
     if (is_float) {
         put4(&p, "fact");
         put32(&p, 4);
@@ -280,70 +271,120 @@ static size_t wav_header(unsigned char *h, int64_t frames, int channels, int rat
     return (size_t)(p - h);
 }
 
-int aio_wav_save(const char *path, const float *data, int64_t frames, int channels,
-                 int64_t fs, int64_t cs, int sample_rate, int encoding, int clip, char *err) {
-    int bytes = encoding == AIO_ENC_PCM16 ? 2 : encoding == AIO_ENC_PCM24 ? 3 : 4;
-    if (encoding != AIO_ENC_FLOAT32 && encoding != AIO_ENC_PCM16 && encoding != AIO_ENC_PCM24)
+/* Sony Wave64 header: GUID chunk ids, 64-bit sizes including the 24-byte chunk headers. */
+static size_t w64_header(unsigned char *h, int64_t frames, int channels, int rate, int bytes,
+                         int is_float) {
+    unsigned char fmt[40];
+    int fmt_len = fmt_body(fmt, channels, rate, bytes, is_float);
+    uint64_t fmt_ck = (uint64_t)(24 + fmt_len + 7) / 8 * 8;
+    uint64_t data = (uint64_t)frames * (uint64_t)channels * (uint64_t)bytes;
+    uint64_t total = 40 + fmt_ck + 24 + (data + 7) / 8 * 8;
+    unsigned char *p = h;
+    memcpy(p, W64_RIFF, 16);
+    p += 16;
+    put64(&p, total);
+    put_w64_id(&p, "wave");
+    put_w64_id(&p, "fmt ");
+    put64(&p, 24 + (uint64_t)fmt_len);
+    memcpy(p, fmt, (size_t)fmt_len);
+    p += fmt_len;
+    while ((p - h) % 8) *p++ = 0;
+    put_w64_id(&p, "data");
+    put64(&p, 24 + data);
+    return (size_t)(p - h);
+}
+
+/* Converts frames [i0, i0+n) of the strided input into the file's sample format at o. */
+static unsigned char *encode_block(const aio_audio *a, int64_t i0, int64_t n, int bytes,
+                                   unsigned char *o) {
+    int ch = a->channels;
+    if (a->frame_stride == ch && a->chan_stride == 1 && bytes != 3 && bytes != 1) {
+        const float *src = a->data + i0 * ch; /* contiguous: flat loops the compiler vectorises */
+        int64_t m = n * ch;
+        if (bytes == 4) {
+            float *dst = (float *)(void *)o;
+            for (int64_t k = 0; k < m; k++) dst[k] = a->clip ? aio_clip(src[k]) : src[k];
+        } else {
+            int16_t *dst = (int16_t *)(void *)o;
+            for (int64_t k = 0; k < m; k++)
+                dst[k] = (int16_t)aio_quantize(src[k], 32768.0f, -32768, 32767);
+        }
+        return o + m * bytes;
+    }
+    for (int64_t i = i0; i < i0 + n; i++) {
+        const float *row = a->data + i * a->frame_stride;
+        for (int c = 0; c < ch; c++) {
+            float x = row[c * a->chan_stride];
+            if (bytes == 4) {
+                float y = a->clip ? aio_clip(x) : x;
+                memcpy(o, &y, 4);
+            } else if (bytes == 2) {
+                int16_t v = (int16_t)aio_quantize(x, 32768.0f, -32768, 32767);
+                memcpy(o, &v, 2);
+            } else if (bytes == 3) {
+                int32_t v = aio_quantize(x, 8388608.0f, -8388608, 8388607);
+                o[0] = (unsigned char)v;
+                o[1] = (unsigned char)(v >> 8);
+                o[2] = (unsigned char)(v >> 16);
+            } else {
+                *o = (unsigned char)(aio_quantize(x, 128.0f, -128, 127) + 128);
+            }
+            o += bytes;
+        }
+    }
+    return o;
+}
+
+int aio_wav_save(const char *path, const char *container, unsigned char **mem,
+                 int64_t *mem_size, const aio_audio *a, char *err) {
+    static const int widths[] = {[AIO_ENC_FLOAT32] = 4, [AIO_ENC_PCM16] = 2,
+                                 [AIO_ENC_PCM24] = 3, [AIO_ENC_PCM8] = 1};
+    int enc = a->encoding;
+    if (enc < 0 || enc > AIO_ENC_PCM8 || enc == AIO_ENC_ALAC)
         return aio_fail(err, AIO_EARG, "unsupported WAV encoding");
-    if (channels > 65535) return aio_fail(err, AIO_EARG, "WAV holds at most 65535 channels");
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) return aio_fail(err, AIO_EIO, "cannot open for writing: %s", strerror(errno));
-    unsigned char hdr[128];
-    size_t hlen = wav_header(hdr, frames, channels, sample_rate, bytes, encoding == AIO_ENC_FLOAT32);
-    int rc = write_all(fd, hdr, hlen);
-    int64_t total = frames * channels;
-    if (rc == 0 && encoding == AIO_ENC_FLOAT32 && !clip && fs == channels && cs == 1) {
-        rc = write_all(fd, data, sizeof(float) * (size_t)total); /* already the file's bytes */
+    if (a->channels > 65535) return aio_fail(err, AIO_EARG, "WAV holds at most 65535 channels");
+    int bytes = widths[enc], w64 = strcmp(container, "w64") == 0;
+    unsigned char hdr[160];
+    size_t hlen = w64 ? w64_header(hdr, a->frames, a->channels, a->sample_rate, bytes, enc == 0)
+                      : wav_header(hdr, a->frames, a->channels, a->sample_rate, bytes, enc == 0);
+    int64_t data = a->frames * a->channels * bytes;
+    int64_t pad = w64 ? (8 - (data & 7)) & 7 : (data & 1);
+    aio_sink out = {-1, NULL, 0, 0};
+    if (path) {
+        out.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (out.fd < 0) return aio_fail(err, AIO_EIO, "cannot open for writing: %s", strerror(errno));
+    } else {
+        out.cap = (int64_t)hlen + data + pad; /* exact: one allocation */
+        if (!(out.buf = malloc(out.cap ? (size_t)out.cap : 1)))
+            return aio_fail(err, AIO_ENOMEM, "out of memory");
+    }
+    int rc = aio_sink_write(&out, hdr, hlen);
+    if (rc == 0 && enc == AIO_ENC_FLOAT32 && !a->clip && a->frame_stride == a->channels &&
+        a->chan_stride == 1) {
+        rc = aio_sink_write(&out, a->data, (size_t)data); /* already the file's bytes */
     } else if (rc == 0) {
         unsigned char *buf = malloc(WAV_BUF_BYTES);
-        int64_t per = WAV_BUF_BYTES / (bytes * channels);
-        if (per < 1) rc = -1;
-        for (int64_t i0 = 0; rc == 0 && buf && i0 < frames; i0 += per) {
-            int64_t n = frames - i0 < per ? frames - i0 : per;
-            unsigned char *o = buf;
-            if (fs == channels && cs == 1 && bytes != 3) { /* contiguous: flat, vectorisable */
-                const float *src = data + i0 * channels;
-                int64_t m = n * channels;
-                if (bytes == 4) {
-                    float *dst = (float *)(void *)buf;
-                    for (int64_t k = 0; k < m; k++) dst[k] = clip ? aio_clip(src[k]) : src[k];
-                } else {
-                    int16_t *dst = (int16_t *)(void *)buf;
-                    for (int64_t k = 0; k < m; k++)
-                        dst[k] = (int16_t)aio_quantize(src[k], 32768.0f, -32768, 32767);
-                }
-                o = buf + m * bytes;
-            } else
-            for (int64_t i = i0; i < i0 + n; i++) {
-                const float *row = data + i * fs;
-                for (int c = 0; c < channels; c++) {
-                    float x = row[c * cs];
-                    if (bytes == 4) {
-                        float y = clip ? aio_clip(x) : x;
-                        memcpy(o, &y, 4);
-                    } else if (bytes == 2) {
-                        int16_t v = (int16_t)aio_quantize(x, 32768.0f, -32768, 32767);
-                        memcpy(o, &v, 2);
-                    } else {
-                        int32_t v = aio_quantize(x, 8388608.0f, -8388608, 8388607);
-                        o[0] = (unsigned char)v;
-                        o[1] = (unsigned char)(v >> 8);
-                        o[2] = (unsigned char)(v >> 16);
-                    }
-                    o += bytes;
-                }
-            }
-            rc = write_all(fd, buf, (size_t)(o - buf));
+        int64_t per = WAV_BUF_BYTES / (bytes * a->channels);
+        if (!buf || per < 1) rc = -1;
+        for (int64_t i0 = 0; rc == 0 && i0 < a->frames; i0 += per) {
+            int64_t n = a->frames - i0 < per ? a->frames - i0 : per;
+            unsigned char *end = encode_block(a, i0, n, bytes, buf);
+            rc = aio_sink_write(&out, buf, (size_t)(end - buf));
         }
-        if (!buf) rc = -1;
         free(buf);
     }
-    if (rc == 0 && (total * bytes) & 1) rc = write_all(fd, "", 1);
+    static const unsigned char zeros[8] = {0};
+    if (rc == 0 && pad) rc = aio_sink_write(&out, zeros, (size_t)pad);
     int saved_errno = errno;
-    if (close(fd) != 0 && rc == 0) rc = -1, saved_errno = errno;
+    if (path && close(out.fd) != 0 && rc == 0) rc = -1, saved_errno = errno;
     if (rc != 0) {
-        unlink(path);
+        if (path) unlink(path);
+        free(out.buf);
         return aio_fail(err, AIO_EIO, "write failed: %s", strerror(saved_errno));
+    }
+    if (!path) {
+        *mem = out.buf;
+        *mem_size = out.len;
     }
     return 0;
 }

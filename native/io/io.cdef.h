@@ -25,6 +25,10 @@ typedef struct {
 
 /* --- decoding ------------------------------------------------------------------------- */
 int aio_open(const char *path, aio_file **out, aio_info *info, char *err);
+/* Memory input: data must stay alive and unchanged until aio_close. name may be NULL or a
+   file name whose extension helps format detection. */
+int aio_open_memory(const void *data, int64_t size, const char *name, aio_file **out,
+                    aio_info *info, char *err);
 int aio_count_frames(aio_file *f, int64_t *frames, char *err);
 void aio_close(aio_file *f);
 
@@ -48,11 +52,23 @@ int aio_resample(const float *in, int64_t in_frames, int channels, int in_rate, 
 #define AIO_ENC_PCM16 1
 #define AIO_ENC_PCM24 2
 #define AIO_ENC_ALAC 3
+#define AIO_ENC_PCM8 4
+#define AIO_ENC_ULAW 5
+#define AIO_ENC_ALAW 6
+#define AIO_ENC_VORBIS 7
+#define AIO_ENC_OPUS 8
 
 /* Writes frames x channels samples read from data[i*frame_stride + c*chan_stride].
-   container: "wav", "mp3", "flac", "m4a", "aiff", "caf". bitrate in bit/s (0: codec default). */
+   container: "wav", "w64", "mp3", "flac", "m4a", "aiff", "caf", "ogg", "opus". bitrate in bit/s
+   (0: codec default). compression: FLAC level 0-12 (-1: default). */
 int aio_save(const char *path, const char *container, const float *data, int64_t frames,
              int channels, int64_t frame_stride, int64_t chan_stride, int sample_rate,
-             int encoding, int bitrate, int clip, char *err);
+             int encoding, int bitrate, int clip, int compression, char *err);
+/* The same into memory: *out (free with aio_free) holds *out_size bytes of the file. */
+int aio_save_memory(const char *container, const float *data, int64_t frames, int channels,
+                    int64_t frame_stride, int64_t chan_stride, int sample_rate, int encoding,
+                    int bitrate, int clip, int compression, unsigned char **out,
+                    int64_t *out_size, char *err);
+void aio_free(void *p);
 
 const char *aio_version_info(void);

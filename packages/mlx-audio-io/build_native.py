@@ -15,8 +15,8 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 NATIVE = HERE / "native"
-PKG_CONFIG_LIBS = ["libavformat", "libavcodec", "libavutil", "libmpg123", "soxr"]
-SOURCES = ["aio_core.c", "aio_wav.c", "aio_mp3.c", "aio_av.c", "aio_resample.c"]
+PKG_CONFIG_LIBS = ["libavformat", "libavcodec", "libavutil", "libmpg123", "soxr", "vorbisfile"]
+SOURCES = ["aio_core.c", "aio_wav.c", "aio_mp3.c", "aio_av.c", "aio_resample.c", "aio_ogg.c"]
 
 
 def _pkg_config(*args: str) -> list[str]:
@@ -29,7 +29,7 @@ def _pkg_config(*args: str) -> list[str]:
         sys.exit(
             "mlx-audio-io needs pkg-config and the development files of libav, libmpg123 and "
             "libsoxr. On Debian/Ubuntu: apt-get install pkg-config libavformat-dev "
-            "libavcodec-dev libavutil-dev libswresample-dev libmpg123-dev libsoxr-dev\n" + detail
+            "libavcodec-dev libavutil-dev libmpg123-dev libsoxr-dev libvorbis-dev\n" + detail
         )
     return shlex.split(out)
 

@@ -56,7 +56,9 @@ def test_directory(tmp_path):
 
 
 def test_path_type():
-    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+    with pytest.raises(
+        TypeError, match="path must be a str or os.PathLike, bytes, or a binary file"
+    ):
         aio.load(123)
 
 
@@ -97,31 +99,42 @@ X = np.zeros((100, 2), np.float32)
 @pytest.mark.parametrize(
     "name,kwargs,audio,message",
     [
-        ("o.ogg", {}, X, "unsupported output format '.ogg'; supported: .aif, .aifc, .aiff"),
+        ("o.xyz", {}, X, "unsupported output format '.xyz'; supported: .aif, .aifc, .aiff"),
         ("o", {}, X, "unsupported output format '(no extension)'"),
         (
             "o.wav",
-            {"encoding": "pcm8"},
+            {"encoding": "pcm12"},
             X,
-            "encoding 'pcm8' is not supported for .wav; use one of ['float32', 'pcm16', 'pcm24']",
+            "encoding 'pcm12' is not supported for .wav; use one of ['float32', 'pcm16', 'pcm24', "
+            "'pcm8', 'ulaw', 'alaw']",
         ),
         ("o.mp3", {"encoding": "pcm16"}, X, "encoding 'pcm16' is not supported for .mp3"),
         ("o.flac", {"encoding": "alac"}, X, "encoding 'alac' is not supported for .flac"),
+        ("o.opus", {"encoding": "vorbis"}, X, "encoding 'vorbis' is not supported for .opus"),
         ("o.wav", {"bitrate": "192k"}, X, "bitrate is only used by lossy encodings"),
         ("o.flac", {"bitrate": "192k"}, X, "bitrate is only used by lossy encodings"),
         ("o.m4a", {"encoding": "alac", "bitrate": "192k"}, X, "bitrate is only used by lossy"),
         ("o.mp3", {"bitrate": "100k"}, X, "MP3 at 44100 Hz takes bitrates 32k, 40k"),
         ("o.mp3", {"bitrate": "fast"}, X, "bitrate must be 'auto', a string like '192k'"),
-        ("o.m4a", {"bitrate": "1k"}, X, "AAC bitrate must be 16k-320k per channel pair"),
-        ("o.wav", {}, np.zeros((10, 2), np.int16), "needs floating-point audio"),
+        ("o.m4a", {"bitrate": "1k"}, X, "aac bitrate must be 16k-320k for 2 channel(s), got '1k'"),
+        ("o.ogg", {"bitrate": "8k"}, X, "vorbis bitrate must be 32k-500k"),
+        ("o.opus", {"bitrate": "2k"}, X, "opus bitrate must be 6k-510k"),
+        (
+            "o.flac",
+            {"flac_compression": "max"},
+            X,
+            "flac_compression must be 'default' or 'fast' (or a level 0-12), got 'max'",
+        ),
+        ("o.wav", {}, np.zeros((10, 2), np.int16), "audio must be floating point"),
+        ("o.wav", {}, np.zeros((2, 2, 2), np.float32), "audio must be 1-D or 2-D, got shape"),
         (
             "o.wav",
-            {},
-            np.zeros((2, 2, 2), np.float32),
-            "needs 1-D or 2-D audio, got shape (2, 2, 2)",
+            {"layout": "channels_last"},
+            np.zeros((2, 4410), np.float32),
+            "pass layout='channels_first'",
         ),
-        ("o.wav", {}, np.zeros((2, 4410), np.float32), "pass layout='channels_first'"),
         ("o.wav", {"layout": "zz"}, X, "layout must be one of"),
+        ("o.wav", {"format": "xyz"}, X, "format must be one of"),
     ],
 )
 def test_save_arguments(tmp_path, name, kwargs, audio, message):
@@ -154,7 +167,7 @@ def test_save_into_missing_directory(tmp_path, name):
 
 
 def test_resample_arguments():
-    with pytest.raises(ValueError, match="needs floating-point audio"):
+    with pytest.raises(ValueError, match="audio must be floating point"):
         aio.resample(np.zeros(10, np.int16), 16000, 8000)
     with pytest.raises(ValueError, match="in_sr must be a positive integer, got 0"):
         aio.resample(np.zeros(10, np.float32), 0, 8000)

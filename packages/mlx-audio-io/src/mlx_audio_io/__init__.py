@@ -1,8 +1,9 @@
 """mlx-audio-io: decode and encode audio files straight to and from ``mlx.core.array``."""
 
 from . import _blas  # noqa: F401  (first: loads OpenBLAS before mlx.core, see _blas.py)
+from ._build import show_build_info, supports_soxr
 from ._read import AudioInfo, AudioStreamReader, batch_load, info, load, stream
-from ._write import resample, save
+from ._write import PreparedAudio, prepare_save, resample, save, save_prepared
 from .errors import AudioDecodeError, AudioFileNotFoundError, AudioFormatError, AudioIOError
 
 __version__ = "0.1.0"
@@ -14,11 +15,16 @@ __all__ = [
     "AudioIOError",
     "AudioInfo",
     "AudioStreamReader",
+    "PreparedAudio",
     "__version__",
     "batch_load",
     "info",
     "load",
+    "prepare_save",
     "resample",
     "save",
+    "save_prepared",
+    "show_build_info",
     "stream",
+    "supports_soxr",
 ]

@@ -23,7 +23,7 @@ QUALITIES = {
     "soxr_hq": 3,
     "soxr_vhq": 4,
 }
-MONO_MODES = {False: 0, True: 1}
+MONO_MODES = {"mean": 1, "equal_power": 2}
 
 
 def as_path(path) -> str:
@@ -82,7 +82,23 @@ def quality(value) -> int:
     return QUALITIES[value]
 
 
-def mono_mode(value) -> int:
-    if value not in MONO_MODES:
-        raise AudioFormatError(f"mono must be True or False, got {value!r}")
-    return MONO_MODES[value]
+def mono_mode(mono, mode) -> int:
+    """The native mix-down code: 0 none, 1 mean, 2 equal power (sum / sqrt(channels))."""
+    if mono not in (True, False):
+        raise AudioFormatError(f"mono must be True or False, got {mono!r}")
+    if mode not in MONO_MODES:
+        raise AudioFormatError(f"mono_mode must be one of {sorted(MONO_MODES)}, got {mode!r}")
+    return MONO_MODES[mode] if mono else 0
+
+
+def flag(name: str, value) -> bool:
+    if value not in (True, False):
+        raise AudioFormatError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def squeeze(out: mx.array, layout: str) -> mx.array:
+    """[frames, 1] or [1, frames] -> [frames]; anything else unchanged."""
+    if out.ndim == 2 and out.shape[1 if layout == "channels_last" else 0] == 1:
+        return out[:, 0] if layout == "channels_last" else out[0]
+    return out

@@ -8,18 +8,41 @@ import os
 
 from .errors import AudioDecodeError, AudioFileNotFoundError, AudioFormatError
 
-if os.environ.get("MLX_AUDIO_IO_NATIVE"):
-    # A separately built extension (the AddressSanitizer build of `make test-asan`).
-    _spec = importlib.util.spec_from_file_location(
-        "mlx_audio_io._native", os.environ["MLX_AUDIO_IO_NATIVE"]
-    )
-    _native = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_native)
-else:
+
+class _Unavailable:
+    """Stands in for the extension when it failed to load: the package still imports (so
+    ``python -m mlx_audio_io.doctor`` can explain), and the first call raises ImportError."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def __getattr__(self, name):
+        raise ImportError(
+            f"mlx_audio_io's native extension could not be loaded: {self.error}. "
+            "Run `python -m mlx_audio_io.doctor` for what to install or rebuild."
+        ) from self.error
+
+
+def _load_native():
+    path = os.environ.get("MLX_AUDIO_IO_NATIVE")
+    if path:  # a separately built extension (the AddressSanitizer build of `make test-asan`)
+        spec = importlib.util.spec_from_file_location("mlx_audio_io._native", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
     from . import _native
 
-ffi = _native.ffi
-lib = _native.lib
+    return _native
+
+
+try:
+    _native = _load_native()
+    ffi, lib = _native.ffi, _native.lib
+    load_error: BaseException | None = None
+except ImportError as e:
+    _native = None
+    ffi = lib = _Unavailable(e)
+    load_error = e
 
 
 def errbuf():

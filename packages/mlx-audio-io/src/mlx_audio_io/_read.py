@@ -8,6 +8,7 @@ owned by an ``mx.array``.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 
 from . import _args
 from ._lib import check, errbuf, ffi, lib
+from ._source import NativeFile
 from .errors import AudioFormatError
 
 _CHUNK_UNKNOWN = 1 << 16  # frames per read when a format does not state its length
@@ -56,35 +58,40 @@ class _Source:
     """An open file with a read pipeline; native resources are freed on close or collection."""
 
     def __init__(
-        self, path, *, op, sr=None, offset=0.0, duration=None, mono=False, quality="default"
+        self,
+        source,
+        *,
+        op,
+        sr=None,
+        offset=0.0,
+        duration=None,
+        mono=False,
+        mono_mode="mean",
+        quality="default",
     ):
-        self.path = _args.as_path(path)
         self.op = op
         out_sr = _args.optional_rate("sr", sr)
         offset = _args.seconds("offset", offset, allow_zero=True)
         if duration is not None:
             duration = _args.seconds("duration", duration, allow_zero=False)
-        mono_mode = _args.mono_mode(mono)
+        mix = _args.mono_mode(mono, mono_mode)
         q = _args.quality(quality)
 
-        err = errbuf()
-        handle_p = ffi.new("aio_file **")
-        self.file_info = ffi.new("aio_info *")
-        check(lib.aio_open(self.path.encode(), handle_p, self.file_info, err), err, op, self.path)
-        self._handle = handle_p[0]
-        self._pipe = None
-        self._finalizer = weakref.finalize(self, _free, None, self._handle)
-        native_sr = self.file_info.sample_rate
+        nf = NativeFile(source, op)
+        self.path, self._keep = nf.label, nf.keep
+        self._finalizer = weakref.finalize(self, _free, None, nf.handle)
+        native_sr = nf.info.sample_rate
         start = round(offset * native_sr)
         count = -1 if duration is None else max(1, round(duration * native_sr))
+        err = errbuf()
         pipe_p = ffi.new("aio_pipe **")
-        rc = lib.aio_pipe_new(self._handle, start, count, mono_mode, out_sr or 0, q, pipe_p, err)
+        rc = lib.aio_pipe_new(nf.handle, start, count, mix, out_sr or 0, q, pipe_p, err)
         check(rc, err, op, self.path)
         self._pipe = pipe_p[0]
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _free, self._pipe, self._handle)
+        self._finalizer = weakref.finalize(self, _free, self._pipe, nf.handle)
         self.sample_rate = out_sr or native_sr
-        self.channels = 1 if mono_mode else self.file_info.channels
+        self.channels = 1 if mix else nf.info.channels
         self.total = lib.aio_pipe_total(self._pipe)
 
     def read_into(self, ptr, frames: int, frame_stride: int, chan_stride: int) -> int:
@@ -106,6 +113,7 @@ class _Source:
 
     def close(self) -> None:
         self._finalizer()
+        self._keep = None
 
 
 def _empty_output(shape) -> tuple[mx.array, object]:
@@ -119,11 +127,32 @@ class _LoadJob:
     """load() in three steps, so batch_load can decode in worker threads without MLX calls:
     allocate() (MLX, caller's thread), fill() (native only, any thread), result()."""
 
-    def __init__(self, path, *, sr, offset, duration, mono, layout, dtype, quality):
+    def __init__(
+        self,
+        source,
+        *,
+        sr=None,
+        offset=0.0,
+        duration=None,
+        mono=False,
+        mono_mode="mean",
+        layout="channels_last",
+        dtype="float32",
+        quality="default",
+        squeeze_mono=False,
+    ):
         self.layout = _args.layout(layout)
         self.dtype = _args.dtype(dtype)
+        self.squeeze = _args.flag("squeeze_mono", squeeze_mono)
         self.src = _Source(
-            path, op="load", sr=sr, offset=offset, duration=duration, mono=mono, quality=quality
+            source,
+            op="load",
+            sr=sr,
+            offset=offset,
+            duration=duration,
+            mono=mono,
+            mono_mode=mono_mode,
+            quality=quality,
         )
         self.out = self.ptr = self.unknown = None
         self.n = 0
@@ -155,6 +184,8 @@ class _LoadJob:
                 out = out[: self.n] if self.layout == "channels_last" else out[:, : self.n]
         if self.dtype != mx.float32:
             out = out.astype(self.dtype)
+        if self.squeeze:
+            out = _args.squeeze(out, self.layout)
         mx.eval(out)
         return out, self.src.sample_rate
 
@@ -165,45 +196,60 @@ def load(
     offset=0.0,
     duration=None,
     mono=False,
+    mono_mode="mean",
     layout="channels_last",
     dtype="float32",
     resample_quality="default",
+    low_memory=False,
+    squeeze_mono=False,
 ):
-    """Decodes an audio file into an ``mx.array``.
+    """Decodes audio into an ``mx.array``.
 
     Args:
-        path: File path (str or os.PathLike). The format is found from the content (WAV, MP3,
-            and everything libav decodes: FLAC, M4A/AAC/ALAC, AIFF, CAF, Ogg, ...).
+        path: A file path (str or os.PathLike), or the file's bytes in memory: ``bytes``,
+            ``bytearray``, ``memoryview``, ``io.BytesIO`` (read from its position) or a binary
+            file object. The format is found from the content (WAV, MP3, and everything libav
+            decodes: FLAC, M4A/AAC/ALAC, AIFF, CAF, Ogg Vorbis/Opus, ...).
         sr: Output sample rate in Hz; None keeps the file's rate. Resampling is band-limited
             (libsoxr) and returns ``ceil(frames * sr / file_rate)`` frames.
         offset: Start position in seconds (rounded to the nearest frame). Reading starts
-            exactly there, in every format.
+            exactly there, in every format, seeking rather than decoding what comes before.
         duration: Seconds to read; None reads to the end.
-        mono: Mix all channels down to one (their mean).
+        mono: Mix all channels down to one.
+        mono_mode: How ``mono`` mixes: ``"mean"`` (the average) or ``"equal_power"``
+            (sum / sqrt(channels), which keeps the loudness of uncorrelated channels).
         layout: ``"channels_last"`` gives ``[frames, channels]``, ``"channels_first"``
             ``[channels, frames]``.
         dtype: ``"float32"`` or ``"float16"``. Samples are in [-1, 1) for PCM sources.
         resample_quality: ``"fastest"``, ``"low"``, ``"medium"``, ``"default"``, ``"high"``,
             ``"best"`` (see docs/io.md for what each costs and gives).
+        low_memory: Accepted for compatibility with mlx-audio-io 1.3. Every read here already
+            decodes and resamples in bounded blocks straight into the output, so peak memory is
+            the output plus a few hundred KiB whatever this says.
+        squeeze_mono: Return a 1-D ``[frames]`` array when the result has one channel.
 
     Returns:
-        ``(audio, sample_rate)``: a 2-D ``mx.array`` and the sample rate in Hz. An offset past
-        the end gives zero frames.
+        ``(audio, sample_rate)``: a 2-D ``mx.array`` (1-D with ``squeeze_mono`` and one
+        channel) and the sample rate in Hz. An offset past the end gives zero frames.
 
     Raises:
         FileNotFoundError: The path does not exist.
         ValueError: Bad argument, or a format/codec that cannot be decoded.
         RuntimeError: The file is corrupt or cannot be read.
+        TypeError: ``path`` is none of the accepted kinds.
     """
+    _args.flag("low_memory", low_memory)
     job = _LoadJob(
         path,
         sr=sr,
         offset=offset,
         duration=duration,
         mono=mono,
+        mono_mode=mono_mode,
         layout=layout,
         dtype=dtype,
         quality=resample_quality,
+        squeeze_mono=squeeze_mono,
     )
     try:
         job.allocate()
@@ -217,11 +263,11 @@ def info(path) -> AudioInfo:
     """Reads a file's metadata without decoding its samples.
 
     Args:
-        path: File path (str or os.PathLike).
+        path: A file path, or the file's bytes in memory (as for :func:`load`).
 
     Returns:
         AudioInfo whose ``frames`` always equals the length ``load`` returns. Formats that do
-        not state their length exactly (e.g. MP3 without a Xing tag, Ogg) are counted by a
+        not state their length exactly (e.g. MP3 without a LAME tag, Ogg) are counted by a
         frame scan or, failing that, a decode.
 
     Raises:
@@ -229,22 +275,19 @@ def info(path) -> AudioInfo:
         ValueError: Not an audio format that can be decoded.
         RuntimeError: The file is corrupt.
     """
-    path = _args.as_path(path)
+    nf = NativeFile(path, "info")
     err = errbuf()
-    handle_p = ffi.new("aio_file **")
-    meta = ffi.new("aio_info *")
-    check(lib.aio_open(path.encode(), handle_p, meta, err), err, "info", path)
     try:
         frames = ffi.new("int64_t *")
-        check(lib.aio_count_frames(handle_p[0], frames, err), err, "info", path)
+        check(lib.aio_count_frames(nf.handle, frames, err), err, "info", nf.label)
     finally:
-        lib.aio_close(handle_p[0])
-    rate = meta.sample_rate
+        lib.aio_close(nf.handle)
+    meta = nf.info
     return AudioInfo(
         frames=int(frames[0]),
-        sample_rate=rate,
+        sample_rate=meta.sample_rate,
         channels=meta.channels,
-        duration=frames[0] / rate,
+        duration=frames[0] / meta.sample_rate,
         subtype=ffi.string(meta.subtype).decode(),
         container=ffi.string(meta.container).decode(),
     )
@@ -258,16 +301,35 @@ class AudioStreamReader:
     """
 
     def __init__(
-        self, path, chunk_frames=None, chunk_duration=None, sr=None, mono=False, dtype="float32"
+        self,
+        path,
+        chunk_frames=None,
+        chunk_duration=None,
+        sr=None,
+        mono=False,
+        mono_mode="mean",
+        dtype="float32",
+        offset=0.0,
+        duration=None,
+        squeeze_mono=False,
     ):
         if (chunk_frames is None) == (chunk_duration is None):
             raise AudioFormatError("Exactly one of chunk_frames or chunk_duration must be given")
         self._dtype = _args.dtype(dtype)
+        self._squeeze = _args.flag("squeeze_mono", squeeze_mono)
         if chunk_frames is not None:
             chunk_frames = _args.positive_int("chunk_frames", chunk_frames)
         else:
             chunk_duration = _args.seconds("chunk_duration", chunk_duration, allow_zero=False)
-        self._src = _Source(path, op="stream", sr=sr, mono=mono)
+        self._src = _Source(
+            path,
+            op="stream",
+            sr=sr,
+            offset=offset,
+            duration=duration,
+            mono=mono,
+            mono_mode=mono_mode,
+        )
         self.sample_rate: int = self._src.sample_rate
         self.channels: int = self._src.channels
         if chunk_frames is None:
@@ -302,6 +364,8 @@ class AudioStreamReader:
             out = out[:n]
         if self._dtype != mx.float32:
             out = out.astype(self._dtype)
+        if self._squeeze:
+            out = _args.squeeze(out, "channels_last")
         mx.eval(out)
         return out
 
@@ -326,16 +390,30 @@ class AudioStreamReader:
         self.close()
 
 
-def stream(path, chunk_frames=None, chunk_duration=None, sr=None, mono=False, dtype="float32"):
-    """Reads a file in chunks; concatenated, the chunks equal ``load(path, sr=sr, mono=mono)``.
+def stream(
+    path,
+    chunk_frames=None,
+    chunk_duration=None,
+    sr=None,
+    mono=False,
+    mono_mode="mean",
+    dtype="float32",
+    offset=0.0,
+    duration=None,
+    squeeze_mono=False,
+):
+    """Reads audio in chunks; concatenated, the chunks equal ``load`` with the same arguments.
 
     Args:
-        path: File path (str or os.PathLike).
+        path: A file path, or the file's bytes in memory (as for :func:`load`).
         chunk_frames: Frames per chunk (at the output rate).
         chunk_duration: Seconds per chunk; exactly one of the two must be given.
         sr: Output sample rate in Hz; None keeps the file's rate.
-        mono: Mix all channels down to one.
+        mono, mono_mode: Mix-down, as for :func:`load`.
         dtype: ``"float32"`` or ``"float16"``.
+        offset: Start in seconds; the first chunk starts exactly at that frame.
+        duration: Seconds to read; None reads to the end.
+        squeeze_mono: Give 1-D chunks when there is one channel.
 
     Returns:
         An :class:`AudioStreamReader` yielding ``(chunk, sample_rate)`` with chunks shaped
@@ -345,16 +423,40 @@ def stream(path, chunk_frames=None, chunk_duration=None, sr=None, mono=False, dt
         ValueError: Neither or both chunk sizes, or other bad arguments.
         FileNotFoundError, RuntimeError: As for :func:`load`.
     """
-    return AudioStreamReader(path, chunk_frames, chunk_duration, sr, mono, dtype)
+    return AudioStreamReader(
+        path,
+        chunk_frames,
+        chunk_duration,
+        sr,
+        mono,
+        mono_mode,
+        dtype,
+        offset,
+        duration,
+        squeeze_mono,
+    )
 
 
-def batch_load(paths, sr=None, mono=False, dtype="float32", num_workers=4):
+def batch_load(
+    paths,
+    sr=None,
+    mono=False,
+    mono_mode="mean",
+    layout="channels_last",
+    dtype="float32",
+    resample_quality="default",
+    squeeze_mono=False,
+    num_workers=4,
+    progress=None,
+):
     """Loads many files with a pool of threads; decoding runs without the GIL.
 
     Args:
-        paths: Iterable of file paths.
-        sr, mono, dtype: As for :func:`load`.
+        paths: Iterable of file paths (or in-memory sources, as for :func:`load`).
+        sr, mono, mono_mode, layout, dtype, resample_quality, squeeze_mono: As for :func:`load`.
         num_workers: Decoding threads.
+        progress: None; True for a progress bar on stderr (tqdm's when it is installed); or a
+            callable ``progress(done, total)``, called on this thread after each file.
 
     Returns:
         ``[(audio, sample_rate), ...]`` in the order of ``paths``.
@@ -364,39 +466,81 @@ def batch_load(paths, sr=None, mono=False, dtype="float32", num_workers=4):
     """
     paths = list(paths)
     num_workers = _args.positive_int("num_workers", num_workers)
+    options = dict(
+        sr=sr,
+        mono=mono,
+        mono_mode=mono_mode,
+        layout=layout,
+        dtype=dtype,
+        quality=resample_quality,
+        squeeze_mono=squeeze_mono,
+    )
+    _check_load_options(**options)  # bad arguments fail before any file opens
+    report = _progress_reporter(progress, len(paths))
     results: list = [None] * len(paths)
     window = max(16, 4 * num_workers)  # bounds the number of files open at once
 
     def open_job(path):
         try:
-            return _LoadJob(
-                path,
-                sr=sr,
-                offset=0.0,
-                duration=None,
-                mono=mono,
-                layout="channels_last",
-                dtype=dtype,
-                quality="default",
-            )
+            return _LoadJob(path, **options)
         except Exception as e:  # re-raised below, after the window's files are closed
             return e
 
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        for base in range(0, len(paths), window):
-            jobs = list(pool.map(open_job, paths[base : base + window]))
-            try:
-                failed = next((j for j in jobs if isinstance(j, Exception)), None)
-                if failed is not None:
-                    raise failed
-                for job in jobs:  # MLX allocations stay on this thread
-                    job.allocate()
-                for _ in pool.map(_LoadJob.fill, jobs):
-                    pass
-                for i, job in enumerate(jobs):
-                    results[base + i] = job.result()
-            finally:
-                for job in jobs:
-                    if not isinstance(job, Exception):
-                        job.src.close()
+    try:
+        with ThreadPoolExecutor(max_workers=num_workers) as pool:
+            for base in range(0, len(paths), window):
+                jobs = list(pool.map(open_job, paths[base : base + window]))
+                try:
+                    _run_window(pool, jobs, results, base, report)
+                finally:
+                    for job in jobs:
+                        if not isinstance(job, Exception):
+                            job.src.close()
+    finally:
+        report(None)
     return results
+
+
+def _check_load_options(*, sr, mono, mono_mode, layout, dtype, quality, squeeze_mono) -> None:
+    _args.optional_rate("sr", sr)
+    _args.mono_mode(mono, mono_mode)
+    _args.layout(layout)
+    _args.dtype(dtype)
+    _args.quality(quality)
+    _args.flag("squeeze_mono", squeeze_mono)
+
+
+def _run_window(pool, jobs, results, base, report) -> None:
+    failed = next((j for j in jobs if isinstance(j, Exception)), None)
+    if failed is not None:
+        raise failed
+    for job in jobs:  # MLX allocations stay on this thread
+        job.allocate()
+    for i, _ in enumerate(pool.map(_LoadJob.fill, jobs)):
+        results[base + i] = jobs[i].result()
+        report(base + i + 1)
+
+
+def _progress_reporter(progress, total: int):
+    """A function called with the number of files done, and with None when finished."""
+    if progress is None or progress is False:
+        return lambda done: None
+    if callable(progress):
+        return lambda done: None if done is None else progress(done, total)
+    if progress is not True:
+        raise AudioFormatError(f"progress must be None, True or a callable, got {progress!r}")
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _line_progress(total)
+    bar = tqdm(total=total, unit="file", desc="batch_load")
+    return lambda done: bar.close() if done is None else bar.update(done - bar.n)
+
+
+def _line_progress(total: int):
+    def line(done):
+        end = "\n" if done is None else ""
+        sys.stderr.write(f"\rbatch_load: {total if done is None else done}/{total} files{end}")
+        sys.stderr.flush()
+
+    return line

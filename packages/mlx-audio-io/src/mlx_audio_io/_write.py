@@ -1,9 +1,10 @@
-"""Encoding (save) and array resampling (resample)."""
+"""Encoding: save, prepare_save/save_prepared, and array resampling (resample)."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
@@ -15,6 +16,7 @@ from .errors import AudioFormatError
 _CONTAINERS = {
     ".wav": "wav",
     ".wave": "wav",
+    ".w64": "w64",
     ".flac": "flac",
     ".mp3": "mp3",
     ".m4a": "m4a",
@@ -22,17 +24,35 @@ _CONTAINERS = {
     ".aif": "aiff",
     ".aifc": "aiff",
     ".caf": "caf",
+    ".ogg": "ogg",
+    ".oga": "ogg",
+    ".opus": "opus",
 }
-_ENCODINGS = {"float32": 0, "pcm16": 1, "pcm24": 2, "alac": 3}
-#: encodings each container takes (the first is what "float32", the default, means there)
+_CODES = {
+    "float32": 0,
+    "aac": 0,
+    "pcm16": 1,
+    "pcm24": 2,
+    "alac": 3,
+    "pcm8": 4,
+    "ulaw": 5,
+    "alaw": 6,
+    "vorbis": 7,
+    "opus": 8,
+}
+#: encodings each container takes; "float32" (the default) means the container's natural codec
 _ALLOWED = {
-    "wav": ("float32", "pcm16", "pcm24"),
+    "wav": ("float32", "pcm16", "pcm24", "pcm8", "ulaw", "alaw"),
+    "w64": ("float32", "pcm16", "pcm24", "pcm8"),
     "flac": ("float32", "pcm16", "pcm24"),
     "aiff": ("float32", "pcm16", "pcm24"),
     "caf": ("float32", "pcm16", "pcm24"),
     "mp3": ("float32",),
     "m4a": ("float32", "alac", "pcm16"),
+    "ogg": ("float32", "vorbis", "opus"),
+    "opus": ("float32", "opus"),
 }
+_DEFAULT_CODEC = {"ogg": "vorbis", "opus": "opus"}
 _MP3_RATES = {
     # sample rates -> the bitrates (kbit/s) that MPEG-1, -2 and -2.5 layer III can carry
     (32000, 44100, 48000): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
@@ -40,48 +60,91 @@ _MP3_RATES = {
     (8000, 11025, 12000): (8, 16, 24, 32, 40, 48, 56, 64),
 }
 _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
-_MAX_CHANNELS = {"mp3": 2, "m4a": 8, "flac": 8}
+_OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+_BITRATE_RANGES = {"aac": (16000, 320000), "vorbis": (32000, 500000), "opus": (6000, 510000)}
+_MAX_CHANNELS = {"mp3": 2, "m4a": 8, "flac": 8, "ogg": 8, "opus": 8}
+_FLAC_LEVELS = {"default": -1, "fast": 0}
 
 
-def _container(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
+@dataclass(frozen=True)
+class PreparedAudio:
+    """Audio made ready for :func:`save_prepared`: a float32 NumPy view ``[frames, channels]``
+    (no copy when the input allowed it) that any thread can write without touching MLX."""
+
+    samples: np.ndarray
+    squeezed: bool = False
+
+    @property
+    def frames(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[1]
+
+
+def _container(target, fmt, what: str) -> str:
+    if fmt is not None:
+        key = "." + str(fmt).lower().lstrip(".")
+        if key not in _CONTAINERS:
+            raise AudioFormatError(f"format must be one of {sorted(set(_CONTAINERS))}, got {fmt!r}")
+        return _CONTAINERS[key]
+    name = target if isinstance(target, str) else getattr(target, "name", None)
+    if not isinstance(name, str):
+        raise AudioFormatError(f"{what}: writing to a file object needs format= (e.g. 'wav')")
+    ext = os.path.splitext(name)[1].lower()
     if ext not in _CONTAINERS:
-        supported = ", ".join(sorted(set(_CONTAINERS)))
         raise AudioFormatError(
-            f"save failed for '{path}': unsupported output format {ext or '(no extension)'!r}; "
-            f"supported: {supported}"
+            f"{what}: unsupported output format {ext or '(no extension)'!r}; "
+            f"supported: {', '.join(sorted(set(_CONTAINERS)))}"
         )
     return _CONTAINERS[ext]
 
 
-def _as_frames(audio, layout: str, what: str) -> np.ndarray:
-    """A float32 NumPy view (no copy when possible) shaped [frames, channels]."""
-    layout = _args.layout(layout)
+def _auto_layout(shape, layout: str) -> str:
+    if layout != "auto":
+        return _args.layout(layout)
+    # [channels, frames] when the first axis looks like channels and the second like time
+    return "channels_first" if len(shape) == 2 and shape[0] <= 8 < shape[1] else "channels_last"
+
+
+def prepare_save(audio, layout="auto") -> PreparedAudio:
+    """Evaluates and converts audio for :func:`save_prepared`, which then needs no MLX.
+
+    Args:
+        audio: ``mx.array`` or NumPy array of floats, 1-D (mono) or 2-D.
+        layout: ``"auto"`` (``[channels, frames]`` when the first axis has at most 8 entries and
+            the second more), ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        A :class:`PreparedAudio`. Transposed and strided inputs stay views (no copy); float16
+        and float64 are converted to float32.
+    """
     if isinstance(audio, mx.array):
         mx.eval(audio)
     arr = np.asarray(audio)
     if not np.issubdtype(arr.dtype, np.floating):
         raise AudioFormatError(
-            f"{what} needs floating-point audio (float32/float16/float64 in [-1, 1]), got "
+            f"audio must be floating point (float32/float16/float64 in [-1, 1]), got "
             f"{arr.dtype}; for integer PCM divide by its full scale first (e.g. x / 32768)"
         )
+    if arr.ndim not in (1, 2):
+        raise AudioFormatError(f"audio must be 1-D or 2-D, got shape {arr.shape}")
+    layout = _auto_layout(arr.shape, layout)
     if arr.ndim == 1:
         arr = arr[:, None]
-    elif arr.ndim == 2:
-        if layout == "channels_first":
-            arr = arr.T
-    else:
-        raise AudioFormatError(f"{what} needs 1-D or 2-D audio, got shape {arr.shape}")
+    elif layout == "channels_first":
+        arr = arr.T
     if arr.dtype != np.float32:
         arr = arr.astype(np.float32)
     frames, channels = arr.shape
     if channels > 64 and frames < channels:
         raise AudioFormatError(
-            f"{what} got shape {tuple(np.shape(audio))}, which with layout={layout!r} means "
+            f"audio has shape {tuple(np.shape(audio))}, which with layout={layout!r} means "
             f"{channels} channels of {frames} frames; pass layout='channels_first' if the "
             "channels come first"
         )
-    return arr
+    return PreparedAudio(arr, np.ndim(audio) == 1)
 
 
 def _pointer(arr: np.ndarray):
@@ -92,16 +155,24 @@ def _pointer(arr: np.ndarray):
     return ffi.cast("float *", arr.__array_interface__["data"][0]), fs, cs
 
 
-def _bitrate(container: str, encoding: str, bitrate, sr: int, channels: int, path: str) -> int:
-    lossy = container == "mp3" or (container == "m4a" and encoding == "float32")
+def _codec(container: str, encoding: str) -> str:
+    if encoding == "float32" and container in _DEFAULT_CODEC:
+        return _DEFAULT_CODEC[container]
+    if container == "m4a" and encoding == "float32":
+        return "aac"
+    return encoding
+
+
+def _bitrate(container: str, codec: str, bitrate, sr: int, channels: int, where: str) -> int:
+    lossy = container == "mp3" or codec in _BITRATE_RANGES
     if bitrate == "auto" or bitrate is None:
         if container == "mp3":
             return 1000 * (192 if sr >= 32000 else 64 if sr >= 16000 else 32)
-        return 96000 * min(channels, 2) if lossy else 0
+        return 96000 * min(channels, 2) if codec == "aac" else 0  # 0: the codec's own default
     if not lossy:
         raise AudioFormatError(
-            f"save failed for '{path}': bitrate is only used by lossy encodings (.mp3, .m4a "
-            f"AAC), not {container} with encoding={encoding!r}; got bitrate={bitrate!r}"
+            f"{where}: bitrate is only used by lossy encodings (.mp3, .m4a AAC, Ogg Vorbis, "
+            f"Opus), not {container} with {codec}; got bitrate={bitrate!r}"
         )
     m = re.fullmatch(r"\s*(\d+)\s*(k?)\s*", str(bitrate).lower())
     if isinstance(bitrate, bool) or not m:
@@ -113,81 +184,152 @@ def _bitrate(container: str, encoding: str, bitrate, sr: int, channels: int, pat
         allowed = next(v for k, v in _MP3_RATES.items() if sr in k)
         if bps % 1000 or bps // 1000 not in allowed:
             raise AudioFormatError(
-                f"save failed for '{path}': MP3 at {sr} Hz takes bitrates "
+                f"{where}: MP3 at {sr} Hz takes bitrates "
                 f"{', '.join(f'{b}k' for b in allowed)}; got {bitrate!r}"
             )
-    elif not 16000 <= bps <= 320000 * max(1, channels // 2):
-        raise AudioFormatError(f"AAC bitrate must be 16k-320k per channel pair, got {bitrate!r}")
+        return bps
+    lo, hi = _BITRATE_RANGES[codec]
+    hi *= max(1, channels // 2)
+    if not lo <= bps <= hi:
+        raise AudioFormatError(
+            f"{where}: {codec} bitrate must be {lo // 1000}k-{hi // 1000}k for {channels} "
+            f"channel(s), got {bitrate!r}"
+        )
     return bps
 
 
-def _check_rate(container: str, sr: int, channels: int, path: str) -> None:
+def _check_rate(container: str, codec: str, sr: int, channels: int, where: str) -> None:
     if container == "mp3" and not any(sr in k for k in _MP3_RATES):
         rates = sorted(r for k in _MP3_RATES for r in k)
         raise AudioFormatError(
-            f"save failed for '{path}': MP3 supports sample rates {rates}, got {sr}; "
+            f"{where}: MP3 supports sample rates {rates}, got {sr}; "
             "resample first (e.g. mlx_audio_io.resample(x, sr, 48000))"
         )
-    if container == "m4a" and sr not in _AAC_RATES and channels:
-        raise AudioFormatError(
-            f"save failed for '{path}': M4A supports sample rates {list(_AAC_RATES)}, got {sr}"
-        )
+    if codec == "aac" or codec == "alac" or (container == "m4a" and codec == "pcm16"):
+        if sr not in _AAC_RATES:
+            raise AudioFormatError(
+                f"{where}: M4A supports sample rates {list(_AAC_RATES)}, got {sr}"
+            )
     limit = _MAX_CHANNELS.get(container)
     if limit and channels > limit:
         raise AudioFormatError(
-            f"save failed for '{path}': .{container} holds at most {limit} channels, got {channels}"
+            f"{where}: .{container} holds at most {limit} channels, got {channels}"
         )
 
 
-def save(
-    path, audio, sr, layout="channels_last", encoding="float32", bitrate="auto", clip=True
+def _flac_level(value) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 12:
+        return value
+    if value not in _FLAC_LEVELS:
+        raise AudioFormatError(
+            f"flac_compression must be 'default' or 'fast' (or a level 0-12), got {value!r}"
+        )
+    return _FLAC_LEVELS[value]
+
+
+def save_prepared(
+    path,
+    audio: PreparedAudio,
+    sr,
+    encoding="float32",
+    bitrate="auto",
+    clip=True,
+    flac_compression="default",
+    format=None,
 ) -> None:
-    """Writes audio to a file; the format comes from the extension.
+    """Writes a :class:`PreparedAudio`; safe to call from worker threads (no MLX calls).
+
+    Arguments after ``audio`` are as for :func:`save`.
+    """
+    if not isinstance(audio, PreparedAudio):
+        raise TypeError(
+            f"audio must be a PreparedAudio (from prepare_save), got {type(audio).__name__}"
+        )
+    to_file = isinstance(path, (str, os.PathLike))
+    if not to_file and not callable(getattr(path, "write", None)):
+        raise TypeError(
+            f"path must be a str, os.PathLike or a writable binary file, got {type(path).__name__}"
+        )
+    name = _args.as_path(path) if to_file else getattr(path, "name", None)
+    where = f"save failed for '{name if isinstance(name, str) else '<file object>'}'"
+    container = _container(name if to_file else path, format, where)
+    if encoding not in _CODES or encoding not in _ALLOWED[container]:
+        raise AudioFormatError(
+            f"{where}: encoding {encoding!r} is not supported for .{container}; use one of "
+            f"{list(_ALLOWED[container])}"
+        )
+    sr = _args.positive_int("sr", sr)
+    samples = audio.samples
+    codec = _codec(container, encoding)
+    if codec == "opus" and sr not in _OPUS_RATES:  # Opus codes 8-48 kHz only; decoders give 48k
+        samples = np.asarray(resample(samples, sr, 48000, quality="best"))
+        sr = 48000
+    frames, channels = samples.shape
+    _check_rate(container, codec, sr, channels, where)
+    bps = _bitrate(container, codec, bitrate, sr, channels, where)
+    level = _flac_level(flac_compression)
+    ptr, fs, cs = _pointer(samples)
+    args = (ptr, frames, channels, fs, cs, sr, _CODES[codec], bps, bool(clip), level)
+    err = errbuf()
+    if to_file:
+        check(lib.aio_save(name.encode(), container.encode(), *args, err), err, "save", name)
+        return
+    out, size = ffi.new("unsigned char **"), ffi.new("int64_t *")
+    check(
+        lib.aio_save_memory(container.encode(), *args, out, size, err), err, "save", "<file object>"
+    )
+    try:
+        path.write(ffi.buffer(out[0], size[0]))
+    finally:
+        lib.aio_free(out[0])
+
+
+def save(
+    path,
+    audio,
+    sr,
+    layout="auto",
+    encoding="float32",
+    bitrate="auto",
+    clip=True,
+    flac_compression="default",
+    format=None,
+) -> None:
+    """Writes audio to a file or a binary file object.
 
     Args:
-        path: Output path (str or os.PathLike): .wav, .flac, .mp3, .m4a, .aiff/.aif, .caf.
+        path: Output path (str or os.PathLike) whose extension picks the format: .wav, .w64,
+            .flac, .mp3, .m4a, .aiff/.aif, .caf, .ogg, .opus. Or a writable binary file object
+            (e.g. ``io.BytesIO``), with ``format=``.
         audio: ``mx.array`` or NumPy array of floats, 1-D (mono) or 2-D.
         sr: Sample rate in Hz.
-        layout: ``"channels_last"`` (``[frames, channels]``) or ``"channels_first"``.
-        encoding: ``"float32"`` (WAV/AIFF/CAF float; FLAC and ALAC 24-bit; the codec's own
-            format for MP3 and AAC), ``"pcm16"``, ``"pcm24"`` (WAV, FLAC, AIFF, CAF; ``"pcm16"``
-            also .m4a as 16-bit ALAC) or ``"alac"`` (.m4a, 24-bit ALAC).
-        bitrate: ``"auto"``, ``"192k"`` or bits per second; MP3 and M4A/AAC only.
+        layout: ``"auto"`` (``[channels, frames]`` when the first axis has at most 8 entries and
+            the second more, else ``[frames, channels]``), ``"channels_last"`` or
+            ``"channels_first"``.
+        encoding: ``"float32"`` (the default: float WAV/AIFF/CAF, 24-bit FLAC, the codec's own
+            for MP3, AAC in .m4a, Vorbis in .ogg, Opus in .opus), ``"pcm16"``, ``"pcm24"``,
+            ``"pcm8"``, ``"ulaw"``, ``"alaw"`` (WAV), ``"alac"`` (.m4a), ``"vorbis"``,
+            ``"opus"`` (.ogg). docs/io.md has the full table.
+        bitrate: ``"auto"``, ``"192k"`` or bits per second; MP3, AAC, Vorbis and Opus only.
         clip: Clamp samples to [-1, 1] before float encodings. Integer PCM always saturates.
+        flac_compression: ``"default"`` (level 5), ``"fast"`` (level 0) or a level 0-12.
+        format: Container name (``"wav"``, ``"flac"``, ...); required for file objects without
+            a ``name``, and overrides the extension otherwise.
 
     Raises:
         ValueError: Unsupported format, encoding, bitrate, sample rate or shape.
         RuntimeError: The file cannot be written.
     """
-    path = _args.as_path(path)
-    container = _container(path)
-    if encoding not in _ENCODINGS or encoding not in _ALLOWED[container]:
-        raise AudioFormatError(
-            f"save failed for '{path}': encoding {encoding!r} is not supported for "
-            f".{container}; use one of {list(_ALLOWED[container])}"
-        )
-    sr = _args.positive_int("sr", sr)
-    arr = _as_frames(audio, layout, "save")
-    frames, channels = arr.shape
-    _check_rate(container, sr, channels, path)
-    bps = _bitrate(container, encoding, bitrate, sr, channels, path)
-    ptr, fs, cs = _pointer(arr)
-    err = errbuf()
-    rc = lib.aio_save(
-        path.encode(),
-        container.encode(),
-        ptr,
-        frames,
-        channels,
-        fs,
-        cs,
+    save_prepared(
+        path,
+        prepare_save(audio, layout),
         sr,
-        _ENCODINGS[encoding],
-        bps,
-        bool(clip),
-        err,
+        encoding=encoding,
+        bitrate=bitrate,
+        clip=clip,
+        flac_compression=flac_compression,
+        format=format,
     )
-    check(rc, err, "save", path)
 
 
 def resample(audio, in_sr, out_sr, quality="default", layout="channels_last"):
@@ -207,7 +349,7 @@ def resample(audio, in_sr, out_sr, quality="default", layout="channels_last"):
     in_sr = _args.positive_int("in_sr", in_sr)
     out_sr = _args.positive_int("out_sr", out_sr)
     q = _args.quality(quality)
-    arr = _as_frames(audio, layout, "resample")
+    arr = prepare_save(audio, _args.layout(layout)).samples
     dtype = audio.dtype if isinstance(audio, mx.array) else mx.float32
     if dtype not in (mx.float16, mx.bfloat16, mx.float32):
         dtype = mx.float32

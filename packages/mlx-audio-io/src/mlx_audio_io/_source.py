@@ -1,0 +1,61 @@
+"""Opening what the readers accept: a path, or audio already in memory (bytes, bytearray,
+memoryview, io.BytesIO, or any binary file object with read())."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from . import _args
+from ._lib import check, errbuf, ffi, lib
+
+
+def describe(source) -> str:
+    """How errors name a source: the path, or the file object's name, or its type."""
+    if isinstance(source, (str, os.PathLike)):
+        return _args.as_path(source)
+    name = getattr(source, "name", None)
+    if isinstance(name, str):
+        return name
+    return f"<{type(source).__name__}>"
+
+
+def _memory_of(source):
+    """A contiguous byte buffer holding the source's data (no copy for bytes-likes/BytesIO)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        view = memoryview(source)
+        return view if view.contiguous else view.tobytes()
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer()[source.tell() :]
+    if callable(getattr(source, "read", None)):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(
+                f"file object must be opened in binary mode (read() gave {type(data).__name__})"
+            )
+        return data
+    raise TypeError(
+        "path must be a str or os.PathLike, bytes, or a binary file object, "
+        f"got {type(source).__name__}"
+    )
+
+
+class NativeFile:
+    """An open native file (aio_file *); `keep` holds memory input alive while it is open."""
+
+    def __init__(self, source, op: str):
+        self.label = describe(source)
+        err = errbuf()
+        handle_p = ffi.new("aio_file **")
+        self.info = ffi.new("aio_info *")
+        if isinstance(source, (str, os.PathLike)):
+            self.keep = None
+            rc = lib.aio_open(self.label.encode(), handle_p, self.info, err)
+        else:
+            self.keep = _memory_of(source)
+            buf = ffi.from_buffer("char[]", self.keep)
+            hint = self.label.encode() if not self.label.startswith("<") else ffi.NULL
+            rc = lib.aio_open_memory(buf, len(buf), hint, handle_p, self.info, err)
+            self.keep = (self.keep, buf)
+        check(rc, err, op, self.label)
+        self.handle = handle_p[0]
