@@ -111,6 +111,7 @@ typedef struct {
     AVPacket *pkt;
     AVFrame *frm;
     int si;
+    int64_t last_pts; /* best-effort timestamp of the last decoded frame */
     float *pend; /* decoded frames not yet handed out */
     int64_t pend_cap, pend_len, pend_pos;
     int demux_eof;
@@ -248,6 +249,7 @@ static int64_t av_next(av_impl *a, int ch, float *dst, int64_t room, char *err) 
         if (r == 0) {
             int64_t n = a->frm->nb_samples;
             int direct = dst && n <= room;
+            a->last_pts = a->frm->best_effort_timestamp;
             int rc = n > 0 ? frame_to(a, ch, direct ? dst : NULL, err) : 0;
             av_frame_unref(a->frm);
             if (rc != 0) return rc;
@@ -300,10 +302,66 @@ static int64_t av_read(aio_file *f, float *out, int64_t frames, char *err) {
     return done;
 }
 
-/* Sample-accurate by construction: start over and decode up to the frame. */
+/* Frames a decoder needs before the target to rebuild its state after a seek. Lossless codecs
+   decode every frame on its own; lossy ones overlap frames (MDCT) or reach back (MP3's bit
+   reservoir, Opus's 80 ms convergence). */
+static int64_t preroll_frames(enum AVCodecID id, int rate) {
+    if (id >= AV_CODEC_ID_PCM_S16LE && id < AV_CODEC_ID_ADPCM_IMA_QT) return 0;
+    switch (id) {
+        case AV_CODEC_ID_FLAC: case AV_CODEC_ID_ALAC: case AV_CODEC_ID_WAVPACK:
+        case AV_CODEC_ID_TTA: case AV_CODEC_ID_APE: return 0;
+        case AV_CODEC_ID_AAC: case AV_CODEC_ID_MP3: case AV_CODEC_ID_MP2: return 4096;
+        case AV_CODEC_ID_OPUS: return rate / 10;
+        default: return 8192;
+    }
+}
+
+/* Seeks with the container's index, then decodes from the packet before the target and drops
+   exactly the frames before it, using the first decoded frame's timestamp. Returns 0 when
+   positioned, 1 when this file or position needs the slow path, < 0 on error. */
+static int seek_by_timestamp(aio_file *f, av_impl *a, int64_t frame, char *err) {
+    AVStream *st = a->fmt->streams[a->si];
+    AVRational samples = {1, f->info.sample_rate};
+    enum AVCodecID id = st->codecpar->codec_id;
+    const char *fmt = a->fmt->iformat->name;
+    /* containers whose packet timestamps count samples exactly; elsewhere (ADPCM in WAV, raw
+       streams) timestamps are estimated from byte positions */
+    int exact_ts = strcmp(fmt, "flac") == 0 || strncmp(fmt, "mov,", 4) == 0 ||
+                   strcmp(fmt, "ogg") == 0 || strncmp(fmt, "matroska", 8) == 0 ||
+                   (id >= AV_CODEC_ID_PCM_S16LE && id < AV_CODEC_ID_ADPCM_IMA_QT);
+    if (!exact_ts) return 1;
+    int64_t pre = preroll_frames(id, f->info.sample_rate);
+    if (frame <= 2 * pre + 4096) return 1; /* near the start: decoding from there is as cheap */
+    int64_t start = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
+    int64_t ts = start + av_rescale_q(frame - pre, samples, st->time_base);
+    if (av_seek_frame(a->fmt, a->si, ts, AVSEEK_FLAG_BACKWARD) < 0) return 1;
+    avcodec_flush_buffers(a->dec);
+    a->pend_len = a->pend_pos = 0;
+    a->demux_eof = 0;
+    a->last_pts = AV_NOPTS_VALUE;
+    int64_t r = av_next(a, f->info.channels, NULL, 0, err);
+    if (r < 0) return (int)r;
+    if (a->pend_len == 0 || a->last_pts == AV_NOPTS_VALUE) return 1;
+    int64_t pos = av_rescale_q(a->last_pts - start, st->time_base, samples);
+    if (pos > frame - pre) return 1; /* landed after the preroll point: not trustworthy */
+    while (pos + a->pend_len <= frame) {
+        pos += a->pend_len;
+        if ((r = av_next(a, f->info.channels, NULL, 0, err)) < 0) return (int)r;
+        if (a->pend_len == 0) return 1; /* ran out before the target */
+    }
+    a->pend_pos = frame - pos;
+    return 0;
+}
+
+/* Sample-accurate: by timestamp where the container allows, else start over and decode up to
+   the frame. */
 static int av_seek(aio_file *f, int64_t frame, char *err) {
     av_impl *a = f->impl;
     av_begin();
+    if (frame > 0 && a->fmt) {
+        int r = seek_by_timestamp(f, a, frame, err);
+        if (r <= 0) return r;
+    }
     av_teardown(a);
     int rc = av_setup_decoder(a, f, err);
     if (rc != 0) return rc;
