@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 ASAN_DIR := build/asan
 UV_RUN := uv run --all-packages
 
-.PHONY: deps sync test test-py test-asan demo bench lint format
+.PHONY: deps sync test test-py test-asan fuzz demo bench lint format
 
 deps:
 	@bash tools/install_deps.sh
@@ -12,7 +12,7 @@ deps:
 sync: deps
 	uv sync --all-packages --locked
 
-test: sync lint test-py test-asan
+test: sync lint test-py test-asan fuzz
 
 test-py:
 	$(UV_RUN) pytest -q
@@ -26,6 +26,22 @@ test-asan: sync
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	MLX_AUDIO_IO_NATIVE=$$(find $(ASAN_DIR) -name '_native*.so') \
 	$(UV_RUN) pytest -q -p no:cacheprovider tests/mlx_audio_io -k "not test_process"
+
+# A fixed-length libFuzzer pass over the shim (ASan + UBSan, leak checks), seeded with short
+# files of every format made at run time. FUZZ_RUNS=0 runs until stopped.
+FUZZ_RUNS ?= 30000
+FUZZ_LIBS := libavformat libavcodec libavutil libmpg123 soxr vorbisfile
+fuzz: sync
+	mkdir -p build/fuzz/corpus
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Inative/io native/fuzz/fuzz_io.c native/io/aio_*.c \
+	  $$(pkg-config --cflags --libs $(FUZZ_LIBS)) -o build/fuzz/fuzz_io
+	$(UV_RUN) python native/fuzz/make_corpus.py build/fuzz/seeds
+	LSAN_OPTIONS=suppressions=native/fuzz/lsan.supp build/fuzz/fuzz_io -runs=$(FUZZ_RUNS) \
+	  -seed=1 -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/corpus build/fuzz/seeds > build/fuzz/log 2>&1 \
+	  || { tail -60 build/fuzz/log; exit 1; }
+	tail -7 build/fuzz/log
 
 lint:
 	$(UV_RUN) ruff check packages tests tools

@@ -85,12 +85,13 @@ int64_t aio_resampler_process(aio_resampler *r, const float *in, int64_t in_fram
                               int64_t *consumed, float *out, int64_t out_cap, char *err);
 void aio_resampler_free(aio_resampler *r);
 
-/* One sample of float audio to integer PCM with rounding and saturation; NaN becomes 0. */
+/* One sample of float audio to integer PCM, rounding to nearest and saturating; NaN becomes
+   0. Branch-free (lo and hi are exact in float up to 24 bits) so loops vectorise. */
 static inline int32_t aio_quantize(float x, float scale, int32_t lo, int32_t hi) {
-    if (!(x == x)) return 0;
     float y = x * scale;
-    if (y >= (float)hi) return hi;
-    if (y <= (float)lo) return lo;
+    y = y > (float)hi ? (float)hi : y;
+    y = y < (float)lo ? (float)lo : y;
+    y = x == x ? y : 0.0f;
     return (int32_t)__builtin_lrintf(y);
 }
 

@@ -351,7 +351,10 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
     int64_t pad = w64 ? (8 - (data & 7)) & 7 : (data & 1);
     aio_sink out = {-1, NULL, 0, 0};
     if (path) {
-        out.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        /* Overwrite in place and cut to size at the end rather than O_TRUNC: truncating a
+           cached file frees its pages, and ext4 then flushes on close (auto_da_alloc), which
+           tripled the time of re-saving a file. The result is the same file as with O_TRUNC. */
+        out.fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (out.fd < 0) return aio_fail(err, AIO_EIO, "cannot open for writing: %s", strerror(errno));
     } else {
         out.cap = (int64_t)hlen + data + pad; /* exact: one allocation */
@@ -375,6 +378,7 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
     }
     static const unsigned char zeros[8] = {0};
     if (rc == 0 && pad) rc = aio_sink_write(&out, zeros, (size_t)pad);
+    if (rc == 0 && path && ftruncate(out.fd, (off_t)((int64_t)hlen + data + pad)) != 0) rc = -1;
     int saved_errno = errno;
     if (path && close(out.fd) != 0 && rc == 0) rc = -1, saved_errno = errno;
     if (rc != 0) {
