@@ -127,7 +127,7 @@ def ffmpeg_encode(src: Path, dst: Path, codec_args: list[str]) -> None:
 def prepare_material() -> dict[str, Path]:
     """Creates (or reuses) the WAV and its MP3/FLAC/M4A encodings under ``.bench/``."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    files = {k: CACHE / f"music.{k}" for k in ("wav", "mp3", "flac", "m4a")}
+    files = {k: CACHE / f"music.{k}" for k in ("wav", "mp3", "flac", "m4a", "ogg")}
     wav_size = 44 + FRAMES * CHANNELS * 2
     fresh = not (files["wav"].exists() and files["wav"].stat().st_size == wav_size)
     if fresh:
@@ -137,12 +137,27 @@ def prepare_material() -> dict[str, Path]:
         "mp3": ["-c:a", "libmp3lame", "-b:a", "192k"],
         "flac": ["-c:a", "flac"],
         "m4a": ["-c:a", "aac", "-b:a", "192k"],
+        "ogg": ["-c:a", "libvorbis", "-q:a", "5"],
     }
     for ext, codec_args in encodings.items():
         if fresh or not files[ext].exists() or files[ext].stat().st_size == 0:
             print(f"encoding {files[ext]} ...", file=sys.stderr)
             ffmpeg_encode(files["wav"], files[ext], codec_args)
+    files.update(batch_clips(files["wav"], fresh))
     return files
+
+
+BATCH_CLIPS = 16
+
+
+def batch_clips(wav: Path, fresh: bool) -> dict[str, Path]:
+    """Sixteen 10 s FLAC clips cut from the WAV, for the batch_load rows."""
+    clips = {f"clip{i}": CACHE / f"clip{i:02d}.flac" for i in range(BATCH_CLIPS)}
+    if fresh or not all(p.exists() for p in clips.values()):
+        for i, path in enumerate(clips.values()):
+            audio, _ = aio.load(wav, offset=10.0 * i, duration=10.0)
+            aio.save(path, audio, SR, encoding="pcm16")
+    return clips
 
 
 def wav_data_chunk(path: Path) -> tuple[int, int]:
@@ -341,10 +356,13 @@ def wav_save_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
     return rows
 
 
+COMPRESSED = ("mp3", "flac", "m4a", "ogg")
+
+
 def compressed_load_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
-    """Full decode of the MP3, FLAC and M4A encodings."""
+    """Full decode of the MP3, FLAC, M4A and Ogg Vorbis encodings."""
     rows = []
-    for ext in ("mp3", "flac", "m4a"):
+    for ext in COMPRESSED:
         path = str(files[ext])
         fns = {
             "mlx_audio_io": lambda path=path: mlx_eval(aio.load(path)),
@@ -358,6 +376,87 @@ def compressed_load_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
         }
         rows.append(Task(f"{ext.upper()} load", fns))
     return rows
+
+
+def compressed_slice_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
+    """One second from 60 s into each compressed file: seeking, not decoding the start."""
+    rows = []
+    for ext in COMPRESSED:
+        path = str(files[ext])
+
+        def sf_slice(sf, path=path):
+            return lambda: sf.read(path, start=60 * SR, frames=SR, dtype="float32")[0]
+
+        def lr_slice(lr, path=path):
+            return lambda: lr.load(path, sr=None, mono=False, offset=60.0, duration=1.0)[0]
+
+        fns = {
+            "mlx_audio_io": lambda path=path: mlx_eval(aio.load(path, offset=60, duration=1)),
+            **peer_fns(mods, {"soundfile": sf_slice, "librosa": lr_slice}),
+        }
+        rows.append(Task(f"{ext.upper()} 1 s at 60 s", fns))
+    return rows
+
+
+def memory_task(files: dict[str, Path], mods: dict) -> Task:
+    """Decoding an MP3 held in memory (bytes / BytesIO)."""
+    import io
+
+    data = files["mp3"].read_bytes()
+    fns = {
+        "mlx_audio_io": lambda: mlx_eval(aio.load(data)),
+        **peer_fns(
+            mods,
+            {"soundfile": lambda sf: lambda: sf.read(io.BytesIO(data), dtype="float32")[0]},
+        ),
+    }
+    return Task("MP3 load from bytes in memory", fns)
+
+
+def batch_tasks(files: dict[str, Path]) -> list[Task]:
+    """batch_load against a plain loop, over the sixteen 10 s FLAC clips (2 cores here)."""
+    clips = [str(files[f"clip{i}"]) for i in range(BATCH_CLIPS)]
+
+    def loop():
+        return [mlx_eval(aio.load(p)) for p in clips]
+
+    def batch(workers: int):
+        return lambda: [mlx_eval(a) for a, _ in aio.batch_load(clips, num_workers=workers)]
+
+    n = f"{BATCH_CLIPS} x 10 s FLAC"
+    return [
+        Task(f"{n}: load() in a loop", {"mlx_audio_io": loop}),
+        Task(f"{n}: batch_load(num_workers=2)", {"mlx_audio_io": batch(2)}),
+    ]
+
+
+def resample_best_task(files: dict[str, Path], mods: dict) -> Task:
+    """Load, downmix and resample at the highest quality (soxr VHQ) for every library."""
+    wav = str(files["wav"])
+
+    def sf_soxr(sf):
+        soxr, err = mods["soxr"]
+        if soxr is None:
+            return missing(err)
+        return lambda: soxr.resample(
+            sf.read(wav, dtype="float32")[0].mean(axis=1), SR, TARGET_SR, quality="VHQ"
+        )
+
+    fns = {
+        "mlx_audio_io": lambda: mlx_eval(
+            aio.load(wav, sr=TARGET_SR, mono=True, resample_quality="best")
+        ),
+        **peer_fns(
+            mods,
+            {
+                "soundfile": sf_soxr,
+                "librosa": lambda lr: (
+                    lambda: lr.load(wav, sr=TARGET_SR, mono=True, res_type="soxr_vhq")[0]
+                ),
+            },
+        ),
+    }
+    return Task("load + resample to 16 kHz mono, best (soxr VHQ)", fns)
 
 
 def resample_task(files: dict[str, Path], mods: dict) -> Task:
@@ -446,7 +545,11 @@ def build_tasks(files: dict[str, Path]) -> list[Task]:
         *wav_load_tasks(files, mods),
         *wav_save_tasks(files, mods),
         *compressed_load_tasks(files, mods),
+        *compressed_slice_tasks(files, mods),
+        memory_task(files, mods),
         resample_task(files, mods),
+        resample_best_task(files, mods),
+        *batch_tasks(files),
         *info_tasks(files, mods),
         *anatomy_tasks(files),
     ]
@@ -580,8 +683,16 @@ def anchor_specs(files: dict[str, Path]) -> list[dict]:
             }
         )
     specs += [load_spec(f"{ext.upper()} load", files[ext]) for ext in ("mp3", "flac", "m4a")]
+    specs += [
+        load_spec(f"{ext.upper()} 1 s at 60 s", files[ext], offset=60, duration=1)
+        for ext in ("mp3", "flac", "m4a")
+    ]
     resample = load_spec("load + resample to 16 kHz mono", wav, sr=TARGET_SR, mono=True)
     specs.append({**resample, "npy": str(ANCHOR_NPY)})
+    # its Linux default with libsoxr is already soxr VHQ
+    specs.append(
+        load_spec("load + resample to 16 kHz mono, best (soxr VHQ)", wav, sr=TARGET_SR, mono=True)
+    )
     specs += [
         {"name": f"info ({ext.upper()})", "op": "info", "path": str(files[ext])}
         for ext in ("wav", "mp3")

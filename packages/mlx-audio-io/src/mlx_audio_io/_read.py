@@ -8,6 +8,7 @@ owned by an ``mx.array``.
 
 from __future__ import annotations
 
+import os
 import sys
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -68,8 +69,11 @@ class _Source:
         mono=False,
         mono_mode="mean",
         quality="default",
+        window=None,
     ):
         self.op = op
+        self.source = source
+        self.mix = (mono, mono_mode)
         out_sr = _args.optional_rate("sr", sr)
         offset = _args.seconds("offset", offset, allow_zero=True)
         if duration is not None:
@@ -81,8 +85,14 @@ class _Source:
         self.path, self._keep = nf.label, nf.keep
         self._finalizer = weakref.finalize(self, _free, None, nf.handle)
         native_sr = nf.info.sample_rate
-        start = round(offset * native_sr)
-        count = -1 if duration is None else max(1, round(duration * native_sr))
+        self.native_rate = native_sr
+        self.subtype = ffi.string(nf.info.subtype).decode()
+        if window is not None:  # (start, count) in frames, for split decoding
+            start, count = window
+        else:
+            start = round(offset * native_sr)
+            count = -1 if duration is None else max(1, round(duration * native_sr))
+        self.start = start
         err = errbuf()
         pipe_p = ffi.new("aio_pipe **")
         rc = lib.aio_pipe_new(nf.handle, start, count, mix, out_sr or 0, q, pipe_p, err)
@@ -140,7 +150,9 @@ class _LoadJob:
         dtype="float32",
         quality="default",
         squeeze_mono=False,
+        split=False,
     ):
+        self.split = split
         self.layout = _args.layout(layout)
         self.dtype = _args.dtype(dtype)
         self.squeeze = _args.flag("squeeze_mono", squeeze_mono)
@@ -167,11 +179,15 @@ class _LoadJob:
         src = self.src
         if self.ptr is None:
             self.unknown = src.read_unknown()
-        elif self.layout == "channels_last":
-            self.n = src.read_into(self.ptr, src.total, src.channels, 1)
+        elif self.split and _splittable(src):
+            self.n = _split_read(src, self.ptr, self._strides())
         else:
-            self.n = src.read_into(self.ptr, src.total, 1, src.total)
+            self.n = src.read_into(self.ptr, src.total, *self._strides())
         src.close()
+
+    def _strides(self) -> tuple[int, int]:
+        src = self.src
+        return (src.channels, 1) if self.layout == "channels_last" else (1, src.total)
 
     def result(self) -> tuple[mx.array, int]:
         if self.unknown is not None:
@@ -188,6 +204,62 @@ class _LoadJob:
             out = _args.squeeze(out, self.layout)
         mx.eval(out)
         return out, self.src.sample_rate
+
+
+_SPLIT_MIN_FRAMES = 1 << 20  # ~24 s at 44.1 kHz: below this, threads cost more than they save
+_SPLIT_CODECS = ("flac", "alac")  # frames decode independently and seeks are exact
+_split_pool: ThreadPoolExecutor | None = None
+
+
+def _splittable(src: _Source) -> bool:
+    """Decoding in segments on several cores gives the very same samples only for lossless
+    codecs with independent frames, at the native rate (a resampler's state spans segments),
+    from sources that can be opened twice."""
+    return (
+        (os.cpu_count() or 1) > 1
+        and src.total >= _SPLIT_MIN_FRAMES
+        and src.subtype in _SPLIT_CODECS
+        and src.sample_rate == src.native_rate
+        and isinstance(src.source, (str, os.PathLike, bytes, bytearray, memoryview))
+    )
+
+
+def _split_read(src: _Source, ptr, strides: tuple[int, int]) -> int:
+    """Decodes src's window in one segment per core, each from its own seek, into ptr."""
+    global _split_pool
+    parts = min(os.cpu_count() or 1, 4)
+    if _split_pool is None:
+        _split_pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="mlx_audio_io")
+    total, (fs, cs) = src.total, strides
+    bounds = [total * k // parts for k in range(parts + 1)]
+    sources = [src] + [
+        _Source(
+            src.source,
+            op=src.op,
+            mono=src.mix[0],
+            mono_mode=src.mix[1],
+            window=(src.start + bounds[k], bounds[k + 1] - bounds[k]),
+        )
+        for k in range(1, parts)
+    ]
+
+    def run(k: int) -> int:
+        return sources[k].read_into(ptr + bounds[k] * fs, bounds[k + 1] - bounds[k], fs, cs)
+
+    try:
+        counts = list(_split_pool.map(run, range(parts)))
+    finally:
+        for extra in sources[1:]:
+            extra.close()
+    if counts != [bounds[k + 1] - bounds[k] for k in range(parts)]:  # ended early: truncated
+        reread = _Source(
+            src.source, op=src.op, mono=src.mix[0], mono_mode=src.mix[1], window=(src.start, total)
+        )
+        try:
+            return reread.read_into(ptr, total, fs, cs)
+        finally:
+            reread.close()
+    return total
 
 
 def load(
@@ -241,6 +313,7 @@ def load(
     _args.flag("low_memory", low_memory)
     job = _LoadJob(
         path,
+        split=True,
         sr=sr,
         offset=offset,
         duration=duration,
