@@ -1,12 +1,11 @@
 """Long FLAC/ALAC loads decode in segments on several cores: the result must be exactly what
 one sequential decode gives (stream() decodes sequentially)."""
 
+import mlx_audio_io as aio
 import numpy as np
 import pytest
-from signals import music, pcm_grid
-
-import mlx_audio_io as aio
 from mlx_audio_io import _read
+from signals import music, pcm_grid
 
 
 @pytest.fixture(scope="module")
