@@ -223,14 +223,16 @@ class _LoadJob:
 
 
 _SPLIT_MIN_FRAMES = 1 << 20  # ~24 s at 44.1 kHz: below this, threads cost more than they save
-_SPLIT_CODECS = ("flac", "alac")  # frames decode independently and seeks are exact
+# lossless frames decode independently; libvorbisfile's seeks rebuild the block overlap and
+# were checked bit-identical to a sequential decode
+_SPLIT_CODECS = ("flac", "alac", "vorbis")
 _split_pool: ThreadPoolExecutor | None = None
 
 
 def _splittable(src: _Source) -> bool:
-    """Decoding in segments on several cores gives the very same samples only for lossless
-    codecs with independent frames, at the native rate (a resampler's state spans segments),
-    from sources that can be opened twice."""
+    """Decoding in segments on several cores gives the very same samples only for codecs
+    whose seeks are bit-exact, at the native rate (a resampler's state spans segments), from
+    sources that can be opened twice."""
     return (
         src.total >= _SPLIT_MIN_FRAMES
         and (os.cpu_count() or 1) > 1
