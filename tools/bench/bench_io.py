@@ -975,26 +975,100 @@ def render(rows, runs: int, accuracy: str, anchor: Anchor) -> str:
         "",
         *notes.lines(),
         "",
+        *targets(rows),
+        "",
         *READING,
     ]
     return "\n".join(body).rstrip() + "\n"
+
+
+# Why a target is missed when it is: what was measured and what stands in the way.
+MISSED_BECAUSE = {
+    "WAV full load": "the load is the output's allocation plus a ~7 ms decode (anatomy rows): "
+    "MLX's CPU allocator returns large buffers to the OS and uses no huge pages, so every "
+    "fresh 68 MB output pays ~16,800 page faults that NumPy's THP-backed buffers avoid",
+    "MP3 load": "libmpg123 (AVX synth) decodes for us and for libsndfile alike (anatomy row: "
+    "decode alone is on par with the peers' whole load); the difference is MLX's output "
+    "allocation. Decoding MP3 in segments is not bit-identical to one pass (mpg123's synthesis "
+    "filter alternates its buffer offset), so it stays sequential",
+}
+
+
+def _p50(results: dict, col: str) -> float | None:
+    res = results.get(col)
+    return res.p50_ms if res is not None and res.error is None else None
+
+
+def targets(rows) -> list[str]:
+    """Issue 3's speed targets, checked against this run's numbers."""
+    by = dict(rows)
+    out = ["## Targets", ""]
+
+    def line(name: str, ok: bool | None, text: str) -> None:
+        verdict = "n/a" if ok is None else ("met" if ok else "**missed**")
+        why = f" Why: {MISSED_BECAUSE[name]}." if ok is False and name in MISSED_BECAUSE else ""
+        out.append(f"- {name}: {text} — {verdict}.{why}")
+
+    wav = by.get("WAV full load", {})
+    ours, floor = _p50(wav, "mlx_audio_io"), _p50(wav, "numpy floor")
+    if ours and floor:
+        line("WAV full load", ours <= 1.3 * floor, f"{ours / floor:.2f}x the NumPy floor (<= 1.3x)")
+    for ext in COMPRESSED:
+        res = by.get(f"{ext.upper()} load", {})
+        ours = _p50(res, "mlx_audio_io")
+        peers = [v for c in PEERS if (v := _p50(res, c)) is not None]
+        if ours and peers:
+            line(
+                f"{ext.upper()} load",
+                ours < min(peers),
+                f"{min(peers) / ours:.2f}x the fastest peer (> 1x)",
+            )
+    res = by.get("load + resample to 16 kHz mono", {})
+    ours, librosa = _p50(res, "mlx_audio_io"), _p50(res, "librosa")
+    if ours and librosa:
+        line(
+            "load + resample to 16 kHz mono",
+            ours < librosa,
+            f"{librosa / ours:.2f}x librosa (> 1x; SNR in the Accuracy line, >= 60 dB)",
+        )
+    save = by.get("WAV save float32 (NumPy input)", {})
+    ours, floor = _p50(save, "mlx_audio_io"), _p50(save, "numpy floor")
+    if ours and floor:
+        line(
+            "WAV save float32",
+            ours <= 1.5 * floor,
+            f"{ours / floor:.2f}x the NumPy floor (<= 1.5x)",
+        )
+    res = by.get("FLAC 1 s at 60 s", {})
+    ours = _p50(res, "mlx_audio_io")
+    if ours:
+        line(
+            "FLAC 1 s from the middle", ours < 5, f"{ours:.2f} ms (a few ms, no whole-file decode)"
+        )
+    return out
 
 
 READING = [
     "## Reading the table",
     "",
     "- Every full load returns a fresh `mx.array`. MLX's CPU allocator hands large buffers",
-    "  back to the OS and does not use transparent huge pages, so the output's first touch",
-    "  costs a page fault per 4 KiB (the `anatomy: mx.zeros` row). NumPy-based peers get huge",
-    "  pages and pay far less. The anatomy rows split our load time into that allocation and",
-    "  the decode itself: where we trail a peer on a full load, compare the decode-only row",
-    "  with the peer's time.",
-    "- MP3: libmpg123 decodes for us and for soundfile (libsndfile uses it too), so decode",
-    "  speed is equal; the difference is the allocation. FLAC: libav's decoder against",
-    "  libFLAC's, plus the allocation. A libFLAC fast path is planned (issue 3).",
-    "- M4A: soundfile cannot read it; librosa falls back to an ffmpeg subprocess and keeps",
-    "  the AAC end padding (680 more frames than the file's edit list says).",
-    "- The 2-core machine is shared: p50 drifts by up to about 20% between runs; the min",
+    "  back to the OS and does not use transparent huge pages, so a fresh output's first touch",
+    "  costs a page fault per 4 KiB; the `anatomy: mx.zeros` row shows that cost in this",
+    "  process at that moment (it varies with what the process freed before). NumPy-based",
+    "  peers get huge pages and pay far less. The anatomy rows split a load into allocation",
+    "  and decode: where we trail a peer on a full load, compare the decode-only row.",
+    "- FLAC, ALAC and Ogg Vorbis loads longer than ~24 s decode in one segment per core (their",
+    "  seeks are bit-exact); MP3 decodes in one pass (see Targets).",
+    "- Outputs up to 1 MiB (partial reads, stream chunks) decode into a NumPy buffer that",
+    "  `mx.array` copies: cheaper than evaluating a fresh MLX array at that size.",
+    "- M4A: soundfile cannot read it; librosa falls back to an ffmpeg subprocess, and both it",
+    "  and mlx-audio-io 1.3.24 keep the AAC end padding (680 more frames than the edit list).",
+    "- The resample rows compare equal quality: `default` is soxr HQ (as librosa's default),",
+    "  `best` is soxr VHQ (mlx-audio-io 1.3.24's Linux default with libsoxr).",
+    "- torchaudio is not in the table: on this machine it needs torch 2.9.1 from PyPI (a CUDA",
+    "  build, about 7 GB with its wheels). Measured once by hand on the same kind of machine",
+    "  (shared notes): WAV full load 208 ms, MP3 415 ms, FLAC 274 ms, M4A 347 ms.",
+    "- The 2-core machine may be shared: p50 drifts by up to about 20% between runs; the min",
     "  column shows the undisturbed cost.",
 ]
 
