@@ -430,58 +430,31 @@ def batch_tasks(files: dict[str, Path]) -> list[Task]:
     ]
 
 
-def resample_best_task(files: dict[str, Path], mods: dict) -> Task:
-    """Load, downmix and resample at the highest quality (soxr VHQ) for every library."""
+def resample_task(files: dict[str, Path], mods: dict, best: bool = False) -> Task:
+    """Load, downmix and resample to 16 kHz, at the default quality (soxr HQ, librosa's default)
+    or at the best (soxr VHQ) for every library."""
     wav = str(files["wav"])
+    soxr_q, res_type, ours = ("VHQ", "soxr_vhq", "best") if best else ("HQ", "soxr_hq", "default")
 
     def sf_soxr(sf):
         soxr, err = mods["soxr"]
         if soxr is None:
             return missing(err)
         return lambda: soxr.resample(
-            sf.read(wav, dtype="float32")[0].mean(axis=1), SR, TARGET_SR, quality="VHQ"
+            sf.read(wav, dtype="float32")[0].mean(axis=1), SR, TARGET_SR, quality=soxr_q
         )
+
+    def lr_load(lr):
+        return lambda: lr.load(wav, sr=TARGET_SR, mono=True, res_type=res_type)[0]
 
     fns = {
         "mlx_audio_io": lambda: mlx_eval(
-            aio.load(wav, sr=TARGET_SR, mono=True, resample_quality="best")
+            aio.load(wav, sr=TARGET_SR, mono=True, resample_quality=ours)
         ),
-        **peer_fns(
-            mods,
-            {
-                "soundfile": sf_soxr,
-                "librosa": lambda lr: (
-                    lambda: lr.load(wav, sr=TARGET_SR, mono=True, res_type="soxr_vhq")[0]
-                ),
-            },
-        ),
+        **peer_fns(mods, {"soundfile": sf_soxr, "librosa": lr_load}),
     }
-    return Task("load + resample to 16 kHz mono, best (soxr VHQ)", fns)
-
-
-def resample_task(files: dict[str, Path], mods: dict) -> Task:
-    """Load, downmix and resample to 16 kHz."""
-    wav = str(files["wav"])
-
-    def sf_soxr(sf):
-        soxr, err = mods["soxr"]
-        if soxr is None:
-            return missing(err)
-        return lambda: soxr.resample(
-            sf.read(wav, dtype="float32")[0].mean(axis=1), SR, TARGET_SR, quality="HQ"
-        )
-
-    fns = {
-        "mlx_audio_io": lambda: mlx_eval(aio.load(wav, sr=TARGET_SR, mono=True)),
-        **peer_fns(
-            mods,
-            {
-                "soundfile": sf_soxr,
-                "librosa": lambda lr: lambda: lr.load(wav, sr=TARGET_SR, mono=True)[0],
-            },
-        ),
-    }
-    return Task("load + resample to 16 kHz mono", fns)
+    name = "load + resample to 16 kHz mono"
+    return Task(f"{name}, best (soxr VHQ)" if best else name, fns)
 
 
 def info_tasks(files: dict[str, Path], mods: dict) -> list[Task]:
@@ -548,7 +521,7 @@ def build_tasks(files: dict[str, Path]) -> list[Task]:
         *compressed_slice_tasks(files, mods),
         memory_task(files, mods),
         resample_task(files, mods),
-        resample_best_task(files, mods),
+        resample_task(files, mods, best=True),
         *batch_tasks(files),
         *info_tasks(files, mods),
         *anatomy_tasks(files),
