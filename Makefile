@@ -26,6 +26,12 @@ test-asan: sync
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	MLX_AUDIO_IO_NATIVE=$$(find $(ASAN_DIR) -name '_native*.so') \
 	$(UV_RUN) pytest -q -p no:cacheprovider tests/mlx_audio_io -k "not test_process"
+	FMA_SANITIZE=1 $(UV_RUN) python packages/fast-mp3-augment/build_native.py $(ASAN_DIR)/mp3
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	FMA_NATIVE=$$(find $(ASAN_DIR)/mp3 -name '_native*.so') \
+	$(UV_RUN) pytest -q -p no:cacheprovider tests/fast_mp3_augment
 
 # A fixed-length libFuzzer pass over the shim (ASan + UBSan, leak checks), seeded with short
 # files of every format made at run time. FUZZ_RUNS=0 runs until stopped.
