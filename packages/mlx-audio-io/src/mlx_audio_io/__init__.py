@@ -1,8 +1,9 @@
 """mlx-audio-io: decode and encode audio files straight to and from ``mlx.core.array``."""
 
 from . import _blas  # noqa: F401  (first: loads OpenBLAS before mlx.core, see _blas.py)
+from ._batch import batch_load
 from ._build import show_build_info, supports_soxr
-from ._read import AudioInfo, AudioStreamReader, batch_load, info, load, stream
+from ._read import AudioInfo, AudioStreamReader, info, load, stream
 from ._write import PreparedAudio, prepare_save, resample, save, save_prepared
 from .errors import AudioDecodeError, AudioFileNotFoundError, AudioFormatError, AudioIOError
 
