@@ -1,10 +1,38 @@
-"""Real-time Source -> Processor -> Sink audio pipelines on MLX.
-
-Placeholder: installs and imports; its API arrives with its own issue.
-"""
+"""mlx-audio-streaming: real-time Source -> Processor -> Sink audio pipelines on MLX."""
 
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 
+from .core import AudioRingBuffer, StreamChunk, StreamingContext
+from .metrics import SeparationMetrics, correlation, sdr, si_sdr, snr
+from .pipeline import PipelineError, PipelineStats, StreamingPipeline
+from .processors import GainProcessor, IdentityProcessor, ProcessorChain, StreamProcessor
+from .sinks import AudioSink, CallbackSink, FileSink, MultiFileSink
+from .sources import AudioSource, CallbackSource, FileSource
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AudioRingBuffer",
+    "AudioSink",
+    "AudioSource",
+    "CallbackSink",
+    "CallbackSource",
+    "FileSink",
+    "FileSource",
+    "GainProcessor",
+    "IdentityProcessor",
+    "MultiFileSink",
+    "PipelineError",
+    "PipelineStats",
+    "ProcessorChain",
+    "SeparationMetrics",
+    "StreamChunk",
+    "StreamProcessor",
+    "StreamingContext",
+    "StreamingPipeline",
+    "__version__",
+    "correlation",
+    "sdr",
+    "si_sdr",
+    "snr",
+]
