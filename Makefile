@@ -63,3 +63,5 @@ demo: sync
 bench: deps
 	uv sync --all-packages --locked --group bench
 	$(UV_RUN) --group bench python tools/bench/bench_io.py
+	$(UV_RUN) --group bench python tools/bench/bench_streaming.py
+	if [ -f tools/bench/bench_mp3.py ]; then $(UV_RUN) --group bench python tools/bench/bench_mp3.py; fi

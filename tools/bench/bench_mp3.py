@@ -801,32 +801,33 @@ def machine_section(anchor: Anchor) -> list[str]:
 
 
 def method_section(runs: int, vbr: float) -> list[str]:
-    """The Method lines."""
-    return [
-        "## Method",
-        "",
-        "- Signal: `mp3_worker.make_signal` (four harmonic tones with tremolo, a quiet 3.5 kHz"
-        " partial, seeded white noise, peak 0.8; per-channel pan), built from the same seed in",
-        "  this process and in the anchor worker (a digest check flags any difference).",
-        f"- Every call: {BITRATE} kbps, quality {QUALITY}, `preserve_delay=False`, float32 NumPy"
+    """The Method lines (one bullet per line)."""
+    bullets = [
+        "Signal: `mp3_worker.make_signal` (four harmonic tones with tremolo, a quiet 3.5 kHz"
+        " partial, seeded white noise, peak 0.8, a pan per channel), built from the same seed"
+        " in this process and in the anchor worker (a digest check flags any difference).",
+        f"Every call: {BITRATE} kbps, quality {QUALITY}, `preserve_delay=False`, float32 NumPy"
         f" input; pedalboard uses VBR V{vbr:g} (it has no CBR).",
-        f"- Order A B A B: each round calls ours, {ANCHOR}, lameenc, pedalboard once, in that"
+        f"Order A B A B: each round calls ours, {ANCHOR}, lameenc, pedalboard once, in that"
         f" order; {WARMUPS} warm-up rounds, then {runs} timed rounds. Cells are p50 (min) in ms.",
-        f"- {ANCHOR} shares our import name, so it runs in its own venv in one `mp3_worker.py`"
-        " process per row, which gets one command per call over stdin and times the call itself",
-        "  (`time.perf_counter` around `compress_roundtrip`, no IPC in the number).",
-        f"- `{ANCHOR} / ours` = its p50 / our p50: above 1 we are faster.",
-        f"- Batch: {BATCH_CLIPS} clips of {BATCH_SECONDS:g} s mono {BATCH_SR} Hz (seeds"
+        f"{ANCHOR} shares our import name, so it runs in its own venv, in one `mp3_worker.py`"
+        " process per row that gets one command per call over stdin and times the call itself"
+        " (`time.perf_counter` around `compress_roundtrip`; no IPC in the number).",
+        f"`{ANCHOR} / ours` = its p50 / our p50: above 1 we are faster.",
+        f"Batch: {BATCH_CLIPS} clips of {BATCH_SECONDS:g} s mono {BATCH_SR} Hz (seeds"
         f" {BATCH_SEED}..{BATCH_SEED + BATCH_CLIPS - 1}); ours `compress_roundtrip_batch(clips,"
-        f" {BATCH_SR}, {BITRATE})` (default `num_workers` = {os.cpu_count()} cores) against",
-        f"  {ANCHOR} (no batch API) calling `compress_roundtrip` clip by clip, and ours clip by"
+        f" {BATCH_SR}, {BITRATE})` (default `num_workers`: {os.cpu_count()} cores here), against"
+        f" {ANCHOR} (no batch API) calling `compress_roundtrip` clip by clip, and ours clip by"
         " clip; same A B A B rounds.",
-        f"- Alignment: best lag = argmax of the cross-correlation of channel 0 within ±{MAX_LAG}"
-        " (positive: the output is late); SNRs over all channels against the input, at lag 0,",
-        f"  at the best lag, and over the input's last {TAIL_SNR} samples at lag 0; exact zeros"
-        f" counted over the output's samples at the input's last {TAIL_ZEROS} positions.",
-        "",
+        f"Alignment: best lag = argmax of the cross-correlation of channel 0 within ±{MAX_LAG}"
+        " (positive: the output is late). SNRs are over all channels against the input: at lag"
+        f" 0, at the best lag, and over the input's last {TAIL_SNR} samples at lag 0. Exact"
+        f" zeros are counted in the output at the input's last {TAIL_ZEROS} positions (all"
+        " channels).",
+        "The machine may be shared with other work: p50 can drift between runs; min shows the"
+        " undisturbed cost.",
     ]
+    return ["## Method", "", *(f"- {b}" for b in bullets), ""]
 
 
 def targets_section(rows: list[dict], batch: dict[str, Result]) -> list[str]:
@@ -834,7 +835,7 @@ def targets_section(rows: list[dict], batch: dict[str, Result]) -> list[str]:
     out = ["## Targets", ""]
     per_case = [(r["case"].label, ratio(r["results"][OURS], r["results"][ANCHOR])) for r in rows]
     vals = [v for _, v in per_case if v is not None]
-    shown = "; ".join(f"{label}: {fmt_ratio(v)}" for label, v in per_case)
+    shown = "; ".join(f"{label}: {'n/a' if v is None else f'{v:.3f}'}" for label, v in per_case)
     if len(vals) == len(per_case):
         verdict = "met" if max(vals) <= 1.0 else "**missed**"
     else:
