@@ -3,6 +3,7 @@
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 
 from .core import AudioRingBuffer, StreamChunk, StreamingContext
+from .devices import MicrophoneSource, SpeakerSink
 from .metrics import SeparationMetrics, correlation, sdr, si_sdr, snr
 from .pipeline import PipelineError, PipelineStats, StreamingPipeline
 from .processors import GainProcessor, IdentityProcessor, ProcessorChain, StreamProcessor
@@ -21,11 +22,13 @@ __all__ = [
     "FileSource",
     "GainProcessor",
     "IdentityProcessor",
+    "MicrophoneSource",
     "MultiFileSink",
     "PipelineError",
     "PipelineStats",
     "ProcessorChain",
     "SeparationMetrics",
+    "SpeakerSink",
     "StreamChunk",
     "StreamProcessor",
     "StreamingContext",
