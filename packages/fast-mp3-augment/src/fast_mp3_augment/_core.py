@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -81,22 +82,29 @@ def _check(samples, sample_rate, bitrate_kbps, quality):
     return data
 
 
-def _layout(sample_rate: int, channels: int, bitrate_kbps: int) -> tuple[int, int]:
-    """(bitrate LAME will use, whether it writes an Info frame). LAME clamps bitrates the MPEG
-    version cannot carry; we say so once per combination."""
+@functools.cache
+def _lame_layout(sample_rate: int, channels: int, bitrate_kbps: int) -> tuple[int, int]:
+    """LAME's answer for these settings (a LAME set-up costs ~0.5 ms, so it is asked once)."""
     kbps, info = ffi.new("int *"), ffi.new("int *")
     if lib.fma_layout(sample_rate, channels, bitrate_kbps, kbps, info) < 0:
         raise RoundTripError(f"LAME refused {sample_rate} Hz at {bitrate_kbps} kbps")
-    if kbps[0] != bitrate_kbps and (sample_rate, bitrate_kbps) not in _warned:
+    return kbps[0], info[0]
+
+
+def _layout(sample_rate: int, channels: int, bitrate_kbps: int) -> tuple[int, int]:
+    """(bitrate LAME will use, whether it writes an Info frame). LAME clamps bitrates the MPEG
+    version cannot carry; we say so once per combination."""
+    kbps, info = _lame_layout(sample_rate, channels, bitrate_kbps)
+    if kbps != bitrate_kbps and (sample_rate, bitrate_kbps) not in _warned:
         _warned.add((sample_rate, bitrate_kbps))
         warnings.warn(
             f"{bitrate_kbps} kbps cannot be coded as MP3 at {sample_rate} Hz; using "
-            f"{kbps[0]} kbps (MPEG-1 carries 32-320 kbps at 32-48 kHz, MPEG-2 8-160 kbps at "
+            f"{kbps} kbps (MPEG-1 carries 32-320 kbps at 32-48 kHz, MPEG-2 8-160 kbps at "
             "16-24 kHz, MPEG-2.5 8-64 kbps at 8-12 kHz)",
             UserWarning,
             stacklevel=4,
         )
-    return kbps[0], info[0]
+    return kbps, info
 
 
 def _roundtrip(data, sample_rate, bitrate_kbps, preserve_delay, quality, pipelined):

@@ -38,16 +38,28 @@ class MicrophoneSource(AudioSource):
         queue_size: Chunks buffered between PortAudio and the pipeline.
     """
 
-    def __init__(self, sample_rate: int = 44100, channels: int = 1, chunk_size: int = 1024,
-                 device_id=None, duration: float | None = None, queue_size: int = 32):
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        channels: int = 1,
+        chunk_size: int = 1024,
+        device_id=None,
+        duration: float | None = None,
+        queue_size: int = 32,
+    ):
         sd = _sounddevice()
         self.sample_rate, self.channels, self.chunk_size = sample_rate, channels, chunk_size
         self.dropped_chunks = 0
         self._left = None if duration is None else int(round(duration * sample_rate))
         self._queue: queue.Queue = queue.Queue(queue_size)
-        self._stream = sd.InputStream(samplerate=sample_rate, channels=channels,
-                                      blocksize=chunk_size, device=device_id, dtype="float32",
-                                      callback=self._on_block)
+        self._stream = sd.InputStream(
+            samplerate=sample_rate,
+            channels=channels,
+            blocksize=chunk_size,
+            device=device_id,
+            dtype="float32",
+            callback=self._on_block,
+        )
         self._stream.start()
 
     def _on_block(self, data, frames, time_info, status) -> None:
@@ -82,8 +94,13 @@ class SpeakerSink(AudioSink):
         stem_index: With [stems, channels, samples] chunks, the stem to play.
     """
 
-    def __init__(self, sample_rate: int | None = None, channels: int | None = None,
-                 device_id=None, stem_index: int | None = None):
+    def __init__(
+        self,
+        sample_rate: int | None = None,
+        channels: int | None = None,
+        device_id=None,
+        stem_index: int | None = None,
+    ):
         self._sd = _sounddevice()
         self.sample_rate, self.channels = sample_rate, channels
         self.device_id, self.stem_index = device_id, stem_index
@@ -95,13 +112,15 @@ class SpeakerSink(AudioSink):
         if self._stream is None:
             self.sample_rate = self.sample_rate or chunk.sample_rate
             self.channels = self.channels or frames.shape[1]
-            self._stream = self._sd.OutputStream(samplerate=self.sample_rate,
-                                                 channels=self.channels, device=self.device_id,
-                                                 dtype="float32")
+            self._stream = self._sd.OutputStream(
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                device=self.device_id,
+                dtype="float32",
+            )
             self._stream.start()
         if frames.shape[1] != self.channels:
-            raise ValueError(f"SpeakerSink plays {self.channels} channel(s), got "
-                             f"{frames.shape[1]}")
+            raise ValueError(f"SpeakerSink plays {self.channels} channel(s), got {frames.shape[1]}")
         if self._stream.write(np.ascontiguousarray(frames)):
             self.underruns += 1
 
