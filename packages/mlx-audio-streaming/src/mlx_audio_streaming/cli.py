@@ -1,0 +1,111 @@
+"""``mlx-audio-stream IN [OUT] [--gain-db X] [--chunk-size N] [--play]``: streams a file through
+a gain into another file and/or the speaker, with a live progress line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+import mlx_audio_io as aio  # first: the BLAS preload must run before mlx.core
+
+from .pipeline import PipelineError, StreamingPipeline
+from .processors import GainProcessor
+from .sinks import AudioSink, FileSink
+
+
+class _Tee(AudioSink):
+    """Writes every chunk to several sinks."""
+
+    def __init__(self, sinks):
+        self.sinks = sinks
+
+    def write(self, chunk) -> None:
+        for s in self.sinks:
+            s.write(chunk)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="mlx-audio-stream", description=__doc__.split(":")[1].strip())
+    p.add_argument("input", help="audio file to read (any format mlx-audio-io decodes)")
+    p.add_argument("output", nargs="?", help="file to write (format from the extension)")
+    p.add_argument("--gain-db", type=float, default=0.0, help="gain in dB (default 0)")
+    p.add_argument("--chunk-size", type=int, default=4096, help="frames per chunk")
+    p.add_argument("--play", action="store_true", help="also play through the default speaker")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    args = p.parse_args(argv)
+    if args.output is None and not args.play:
+        p.error("give an OUTPUT file, --play, or both")
+    if args.chunk_size < 1:
+        p.error(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    return args
+
+
+def _progress(pipeline: StreamingPipeline, total: float, done: threading.Event) -> None:
+    t0 = time.perf_counter()
+    while not done.wait(0.2):
+        _line(pipeline, total, time.perf_counter() - t0)
+    _line(pipeline, total, time.perf_counter() - t0, end="\n")
+
+
+def _line(pipeline, total: float, elapsed: float, end: str = "") -> None:
+    s = pipeline.stats
+    sys.stderr.write(
+        f"\r{elapsed:6.1f} s  {s.audio_duration:7.1f} / {total:.1f} s of audio  "
+        f"{s.realtime_factor:6.1f}x real time{end}"
+    )
+    sys.stderr.flush()
+
+
+def main(argv=None) -> int:
+    """Runs the command; returns the exit code (130 after Ctrl-C)."""
+    args = _parse(argv)
+    from .sources import FileSource
+
+    try:
+        source = FileSource(args.input, chunk_size=args.chunk_size)
+        total = aio.info(args.input).duration
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"mlx-audio-stream: {e}", file=sys.stderr)
+        return 1
+    sinks = [FileSink(args.output)] if args.output else []
+    if args.play:
+        from .devices import SpeakerSink
+
+        sinks.append(SpeakerSink())
+    pipeline = StreamingPipeline(
+        source, GainProcessor(gain_db=args.gain_db), sinks[0] if len(sinks) == 1 else _Tee(sinks)
+    )
+    done = threading.Event()
+    reporter = (
+        None
+        if args.quiet
+        else threading.Thread(target=_progress, args=(pipeline, total, done), daemon=True)
+    )
+    pipeline.start()
+    if reporter:
+        reporter.start()
+    try:
+        pipeline.wait()
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+    except PipelineError as e:
+        print(f"\nmlx-audio-stream: {e}", file=sys.stderr)
+        code = 1
+    finally:
+        done.set()
+        if reporter:
+            reporter.join()
+    if code == 130:
+        print("stopped", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
