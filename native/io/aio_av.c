@@ -566,100 +566,192 @@ static AVCodecContext *open_encoder(AVFormatContext *oc, const enc_spec *spec, c
     return enc;
 }
 
-static int encode_all(AVFormatContext *oc, AVCodecContext *enc, AVStream *st, const aio_audio *a,
-                      char *err) {
-    AVFrame *fr = av_frame_alloc();
-    AVPacket *pkt = av_packet_alloc();
-    int rc = fr && pkt ? 0 : aio_fail(err, AIO_ENOMEM, "out of memory"), r;
-    int64_t per = enc->frame_size > 0 ? enc->frame_size : 4096;
-    for (int64_t i0 = 0; i0 < a->frames && rc == 0; i0 += per) {
-        int64_t n = a->frames - i0 < per ? a->frames - i0 : per;
-        fr->nb_samples = (int)n;
-        fr->format = enc->sample_fmt;
-        fr->sample_rate = a->sample_rate;
-        if (av_channel_layout_copy(&fr->ch_layout, &enc->ch_layout) < 0 ||
-            av_frame_get_buffer(fr, 0) < 0) {
-            rc = aio_fail(err, AIO_ENOMEM, "out of memory");
-            break;
+struct aio_writer {
+    AVFormatContext *oc;
+    AVCodecContext *enc;
+    AVStream *st;
+    AVFrame *fr;
+    AVPacket *pkt;
+    av_mem mem;          /* memory output */
+    int to_memory, channels, sample_rate;
+    int64_t frame_size, pts;
+    float *staged;       /* interleaved frames waiting for a full encoder frame */
+    int64_t staged_len;
+    char *path;
+};
+
+static void writer_free(aio_writer *w, int failed) {
+    if (!w) return;
+    if (w->oc && w->oc->pb) {
+        if (w->to_memory) {
+            avio_flush(w->oc->pb);
+            free_avio(&w->oc->pb);
+        } else {
+            avio_closep(&w->oc->pb);
         }
-        fill_frame(fr, a, i0, n);
-        fr->pts = i0;
-        r = avcodec_send_frame(enc, fr);
-        av_frame_unref(fr);
-        rc = r < 0 ? av_fail(err, AIO_EIO, "encoding failed", r) : drain(oc, enc, st, pkt, err);
     }
-    if (rc == 0) {
-        avcodec_send_frame(enc, NULL);
-        rc = drain(oc, enc, st, pkt, err);
-    }
-    av_frame_free(&fr);
-    av_packet_free(&pkt);
-    return rc;
+    avcodec_free_context(&w->enc);
+    avformat_free_context(w->oc);
+    av_frame_free(&w->fr);
+    av_packet_free(&w->pkt);
+    if (failed && w->path) unlink(w->path);
+    if (failed) free(w->mem.data);
+    free(w->staged);
+    free(w->path);
+    free(w);
 }
 
-int aio_av_save(const char *path, const char *container, unsigned char **mem,
-                int64_t *mem_size, const aio_audio *a, char *err) {
+static int writer_open(const char *path, const char *container, const aio_audio *a,
+                       aio_writer **out, char *err) {
     av_begin();
+    *out = NULL;
     const enc_spec *spec = NULL;
     for (size_t i = 0; i < sizeof ENC / sizeof ENC[0]; i++)
         if (strcmp(ENC[i].container, container) == 0 && ENC[i].encoding == a->encoding) spec = &ENC[i];
     if (!spec) return aio_fail(err, AIO_EARG, "unsupported encoding for .%s", container);
     const AVCodec *codec = avcodec_find_encoder_by_name(spec->encoder);
     if (!codec) return aio_fail(err, AIO_EFORMAT, "libav was built without the %s encoder", spec->encoder);
-
-    AVFormatContext *oc = NULL;
-    AVCodecContext *enc = NULL;
-    av_mem out = {0};
-    int rc = 0, r, opened = 0;
-    AVStream *st = NULL;
-    if (avformat_alloc_output_context2(&oc, NULL, spec->muxer, path) < 0 || !oc ||
-        !(st = avformat_new_stream(oc, NULL))) {
+    aio_writer *w = calloc(1, sizeof *w);
+    if (!w) return aio_fail(err, AIO_ENOMEM, "out of memory");
+    w->to_memory = path == NULL;
+    w->channels = a->channels;
+    w->sample_rate = a->sample_rate;
+    int rc = 0, r;
+    if ((path && !(w->path = strdup(path))) || !(w->fr = av_frame_alloc()) ||
+        !(w->pkt = av_packet_alloc()) ||
+        avformat_alloc_output_context2(&w->oc, NULL, spec->muxer, path) < 0 || !w->oc ||
+        !(w->st = avformat_new_stream(w->oc, NULL))) {
         rc = aio_fail(err, AIO_ENOMEM, "cannot set up the %s muxer", spec->muxer);
-        goto out;
+        goto fail;
     }
-    if (!(enc = open_encoder(oc, spec, codec, a, err, &rc))) goto out;
-    if ((r = avcodec_parameters_from_context(st->codecpar, enc)) < 0) {
+    if (!(w->enc = open_encoder(w->oc, spec, codec, a, err, &rc))) goto fail;
+    if ((r = avcodec_parameters_from_context(w->st->codecpar, w->enc)) < 0) {
         rc = av_fail(err, AIO_EIO, "cannot set stream parameters", r);
-        goto out;
+        goto fail;
     }
-    st->time_base = enc->time_base;
+    w->st->time_base = w->enc->time_base;
     if (path) {
-        r = avio_open(&oc->pb, path, AVIO_FLAG_WRITE);
+        r = avio_open(&w->oc->pb, path, AVIO_FLAG_WRITE);
     } else {
-        oc->pb = mem_avio(&out, 1);
-        oc->flags |= AVFMT_FLAG_CUSTOM_IO;
-        r = oc->pb ? 0 : AVERROR(ENOMEM);
+        w->oc->pb = mem_avio(&w->mem, 1);
+        w->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+        r = w->oc->pb ? 0 : AVERROR(ENOMEM);
     }
     if (r < 0) {
+        w->oc->pb = NULL;
         rc = av_fail(err, AIO_EIO, "cannot open for writing", r);
-        goto out;
+        goto fail;
     }
-    opened = 1;
     /* MP4 edit lists count in the movie timescale (ms by default): use the sample rate so
        the decoded length after priming removal is exact */
     if (strcmp(container, "m4a") == 0)
-        av_opt_set_int(oc->priv_data, "movie_timescale", a->sample_rate, 0);
-    if ((r = avformat_write_header(oc, NULL)) < 0) {
+        av_opt_set_int(w->oc->priv_data, "movie_timescale", a->sample_rate, 0);
+    /* Ogg pages span 1 s by default, all of it held in memory: 100 ms keeps an interrupted
+       stream's loss small */
+    if (strcmp(spec->muxer, "ogg") == 0) av_opt_set_int(w->oc->priv_data, "page_duration", 100000, 0);
+    if ((r = avformat_write_header(w->oc, NULL)) < 0) {
         rc = av_fail(err, AIO_EIO, "cannot write the header", r);
-        goto out;
+        goto fail;
     }
-    rc = encode_all(oc, enc, st, a, err);
-    if (rc == 0 && (r = av_write_trailer(oc)) < 0) rc = av_fail(err, AIO_EIO, "cannot finish the file", r);
-out:
-    if (opened && path) avio_closep(&oc->pb);
-    if (opened && !path) {
-        avio_flush(oc->pb);
-        free_avio(&oc->pb);
+    w->frame_size = w->enc->frame_size > 0 ? w->enc->frame_size : 4096;
+    w->staged = malloc(sizeof(float) * (size_t)(w->frame_size * a->channels));
+    if (!w->staged) {
+        rc = aio_fail(err, AIO_ENOMEM, "out of memory");
+        goto fail;
     }
-    avcodec_free_context(&enc);
-    avformat_free_context(oc);
-    if (rc != 0 && opened && path) unlink(path);
+    *out = w;
+    return 0;
+fail:
+    writer_free(w, 1);
+    return rc;
+}
+
+/* Encodes n interleaved frames from w->staged (n <= frame_size; smaller only at the end). */
+static int writer_encode(aio_writer *w, int64_t n, char *err) {
+    AVFrame *fr = w->fr;
+    fr->nb_samples = (int)n;
+    fr->format = w->enc->sample_fmt;
+    fr->sample_rate = w->sample_rate;
+    if (av_channel_layout_copy(&fr->ch_layout, &w->enc->ch_layout) < 0 || av_frame_get_buffer(fr, 0) < 0)
+        return aio_fail(err, AIO_ENOMEM, "out of memory");
+    aio_audio staged = {w->staged, n, w->channels, 1, w->channels, w->sample_rate, 0, 0, 0, -1};
+    fill_frame(fr, &staged, 0, n);
+    fr->pts = w->pts;
+    w->pts += n;
+    int r = avcodec_send_frame(w->enc, fr);
+    av_frame_unref(fr);
+    if (r < 0) return av_fail(err, AIO_EIO, "encoding failed", r);
+    return drain(w->oc, w->enc, w->st, w->pkt, err);
+}
+
+static int writer_write(aio_writer *w, const aio_audio *a, char *err) {
+    av_begin();
+    int ch = w->channels;
+    for (int64_t i = 0; i < a->frames;) {
+        int64_t n = w->frame_size - w->staged_len;
+        if (n > a->frames - i) n = a->frames - i;
+        for (int64_t k = 0; k < n; k++) { /* clip here: fill_frame sees clip = 0 */
+            const float *row = a->data + (i + k) * a->frame_stride;
+            float *dst = w->staged + (w->staged_len + k) * ch;
+            for (int c = 0; c < ch; c++) dst[c] = a->clip ? aio_clip(row[c * a->chan_stride]) : row[c * a->chan_stride];
+        }
+        w->staged_len += n;
+        i += n;
+        if (w->staged_len == w->frame_size) {
+            int rc = writer_encode(w, w->staged_len, err);
+            if (rc != 0) return rc;
+            w->staged_len = 0;
+        }
+    }
+    if (!w->to_memory) avio_flush(w->oc->pb); /* on disk now: survives a crash of the process */
+    return 0;
+}
+
+static int writer_finish(aio_writer *w, char *err) {
+    av_begin();
+    int rc = w->staged_len > 0 ? writer_encode(w, w->staged_len, err) : 0, r;
+    w->staged_len = 0;
+    if (rc == 0) {
+        avcodec_send_frame(w->enc, NULL);
+        rc = drain(w->oc, w->enc, w->st, w->pkt, err);
+    }
+    if (rc == 0 && (r = av_write_trailer(w->oc)) < 0) rc = av_fail(err, AIO_EIO, "cannot finish the file", r);
+    return rc;
+}
+
+AIO_API int aio_writer_open(const char *path, const char *container, int channels,
+                            int sample_rate, int encoding, int bitrate, int compression,
+                            aio_writer **out, char *err) {
+    if (channels < 1 || sample_rate < 1) return aio_fail(err, AIO_EARG, "invalid channels or rate");
+    aio_audio a = {NULL, 0, channels, 1, channels, sample_rate, encoding, bitrate, 0, compression};
+    return writer_open(path, container, &a, out, err);
+}
+
+AIO_API int aio_writer_write(aio_writer *w, const float *data, int64_t frames, int64_t frame_stride,
+                             int64_t chan_stride, int clip, char *err) {
+    aio_audio a = {data, frames, frame_stride, chan_stride, w->channels, w->sample_rate, 0, 0, clip, -1};
+    return writer_write(w, &a, err);
+}
+
+AIO_API int aio_writer_close(aio_writer *w, char *err) {
+    if (!w) return 0;
+    int rc = writer_finish(w, err);
+    writer_free(w, rc != 0);
+    return rc;
+}
+
+int aio_av_save(const char *path, const char *container, unsigned char **mem,
+                int64_t *mem_size, const aio_audio *a, char *err) {
+    aio_writer *w = NULL;
+    int rc = writer_open(path, container, a, &w, err);
+    if (rc != 0) return rc;
+    if ((rc = writer_write(w, a, err)) == 0) rc = writer_finish(w, err);
     if (rc == 0 && !path) {
-        *mem = out.data;
-        *mem_size = out.size;
-    } else {
-        free(out.data);
+        *mem = w->mem.data;
+        *mem_size = w->mem.size;
+        w->mem.data = NULL;
     }
+    writer_free(w, rc != 0);
     return rc;
 }
 

@@ -71,4 +71,14 @@ int aio_save_memory(const char *container, const float *data, int64_t frames, in
                     int64_t *out_size, char *err);
 void aio_free(void *p);
 
+/* Incremental encoding with libav (every container but WAV/W64): frames go out as they come,
+   and the file is flushed after each write, so what was written stays decodable if the
+   process dies before aio_writer_close (which writes the trailer and frees the writer). */
+typedef struct aio_writer aio_writer;
+int aio_writer_open(const char *path, const char *container, int channels, int sample_rate,
+                    int encoding, int bitrate, int compression, aio_writer **out, char *err);
+int aio_writer_write(aio_writer *w, const float *data, int64_t frames, int64_t frame_stride,
+                     int64_t chan_stride, int clip, char *err);
+int aio_writer_close(aio_writer *w, char *err);
+
 const char *aio_version_info(void);

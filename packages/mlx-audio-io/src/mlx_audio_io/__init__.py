@@ -5,6 +5,7 @@ from ._batch import batch_load
 from ._build import show_build_info, supports_soxr
 from ._read import AudioInfo, AudioStreamReader, info, load, stream
 from ._write import PreparedAudio, prepare_save, resample, save, save_prepared
+from ._writer import AudioWriter
 from .errors import AudioDecodeError, AudioFileNotFoundError, AudioFormatError, AudioIOError
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "AudioIOError",
     "AudioInfo",
     "AudioStreamReader",
+    "AudioWriter",
     "PreparedAudio",
     "__version__",
     "batch_load",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import struct
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -40,89 +38,54 @@ def _select(chunk: StreamChunk, stem_index: int | None) -> np.ndarray:
     return np.asarray(audio.astype(mx.float32)).T
 
 
-class _WavStream:
-    """A float32 WAV written chunk by chunk whose header is rewritten after each chunk, so the
-    file is valid up to the last chunk written even if the process dies."""
-
-    def __init__(self, path: Path, sample_rate: int, channels: int):
-        self.f = open(path, "wb")  # noqa: SIM115  (closed in close())
-        self.sample_rate, self.channels, self.frames = sample_rate, channels, 0
-        self._header()
-
-    def _header(self) -> None:
-        data = self.frames * self.channels * 4
-        block = self.channels * 4
-        fmt = struct.pack(
-            "<HHIIHH", 3, self.channels, self.sample_rate, self.sample_rate * block, block, 32
-        )
-        head = (
-            b"RIFF"
-            + struct.pack("<I", 36 + data)
-            + b"WAVE"
-            + b"fmt "
-            + struct.pack("<I", 16)
-            + fmt
-            + b"data"
-            + struct.pack("<I", data)
-        )
-        self.f.seek(0)
-        self.f.write(head)
-        self.f.seek(0, os.SEEK_END)
-
-    def write(self, frames: np.ndarray) -> None:
-        self.f.write(np.ascontiguousarray(frames, dtype="<f4").tobytes())
-        self.frames += frames.shape[0]
-        self._header()
-        self.f.flush()
-
-    def close(self) -> None:
-        self.f.close()
-
-
 class FileSink(AudioSink):
-    """Writes the stream to a file in any format mlx-audio-io saves.
-
-    WAV is written incrementally (the header is kept valid after every chunk). Other formats are
-    encoded when the stream closes (the chunks are held until then).
+    """Writes the stream to a file in any format mlx-audio-io saves, chunk by chunk
+    (``mlx_audio_io.AudioWriter``): if the process dies mid-stream, the file holds what was
+    written (WAV up to the last chunk, FLAC/MP3/Ogg up to the last encoded packet; M4A needs
+    the stream to end to write its index).
 
     Args:
         path: Output file; the extension picks the format.
         stem_index: With a separator upstream ([stems, channels, samples] chunks), the stem to
             write.
-        sample_rate: Resample to this rate before writing; None keeps the stream's.
+        sample_rate: Resample to this rate before writing; None keeps the stream's. Resampling
+            needs the whole stream, so it then writes when the stream ends.
     """
 
-    def __init__(self, path, stem_index: int | None = None, sample_rate: int | None = None):
+    def __init__(
+        self, path, stem_index: int | None = None, sample_rate: int | None = None, **save_options
+    ):
         self.path = Path(path)
         self.stem_index = stem_index
         self.sample_rate = sample_rate
-        self._wav = None
+        self.save_options = save_options
+        self._writer = None
         self._held: list[np.ndarray] = []
         self._rate = None
 
     def write(self, chunk: StreamChunk) -> None:
         frames = _select(chunk, self.stem_index)
         self._rate = chunk.sample_rate
-        if self.path.suffix.lower() in (".wav", ".wave") and self.sample_rate in (None, self._rate):
-            if self._wav is None:
-                self._wav = _WavStream(self.path, self._rate, frames.shape[1])
-            self._wav.write(frames)
-        else:
+        if self.sample_rate not in (None, self._rate):
             self._held.append(frames)
+            return
+        if self._writer is None:
+            self._writer = aio.AudioWriter(
+                self.path, self._rate, frames.shape[1], **self.save_options
+            )
+        self._writer.write(frames, layout="channels_last")
 
     def close(self) -> None:
-        if self._wav is not None:
-            self._wav.close()
-            self._wav = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._held:
-            audio = np.concatenate(self._held)
-            rate = self._rate
-            if self.sample_rate not in (None, rate):
-                audio, rate = (
-                    np.asarray(aio.resample(audio, rate, self.sample_rate)),
-                    self.sample_rate,
-                )
-            aio.save(self.path, audio, rate, layout="channels_last")
+            audio = np.asarray(
+                aio.resample(np.concatenate(self._held), self._rate, self.sample_rate)
+            )
+            aio.save(
+                self.path, audio, self.sample_rate, layout="channels_last", **self.save_options
+            )
             self._held = []
 
 
