@@ -93,3 +93,23 @@ def test_microphone_source_records_the_input(tmp_path):
             assert at >= last
             last, whole = at, whole + 1
     assert whole >= 0.75 * (44100 // 1024)
+
+
+def test_cli_play_routes_to_the_speaker(tmp_path):
+    import mlx_audio_io as aio
+
+    x = (0.5 * np.sin(2 * np.pi * 440 * np.arange(22050) / 44100)).astype(np.float32)
+    aio.save(tmp_path / "in.wav", np.stack([x, -x], 1), 44100)
+    cli = str(__import__("pathlib").Path(sys.executable).with_name("mlx-audio-stream"))
+    _run(
+        tmp_path,
+        f"""
+        import subprocess
+        subprocess.run([{cli!r}, "in.wav", "out.wav", "--play", "--gain-db", "-6.0206",
+                        "--quiet"], check=True)
+    """,
+    )
+    played = np.fromfile(tmp_path / "played.raw", "<i2").reshape(-1, 2) / 32768
+    np.testing.assert_allclose(played[:22050, 0], x / 2, atol=2 / 32768)
+    np.testing.assert_allclose(played[:22050, 1], -x / 2, atol=2 / 32768)
+    assert aio.info(tmp_path / "out.wav").frames == 22050  # the file was written too

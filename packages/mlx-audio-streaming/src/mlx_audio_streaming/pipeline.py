@@ -192,6 +192,8 @@ class StreamingPipeline:
         try:
             while not self._stop.is_set():
                 chunk = self.source.read()
+                # live sources and sinks count what they had to drop or could not play
+                self.stats.dropped_chunks = getattr(self.source, "dropped_chunks", 0)
                 if chunk is None:
                     break
                 # MLX streams are per thread: a lazy array must be evaluated on the thread
@@ -237,5 +239,6 @@ class StreamingPipeline:
                 t_in, chunk = item
                 self.sink.write(chunk)
                 self.stats.latencies.append(time.perf_counter() - t_in)
+                self.stats.underruns = getattr(self.sink, "underruns", 0)
         finally:
             self.sink.close()
