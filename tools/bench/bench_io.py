@@ -42,6 +42,7 @@ import mlx.core as mx
 
 # isort: on
 import numpy as np
+from common import first_error, probe_venv, read_proc, text_tail, version
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".bench"
@@ -556,28 +557,9 @@ def worker_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-def text_tail(text: str, n: int = 30) -> str:
-    """The last ``n`` non-empty lines of ``text``."""
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-n:])
-
-
-def error_summary(log: str) -> str:
-    """The first line of ``log`` that mentions an error or failure, else its last line."""
-    lines = [" ".join(ln.split()) for ln in log.splitlines() if ln.strip()]
-    hits = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
-    return (hits or lines or ["no output"])[0 if hits else -1][:200]
-
-
 def probe_anchor(python: Path) -> dict | None:
-    """Version, soxr support and mlx version of the anchor venv's package, or None."""
-    if not python.exists():
-        return None
-    cmd = [str(python), "-I", "-c", ANCHOR_PROBE]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(), timeout=300)
-        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        return None
+    """What the anchor venv's package reports about itself, or None."""
+    return probe_venv(python, ANCHOR_PROBE, worker_env())
 
 
 def run_step(cmd: list[str]) -> tuple[str | None, str]:
@@ -591,7 +573,7 @@ def run_step(cmd: list[str]) -> tuple[str | None, str]:
     if proc.returncode == 0:
         return None, log
     print(f"`{name}` failed (exit {proc.returncode}):\n{text_tail(log)}", file=sys.stderr)
-    return f"`{name}` failed (exit {proc.returncode}): {error_summary(log)}", log
+    return f"`{name}` failed (exit {proc.returncode}): {first_error(log)}", log
 
 
 def install_anchor(python: Path) -> tuple[str | None, bool]:
@@ -781,26 +763,6 @@ def resample_accuracy(files: dict[str, Path]) -> str:
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
-
-
-def read_proc(path: str, key: str) -> str | None:
-    """The value of the first ``key: value`` line of a /proc file, if present."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def version(dist: str) -> str:
-    """Installed version of a distribution (or of its imported module), or "not installed"."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        module = sys.modules.get(dist.replace("-", "_"))
-        return getattr(module, "__version__", "not installed")
 
 
 def native_versions() -> str:

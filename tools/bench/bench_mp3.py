@@ -40,6 +40,7 @@ from pathlib import Path
 import fast_mp3_augment as fma  # imports mlx_audio_io first (its BLAS preload)
 import mlx_audio_io as aio
 import numpy as np
+from common import first_error, probe_venv, read_proc, text_tail, version
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mp3_worker import digest, make_signal  # noqa: E402  (sibling module, shared with the worker)
@@ -224,28 +225,9 @@ def worker_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
 
 
-def text_tail(text: str, n: int = 20) -> str:
-    """The last ``n`` non-empty lines of ``text``."""
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-n:])
-
-
-def first_error(log: str) -> str:
-    """The first line of ``log`` mentioning an error, else its last line (one line, short)."""
-    lines = [" ".join(ln.split()) for ln in log.splitlines() if ln.strip()]
-    hits = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
-    return (hits or lines or ["no output"])[0 if hits else -1][:200]
-
-
 def probe_anchor(python: Path) -> dict | None:
-    """Version, file and numpy version of the anchor venv's package, or None."""
-    if not python.exists():
-        return None
-    cmd = [str(python), "-I", "-c", ANCHOR_PROBE]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=worker_env(), timeout=300)
-        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        return None
+    """What the anchor venv's package reports about itself, or None."""
+    return probe_venv(python, ANCHOR_PROBE, worker_env())
 
 
 def run_step(cmd: list[str]) -> str | None:
@@ -719,25 +701,6 @@ def quality_table(rows: list[dict], notes: Footnotes) -> list[str]:
 
 
 # --- machine section ------------------------------------------------------------------------
-
-
-def read_proc(path: str, key: str) -> str | None:
-    """The value of the first ``key: value`` line of a /proc file, if present."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def version(dist: str) -> str:
-    """Installed version of a distribution, or "not installed"."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def deb_version(pkg: str) -> str:

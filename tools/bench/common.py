@@ -1,0 +1,56 @@
+"""Helpers shared by the benchmark scripts: machine facts, versions, and the venv probes of
+the public packages they compare against."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def read_proc(path: str, key: str) -> str | None:
+    """The value of the first ``key: value`` line of a /proc file, if present."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def version(dist: str) -> str:
+    """Installed version of a distribution (or of its imported module), or "not installed"."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        module = sys.modules.get(dist.replace("-", "_"))
+        return getattr(module, "__version__", "not installed")
+
+
+def text_tail(text: str, n: int = 30) -> str:
+    """The last ``n`` non-empty lines of ``text``."""
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-n:])
+
+
+def first_error(log: str) -> str:
+    """The first line of ``log`` that mentions an error or failure, else its last line."""
+    lines = [" ".join(ln.split()) for ln in log.splitlines() if ln.strip()]
+    hits = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return (hits or lines or ["no output"])[0 if hits else -1][:200]
+
+
+def probe_venv(python: Path, code: str, env: dict) -> dict | None:
+    """Runs ``code`` (which prints one JSON line last) with a venv's Python, isolated; its
+    result, or None when the venv or the package in it is missing or broken."""
+    if not python.exists():
+        return None
+    try:
+        proc = subprocess.run(
+            [str(python), "-I", "-c", code], capture_output=True, text=True, env=env, timeout=300
+        )
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
