@@ -42,7 +42,15 @@ import mlx.core as mx
 
 # isort: on
 import numpy as np
-from common import first_error, probe_venv, read_proc, text_tail, version
+from common import (
+    Anchor,
+    Footnotes,
+    first_error,
+    probe_venv,
+    read_proc,
+    text_tail,
+    version,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".bench"
@@ -534,16 +542,6 @@ def build_tasks(files: dict[str, Path]) -> list[Task]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Anchor:
-    """The anchor venv: its Python when usable (else why not) and how it was obtained."""
-
-    python: Path | None
-    error: str | None = None
-    setup: str = ""
-    probe: dict = field(default_factory=dict)
-
-
 ANCHOR_PROBE = (
     "import json, mlx.core as mx, mlx_audio_io as m; print(json.dumps({'version': m.__version__,"
     " 'soxr': bool(m.supports_soxr()), 'mlx': mx.__version__, 'file': m.__file__}))"
@@ -842,21 +840,6 @@ def machine_section(runs: int, anchor: Anchor) -> list[str]:
 def fmt_ms(v: float) -> str:
     """A millisecond value with sensible precision."""
     return f"{v:.2f}" if v < 10 else f"{v:.1f}"
-
-
-class Footnotes:
-    """Numbered markdown footnotes, deduplicated by text."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def ref(self, text: str) -> str:
-        if text not in self.items:
-            self.items.append(text)
-        return f"[^{self.items.index(text) + 1}]"
-
-    def lines(self) -> list[str]:
-        return [f"[^{i}]: {t}" for i, t in enumerate(self.items, 1)]
 
 
 def cell(col: str, res: Result | None, ours: Result | None, notes: Footnotes) -> str:

@@ -40,7 +40,15 @@ from pathlib import Path
 import fast_mp3_augment as fma  # imports mlx_audio_io first (its BLAS preload)
 import mlx_audio_io as aio
 import numpy as np
-from common import first_error, probe_venv, read_proc, text_tail, version
+from common import (
+    Anchor,
+    Footnotes,
+    first_error,
+    probe_venv,
+    read_proc,
+    text_tail,
+    version,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mp3_worker import digest, make_signal  # noqa: E402  (sibling module, shared with the worker)
@@ -202,16 +210,6 @@ def local_fns(x: np.ndarray, sr: int, mods: dict, vbr: float) -> dict:
 # --------------------------------------------------------------------------------------------
 # The public release: its own venv, driven through mp3_worker.py
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Anchor:
-    """The anchor venv: its Python when usable (else why not) and how it was obtained."""
-
-    python: Path | None
-    error: str | None = None
-    setup: str = ""
-    probe: dict = field(default_factory=dict)
 
 
 ANCHOR_PROBE = (
@@ -579,23 +577,6 @@ def fmt_ms(v: float | None) -> str:
 def fmt_db(v: float) -> str:
     """A decibel value (inf allowed)."""
     return "inf" if v == float("inf") else f"{v:.1f}"
-
-
-class Footnotes:
-    """Numbered markdown footnotes, deduplicated by text."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def ref(self, text: str) -> str:
-        """The marker of ``text``, adding it when new."""
-        if text not in self.items:
-            self.items.append(text)
-        return f"[^{self.items.index(text) + 1}]"
-
-    def lines(self) -> list[str]:
-        """The footnote definitions."""
-        return [f"[^{i}]: {t}" for i, t in enumerate(self.items, 1)]
 
 
 def cell(res: Result, notes: Footnotes) -> str:

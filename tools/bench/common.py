@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -54,3 +55,31 @@ def probe_venv(python: Path, code: str, env: dict) -> dict | None:
         return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return None
+
+
+@dataclass
+class Anchor:
+    """A public package's own venv: its Python when usable (else why not) and how it was
+    obtained."""
+
+    python: Path | None
+    error: str | None = None
+    setup: str = ""
+    probe: dict = field(default_factory=dict)
+
+
+class Footnotes:
+    """Numbered markdown footnotes, deduplicated by text."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def ref(self, text: str) -> str:
+        """The marker of ``text``, adding it when new."""
+        if text not in self.items:
+            self.items.append(text)
+        return f"[^{self.items.index(text) + 1}]"
+
+    def lines(self) -> list[str]:
+        """The footnote definitions."""
+        return [f"[^{i}]: {t}" for i, t in enumerate(self.items, 1)]
