@@ -64,4 +64,5 @@ bench: deps
 	uv sync --all-packages --locked --group bench
 	$(UV_RUN) --group bench python tools/bench/bench_io.py
 	$(UV_RUN) --group bench python tools/bench/bench_streaming.py
+	$(UV_RUN) --group bench python tools/bench/bench_nn.py
 	if [ -f tools/bench/bench_mp3.py ]; then $(UV_RUN) --group bench python tools/bench/bench_mp3.py; fi
