@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mlx_audio_io as aio  # noqa: E402  (after sys.path, before mlx)
+
 from signals import music  # noqa: E402
 
 FFMPEG = shutil.which("ffmpeg")

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import mlx_audio_io as aio
+
 import pytest
 from signals import music
 

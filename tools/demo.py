@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mlx_audio_io as aio  # first: loads OpenBLAS before mlx.core
+
 import numpy as np
 
 

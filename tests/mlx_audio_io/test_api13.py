@@ -6,8 +6,9 @@ import subprocess
 import sys
 import threading
 
-import mlx.core as mx
 import mlx_audio_io as aio
+
+import mlx.core as mx
 import numpy as np
 import pytest
 from signals import music

@@ -3,6 +3,7 @@
 import threading
 
 import mlx_audio_io as aio
+
 import numpy as np
 import pytest
 

@@ -3,10 +3,11 @@
 import re
 
 import mlx_audio_io as aio
+from mlx_audio_io import AudioDecodeError, AudioFormatError, AudioIOError
+
 import numpy as np
 import pytest
 from conftest import ffmpeg
-from mlx_audio_io import AudioDecodeError, AudioFormatError, AudioIOError
 
 
 def test_missing_file(tmp_path):

@@ -1,6 +1,7 @@
 """Formats added beyond the 1.0 contract: Ogg Vorbis/Opus, W64, 8-bit PCM, mu-law, A-law."""
 
 import mlx_audio_io as aio
+
 import numpy as np
 import pytest
 from signals import chirp, lag, music, pcm_grid

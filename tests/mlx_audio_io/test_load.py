@@ -1,7 +1,8 @@
 """load(): every format, exact partial reads, layouts, dtypes, mono and resampling."""
 
-import mlx.core as mx
 import mlx_audio_io as aio
+
+import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import MEDIA_KEYS

@@ -3,6 +3,7 @@
 import io
 
 import mlx_audio_io as aio
+
 import numpy as np
 import pytest
 from conftest import MEDIA_KEYS

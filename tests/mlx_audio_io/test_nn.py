@@ -1,9 +1,10 @@
 """The fast CPU convolution paths agree with MLX's own kernels."""
 
+from mlx_audio_io import nn
+
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx_audio_io import nn
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """Truncated and corrupted files of every format: an exception or audio, never a crash."""
 
 import mlx_audio_io as aio
+from mlx_audio_io import AudioIOError
+
 import numpy as np
 import pytest
 from conftest import MEDIA_KEYS
-from mlx_audio_io import AudioIOError
 
 # decoders and container parsers differ across these; the rest repeat them
 KEYS = [

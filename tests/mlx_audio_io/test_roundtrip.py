@@ -1,6 +1,7 @@
 """save -> info -> load round trips over format x encoding x channels x sample rate."""
 
 import mlx_audio_io as aio
+
 import numpy as np
 import pytest
 from signals import chirp, lag, music, pcm_grid

@@ -2,9 +2,10 @@
 one sequential decode gives (stream() decodes sequentially)."""
 
 import mlx_audio_io as aio
+from mlx_audio_io import _read
+
 import numpy as np
 import pytest
-from mlx_audio_io import _read
 from signals import music, pcm_grid
 
 

@@ -1,7 +1,8 @@
 """stream(): chunks concatenate to exactly what load() returns, in every configuration."""
 
-import mlx.core as mx
 import mlx_audio_io as aio
+
+import mlx.core as mx
 import numpy as np
 import pytest
 

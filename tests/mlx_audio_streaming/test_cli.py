@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import mlx_audio_io as aio
+
 import numpy as np
 from signals import music
 

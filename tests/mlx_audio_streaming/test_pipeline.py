@@ -3,8 +3,9 @@
 import threading
 import time
 
-import mlx.core as mx
 import mlx_audio_io as aio
+
+import mlx.core as mx
 import mlx_audio_streaming as ms
 import numpy as np
 import pytest

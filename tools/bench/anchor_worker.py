@@ -27,8 +27,9 @@ import time
 import warnings
 from collections.abc import Callable
 
-import mlx.core as mx
 import mlx_audio_io as aio
+
+import mlx.core as mx
 import numpy as np
 
 _SOURCES: dict[tuple[str, str], object] = {}

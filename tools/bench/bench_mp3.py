@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import fast_mp3_augment as fma  # imports mlx_audio_io first (its BLAS preload)
 import mlx_audio_io as aio
+
+import fast_mp3_augment as fma  # imports mlx_audio_io first (its BLAS preload)
 import numpy as np
 from common import (
     Anchor,

@@ -15,8 +15,9 @@ import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
 import mlx.core as mx
 
 # isort: on
-import numpy as np
 from mlx_audio_io import nn
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import mlx_audio_io as aio  # before mlx: the BLAS preload
+
 import mlx_audio_streaming as ms
 import numpy as np
 

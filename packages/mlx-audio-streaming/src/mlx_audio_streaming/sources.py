@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import mlx.core as mx
 import mlx_audio_io as aio
+
+import mlx.core as mx
 import numpy as np
 
 from .core import StreamChunk
