@@ -64,3 +64,26 @@ def test_gpu_devices_keep_mlx_kernels(monkeypatch):
     )
     nn.conv_transpose1d(mx.zeros((1, 4, 2)), mx.zeros((2, 3, 2)), stride=2)
     assert calls == ["ct"]
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1, None])
+def test_weight_norm_matches_the_definition(dim):
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((6, 5, 3)).astype(np.float32)
+    if dim is None:
+        g = np.float32(2.5)
+        want = g * v / np.sqrt((v**2).sum())
+    else:
+        d = dim % 3
+        g = rng.standard_normal(v.shape[d]).astype(np.float32)
+        axes = tuple(a for a in range(3) if a != d)
+        shape = [1, 1, 1]
+        shape[d] = -1
+        want = g.reshape(shape) * v / np.sqrt((v**2).sum(axis=axes, keepdims=True))
+    got = nn.weight_norm(mx.array(v), mx.array(g), dim=dim)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+    torch_g = mx.array(g).reshape(6, 1, 1) if dim == 0 else None  # torch keeps g as [out, 1, 1]
+    if torch_g is not None:
+        np.testing.assert_allclose(
+            np.asarray(nn.weight_norm(mx.array(v), torch_g)), want, rtol=1e-5, atol=1e-6
+        )

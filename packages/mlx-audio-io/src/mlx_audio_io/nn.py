@@ -76,6 +76,26 @@ def conv1d(
     return cols @ weight.reshape(c_out, k * c_in).T
 
 
+def weight_norm(weight_v: mx.array, weight_g: mx.array, dim: int = 0) -> mx.array:
+    """The weight that ``torch.nn.utils.weight_norm`` stores as ``weight_g`` and ``weight_v``:
+    ``g * v / ||v||``, the norm taken over every axis but ``dim`` (so it does not matter
+    whether v is in torch's or MLX's convolution layout). ``dim=None`` norms the whole tensor.
+
+    Args:
+        weight_v: The direction tensor.
+        weight_g: The magnitudes: one per slice along ``dim`` (any shape that broadcasts
+            there, e.g. torch's ``[out, 1, 1]``), or a scalar when ``dim`` is None.
+    """
+    if dim is None:
+        return weight_v * (weight_g.reshape(()) / mx.sqrt(mx.sum(weight_v * weight_v)))
+    dim = dim % weight_v.ndim
+    axes = [a for a in range(weight_v.ndim) if a != dim]
+    norm = mx.sqrt(mx.sum(weight_v * weight_v, axis=axes, keepdims=True))
+    shape = [1] * weight_v.ndim
+    shape[dim] = weight_v.shape[dim]
+    return weight_v * (weight_g.reshape(shape) / norm)
+
+
 class ConvTranspose1d(nn.Module):
     """``mlx.nn.ConvTranspose1d`` with the fast CPU path (same parameters and weight layout)."""
 
