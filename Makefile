@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 ASAN_DIR := build/asan
 UV_RUN := uv run --all-packages
 
-.PHONY: deps sync test test-py test-asan fuzz demo bench lint format
+.PHONY: deps sync test test-py test-asan fuzz demo bench parity lint format
 
 deps:
 	@bash tools/install_deps.sh
@@ -48,6 +48,19 @@ fuzz: sync
 	  -artifact_prefix=build/fuzz/ build/fuzz/corpus build/fuzz/seeds > build/fuzz/log 2>&1 \
 	  || { tail -60 build/fuzz/log; exit 1; }
 	tail -7 build/fuzz/log
+
+# Parity with the official PyTorch implementations, in a venv of its own (torch never enters
+# the workspace's environment): pip takes torch 2.13.0's CPU build; our packages come from src.
+PARITY_VENV := .parity-venv
+parity: sync
+	test -x $(PARITY_VENV)/bin/python || python3 -m venv $(PARITY_VENV)
+	$(PARITY_VENV)/bin/pip install -q torch==2.13.0 "mlx[cpu]" numpy cffi
+	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
+	  $$($(PARITY_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
+	{ echo "# Parity with PyTorch"; echo; echo '`make parity` (tools/parity/), on random inputs.'; \
+	  echo; echo "## Layers (tools/parity/layers.py)"; echo; \
+	  $(PARITY_VENV)/bin/python tools/parity/layers.py; } > docs/parity.md
+	cat docs/parity.md
 
 lint:
 	$(UV_RUN) ruff check packages tests tools
