@@ -1,5 +1,5 @@
 """Side-by-side I/O benchmark of mlx_audio_io against soundfile, librosa, the public
-mlx-audio-io 1.3.24 release and a NumPy floor.
+mlx-audio-io 1.3.24 release, torchaudio and a NumPy floor.
 
 Generates a 194.8 s stereo 44.1 kHz test signal (and MP3/FLAC/M4A copies made with the
 ``ffmpeg`` CLI) into ``.bench/`` under the repository root, times each task for every library
@@ -9,10 +9,14 @@ writes a markdown report to ``docs/benchmarks.md`` (or ``--out``).
 The public release shares our import name, so it lives in its own venv (``.bench/anchor-venv``,
 created and installed with ``uv`` on first use, built from the sdist on Linux) and is timed by
 ``anchor_worker.py`` in a subprocess, once before and once after the in-process measurements.
+torchaudio is timed the same way (``torchaudio_worker.py``) from ``.bench/torch-venv``, because
+torch is kept out of the default environment: a working venv is reused, a missing or broken one
+is created with ``python3 -m venv`` and ``pip`` (torch 2.9.1 from PyPI, several minutes and about
+7 GB); ``--no-torch`` skips torchaudio altogether.
 
 Usage::
 
-    uv run --group bench python tools/bench/bench_io.py [--quick] [--out PATH]
+    uv run --group bench python tools/bench/bench_io.py [--quick] [--no-torch] [--out PATH]
 
 A peer that is missing or fails shows as "n/a" with the reason in a footnote; the run goes on.
 """
@@ -26,10 +30,12 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -44,6 +50,7 @@ import mlx.core as mx
 import numpy as np
 from common import (
     Anchor,
+    ExternalPeer,
     Footnotes,
     first_error,
     probe_venv,
@@ -70,10 +77,28 @@ ANCHOR = f"mlx-audio-io {ANCHOR_VERSION}"
 ANCHOR_VENV = CACHE / "anchor-venv"
 ANCHOR_WORKER = Path(__file__).resolve().with_name("anchor_worker.py")
 ANCHOR_NPY = CACHE / "anchor_resampled_16k.npy"
+TORCHAUDIO = "torchaudio"
+TORCH_VERSION = "2.9.1"
+TORCHAUDIO_SERIES = "2.9"
+TORCH_VENV = CACHE / "torch-venv"
+TORCH_WORKER = Path(__file__).resolve().with_name("torchaudio_worker.py")
+TORCH_NPY = CACHE / "torchaudio_resampled_16k.npy"
+# pip steps into the torch venv: torch with torchvision first, then torchaudio and TorchCodec
+TORCH_INSTALL = (
+    (f"torch=={TORCH_VERSION}", "torchvision==0.24.1"),
+    (
+        f"torch=={TORCH_VERSION}",
+        f"torchaudio=={TORCHAUDIO_SERIES}.*",
+        "torchcodec==0.8.1",
+        "numpy",
+        "soundfile",
+    ),
+)
 INSTALL_TIMEOUT_S = 1800
 WORKER_TIMEOUT_S = 3600
-PEERS = ("soundfile", "librosa", ANCHOR)
-COLUMNS = ("mlx_audio_io", "soundfile", "librosa", ANCHOR, "numpy floor")
+IN_PROCESS_PEERS = ("soundfile", "librosa")
+PEERS = (*IN_PROCESS_PEERS, ANCHOR, TORCHAUDIO)
+COLUMNS = ("mlx_audio_io", *PEERS, "numpy floor")
 # WAV save rows: label, input kind ("numpy" or "mx"), clip
 SAVE_VARIANTS = (
     ("NumPy input", "numpy", True),
@@ -522,7 +547,7 @@ def anatomy_tasks(files: dict[str, Path]) -> list[Task]:
 
 def build_tasks(files: dict[str, Path]) -> list[Task]:
     """All benchmark rows, in report order."""
-    mods = {name: optional_import(name) for name in (*PEERS, "soxr")}
+    mods = {name: optional_import(name) for name in (*IN_PROCESS_PEERS, "soxr")}
     return [
         *wav_load_tasks(files, mods),
         *wav_save_tasks(files, mods),
@@ -538,7 +563,9 @@ def build_tasks(files: dict[str, Path]) -> list[Task]:
 
 
 # --------------------------------------------------------------------------------------------
-# The public mlx-audio-io release: its own venv, timed by anchor_worker.py in a subprocess
+# External peers, each in its own venv and timed by its worker script in a subprocess: the
+# public mlx-audio-io release (it shares our import name) and torchaudio (torch stays out of
+# our environment)
 # --------------------------------------------------------------------------------------------
 
 
@@ -546,38 +573,94 @@ ANCHOR_PROBE = (
     "import json, mlx.core as mx, mlx_audio_io as m; print(json.dumps({'version': m.__version__,"
     " 'soxr': bool(m.supports_soxr()), 'mlx': mx.__version__, 'file': m.__file__}))"
 )
+TORCH_PROBE = """
+import json, platform, torch, torchaudio, torchcodec
+from torchcodec.decoders import AudioDecoder
+try:
+    from torchcodec._core import get_ffmpeg_library_versions
+    ffmpeg = get_ffmpeg_library_versions().get("ffmpeg_version", "unknown")
+except Exception:
+    ffmpeg = "unknown"
+print(json.dumps({"torch": torch.__version__, "torchaudio": torchaudio.__version__,
+    "torchcodec": torchcodec.__version__, "ffmpeg": ffmpeg,
+    "python": platform.python_version(), "threads": torch.get_num_threads()}))
+"""
+# pip's lines worth echoing while the torch venv installs
+PIP_PROGRESS = ("Collecting", "Downloading", "Installing", "Successfully", "ERROR")
 
 
 def worker_env() -> dict[str, str]:
-    """Our environment minus PYTHON*, VIRTUAL_ENV and MLX_AUDIO_IO_* variables, so the anchor
-    imports its own package and runs with its own defaults."""
+    """Our environment minus PYTHON*, VIRTUAL_ENV and MLX_AUDIO_IO_* variables, so an external
+    peer imports its own packages and runs with its own defaults."""
     drop = ("PYTHON", "VIRTUAL_ENV", "MLX_AUDIO_IO_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
 def probe_anchor(python: Path) -> dict | None:
-    """What the anchor venv's package reports about itself, or None."""
-    return probe_venv(python, ANCHOR_PROBE, worker_env())
+    """What the anchor venv's package reports about itself, or None when it is not the
+    release we compare against."""
+    probe = probe_venv(python, ANCHOR_PROBE, worker_env())
+    return probe if probe and probe.get("version") == ANCHOR_VERSION else None
 
 
-def run_step(cmd: list[str]) -> tuple[str | None, str]:
-    """Runs one install command; returns (error or None, its combined output)."""
-    name = " ".join(cmd[:3])
+def probe_torch(python: Path) -> dict | None:
+    """The torch, torchaudio, TorchCodec and FFmpeg versions of the torch venv, or None when it
+    does not import them or holds other versions than the ones the bench installs."""
+    probe = probe_venv(python, TORCH_PROBE, worker_env())
+    if not probe:
+        return None
+    torch_ok = probe.get("torch", "").split("+")[0] == TORCH_VERSION
+    audio_ok = probe.get("torchaudio", "").startswith(f"{TORCHAUDIO_SERIES}.")
+    return probe if torch_ok and audio_ok else None
+
+
+def stream_output(cmd: list[str], env: dict | None) -> tuple[int, str]:
+    """Runs ``cmd``, echoing its progress lines to stderr as they come; returns (exit status,
+    output). Killed after INSTALL_TIMEOUT_S, which raises TimeoutExpired."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    timer = threading.Timer(INSTALL_TIMEOUT_S, proc.kill)
+    timer.start()
+    lines = []
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(PIP_PROGRESS):
+                print(f"    {line.rstrip()}", file=sys.stderr)
+        status = proc.wait()
+        fired = timer.finished.is_set()
+    finally:
+        timer.cancel()
+    if fired:
+        raise subprocess.TimeoutExpired(cmd, INSTALL_TIMEOUT_S)
+    return status, "".join(lines)
+
+
+def run_step(cmd: list[str], env: dict | None = None, echo: bool = False) -> tuple[str | None, str]:
+    """Runs one install command (echoing its progress when ``echo``); returns (error or None,
+    its combined output)."""
+    name = " ".join([Path(cmd[0]).name, *cmd[1:3]])
+    try:
+        if echo:
+            status, log = stream_output(cmd, env)
+        else:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, timeout=INSTALL_TIMEOUT_S
+            )
+            status, log = proc.returncode, proc.stderr + proc.stdout
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"`{name}`: {type(e).__name__}: {e}", ""
-    log = proc.stderr + proc.stdout
-    if proc.returncode == 0:
+    if status == 0:
         return None, log
-    print(f"`{name}` failed (exit {proc.returncode}):\n{text_tail(log)}", file=sys.stderr)
-    return f"`{name}` failed (exit {proc.returncode}): {first_error(log)}", log
+    print(f"`{name}` failed (exit {status}):\n{text_tail(log)}", file=sys.stderr)
+    return f"`{name}` failed (exit {status}): {first_error(log)}", log
 
 
-def install_anchor(python: Path) -> tuple[str | None, bool]:
-    """Creates the venv if needed and installs the release and numpy into it.
+def install_anchor(python: Path) -> tuple[str | None, str]:
+    """Creates the venv if needed and installs the release and numpy into it with uv.
 
-    Returns (error or None, whether uv built the package from source)."""
+    Returns (error or None, how it was obtained)."""
     steps = []
     if not python.exists():
         steps.append(["uv", "venv", "--clear", "--python", sys.executable, str(ANCHOR_VENV)])
@@ -587,37 +670,78 @@ def install_anchor(python: Path) -> tuple[str | None, bool]:
     for cmd in steps:
         err, log = run_step(cmd)
         if err:
-            return err, False
-    return None, "Built mlx-audio-io" in log
+            return err, ""
+    return (
+        None,
+        "built from the sdist and installed" if "Built mlx-audio-io" in log else "installed",
+    )
+
+
+def install_torch(python: Path) -> tuple[str | None, str]:
+    """Creates the torch venv if needed (``python3 -m venv``) and installs torch, torchaudio,
+    TorchCodec, numpy and soundfile into it with its own pip, echoing pip's progress.
+
+    Returns (error or None, how it was obtained)."""
+    steps = []
+    if not python.exists():
+        base = shutil.which("python3") or sys.executable
+        steps.append([base, "-m", "venv", "--clear", str(TORCH_VENV)])
+    pip = str(TORCH_VENV / "bin" / "pip")
+    steps += [[pip, "install", *pkgs, "--progress-bar", "off"] for pkgs in TORCH_INSTALL]
+    for cmd in steps:
+        err, _ = run_step(cmd, env=worker_env(), echo=True)
+        if err:
+            return err, ""
+    return None, "installed with pip"
+
+
+def setup_venv(
+    what: str,
+    python: Path,
+    probe: Callable[[Path], dict | None],
+    install: Callable[[Path], tuple[str | None, str]],
+    hint: str = "",
+) -> Anchor:
+    """Reuses a peer's venv when its probe passes, else (re)installs it and probes again."""
+    found = probe(python)
+    if found:
+        return Anchor(python, setup="cached venv reused", probe=found)
+    print(f"installing {what} into {python.parents[1]}{hint} ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    err, how = install(python)
+    secs = time.perf_counter() - t0
+    found = None if err else probe(python)
+    if err is None and not found:
+        err = "installed, but the import check in the venv failed"
+    if err:
+        print(f"{what}: unavailable ({err})", file=sys.stderr)
+        return Anchor(None, error=err, setup=f"install failed after {secs:.0f} s")
+    print(f"{what}: {how} in {secs:.1f} s", file=sys.stderr)
+    return Anchor(python, setup=f"{how} in {secs:.1f} s", probe=found)
 
 
 def setup_anchor() -> Anchor:
-    """Reuses the anchor venv when it imports the right version, else (re)installs it."""
-    python = ANCHOR_VENV / "bin" / "python"
-    probe = probe_anchor(python)
-    if probe and probe.get("version") == ANCHOR_VERSION:
-        return Anchor(python, setup="cached venv reused", probe=probe)
-    print(f"installing mlx-audio-io=={ANCHOR_VERSION} into {ANCHOR_VENV} ...", file=sys.stderr)
-    t0 = time.perf_counter()
-    err, built = install_anchor(python)
-    secs = time.perf_counter() - t0
-    probe = None if err else probe_anchor(python)
-    if err is None and not (probe and probe.get("version") == ANCHOR_VERSION):
-        err = f"installed, but the import check in the venv failed (probe: {probe})"
-    if err:
-        return Anchor(None, error=err, setup=f"install failed after {secs:.0f} s")
-    how = "built from the sdist and installed" if built else "installed"
-    print(f"{ANCHOR}: {how} in {secs:.1f} s", file=sys.stderr)
-    return Anchor(python, setup=f"{how} in {secs:.1f} s", probe=probe)
+    """The anchor venv, reused when it imports the right version, else (re)installed."""
+    what = f"mlx-audio-io=={ANCHOR_VERSION}"
+    return setup_venv(what, ANCHOR_VENV / "bin" / "python", probe_anchor, install_anchor)
+
+
+def setup_torch(skip: bool) -> Anchor:
+    """The torch venv, reused when it works, else (re)installed; nothing with ``--no-torch``."""
+    if skip:
+        return Anchor(None, error="left out with --no-torch", setup="not set up")
+    what = f"torch=={TORCH_VERSION} + torchaudio {TORCHAUDIO_SERIES}"
+    hint = " (a CUDA build from PyPI, about 7 GB: several minutes; --no-torch skips this)"
+    return setup_venv(what, TORCH_VENV / "bin" / "python", probe_torch, install_torch, hint)
 
 
 def load_spec(name: str, path: Path, **kwargs) -> dict:
-    """A worker task that times ``mlx_audio_io.load(path, **kwargs)``."""
+    """A worker task that times its library's ``load(path, **kwargs)``."""
     return {"name": name, "op": "load", "path": str(path), "kwargs": kwargs}
 
 
 def anchor_specs(files: dict[str, Path]) -> list[dict]:
-    """The worker's task list, named like the rows it fills."""
+    """The anchor worker's task list, named like the rows it fills."""
     wav = files["wav"]
     specs = [
         load_spec("WAV full load", wav),
@@ -653,8 +777,48 @@ def anchor_specs(files: dict[str, Path]) -> list[dict]:
     return specs
 
 
+def torchaudio_specs(files: dict[str, Path]) -> list[dict]:
+    """The torchaudio worker's task list, named like the rows it fills."""
+    wav = files["wav"]
+    part = {"frame_offset": 60 * SR, "num_frames": SR}
+    save = {
+        "name": "WAV save float32 (NumPy input)",
+        "op": "save",
+        "path": str(CACHE / "out_torchaudio.wav"),
+        "source": str(wav),
+        "sr": SR,
+        "kwargs": {"encoding": "PCM_F", "bits_per_sample": 32},
+    }
+    resample = {
+        "name": "load + resample to 16 kHz mono",
+        "op": "resample",
+        "path": str(wav),
+        "orig_sr": SR,
+        "sr": TARGET_SR,
+        "npy": str(TORCH_NPY),
+    }
+    return [
+        load_spec("WAV full load", wav),
+        load_spec("WAV 1 s at 60 s", wav, **part),
+        save,
+        *[load_spec(f"{ext.upper()} load", files[ext]) for ext in COMPRESSED],
+        *[load_spec(f"{ext.upper()} 1 s at 60 s", files[ext], **part) for ext in COMPRESSED],
+        resample,
+    ]
+
+
+def external_peers(files: dict[str, Path], no_torch: bool) -> list[ExternalPeer]:
+    """The peers timed in their own venvs, with those venvs set up (or the reason not)."""
+    return [
+        ExternalPeer(ANCHOR, ANCHOR_VENV, ANCHOR_WORKER, anchor_specs(files), setup_anchor()),
+        ExternalPeer(
+            TORCHAUDIO, TORCH_VENV, TORCH_WORKER, torchaudio_specs(files), setup_torch(no_torch)
+        ),
+    ]
+
+
 def worker_results(out: dict, specs: list[dict]) -> dict[str, Result]:
-    """Converts the worker's JSON into Results (a task it did not report is an error)."""
+    """Converts a worker's JSON into Results (a task it did not report is an error)."""
     results = {}
     for name in (s["name"] for s in specs):
         d = out.get(name, {"error": "no result from the worker"})
@@ -665,13 +829,14 @@ def worker_results(out: dict, specs: list[dict]) -> dict[str, Result]:
     return results
 
 
-def run_anchor_pass(anchor: Anchor, specs: list[dict], runs: int, label: str) -> dict:
-    """Times every anchor task in one worker process; failures become Result errors."""
-    if anchor.python is None:
-        return {s["name"]: Result(error=anchor.error) for s in specs}
-    print(f"{ANCHOR}: {label} pass ...", file=sys.stderr)
-    spec = json.dumps({"runs": runs, "warmups": WARMUPS, "tasks": specs})
-    cmd = [str(anchor.python), "-I", str(ANCHOR_WORKER)]
+def run_peer_pass(peer: ExternalPeer, runs: int, label: str) -> dict[str, Result]:
+    """Times every task of an external peer in one worker process; failures become Result
+    errors."""
+    if peer.state.python is None:
+        return {s["name"]: Result(error=peer.state.error) for s in peer.specs}
+    print(f"{peer.name}: {label} pass ...", file=sys.stderr)
+    spec = json.dumps({"runs": runs, "warmups": WARMUPS, "tasks": peer.specs})
+    cmd = [str(peer.state.python), "-I", str(peer.worker)]
     try:
         proc = subprocess.run(
             cmd,
@@ -684,10 +849,10 @@ def run_anchor_pass(anchor: Anchor, specs: list[dict], runs: int, label: str) ->
         sys.stderr.write(proc.stderr)
         if proc.returncode != 0:
             raise RuntimeError(f"worker exited {proc.returncode}: {text_tail(proc.stderr, 1)}")
-        return worker_results(json.loads(proc.stdout.strip().splitlines()[-1]), specs)
+        return worker_results(json.loads(proc.stdout.strip().splitlines()[-1]), peer.specs)
     except Exception as e:  # noqa: BLE001 - a broken worker costs only its column
         error = f"{type(e).__name__}: {str(e)[:200]}"
-        return {s["name"]: Result(error=error) for s in specs}
+        return {s["name"]: Result(error=error) for s in peer.specs}
 
 
 def best_pass(*passes: dict[str, Result]) -> dict[str, Result]:
@@ -699,14 +864,14 @@ def best_pass(*passes: dict[str, Result]) -> dict[str, Result]:
     return best
 
 
-def merge_anchor(rows: list[tuple[str, dict[str, Result]]], anchor: dict[str, Result]) -> None:
-    """Adds the anchor's cells to the rows of the same name."""
+def merge_peer(rows: list[tuple[str, dict[str, Result]]], column: str, cells: dict) -> None:
+    """Adds an external peer's cells to the rows of the same name, in its column."""
     for name, results in rows:
-        if name in anchor:
-            results[ANCHOR] = anchor[name]
-    unmatched = set(anchor) - {name for name, _ in rows}
+        if name in cells:
+            results[column] = cells[name]
+    unmatched = set(cells) - {name for name, _ in rows}
     if unmatched:
-        print(f"warning: anchor tasks without a row: {sorted(unmatched)}", file=sys.stderr)
+        print(f"warning: {column} tasks without a row: {sorted(unmatched)}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -722,11 +887,15 @@ def snr_db(ref: np.ndarray, x: np.ndarray) -> float:
     return float("inf") if noise == 0 else float(10 * np.log10(np.sum(ref**2) / noise))
 
 
-def anchor_resampled() -> np.ndarray:
-    """The anchor worker's 16 kHz mono output, saved by its resampling task."""
-    if not ANCHOR_NPY.exists():
-        raise FileNotFoundError("the anchor worker saved no output")
-    return np.load(ANCHOR_NPY)
+def worker_output(path: Path) -> Callable[[], np.ndarray]:
+    """Reads the 16 kHz mono output an external peer's worker saved at ``path``."""
+
+    def read() -> np.ndarray:
+        if not path.exists():
+            raise FileNotFoundError("its worker saved no output")
+        return np.load(path)
+
+    return read
 
 
 def resample_accuracy(files: dict[str, Path]) -> str:
@@ -746,7 +915,8 @@ def resample_accuracy(files: dict[str, Path]) -> str:
             mono.astype(np.float32), SR, TARGET_SR, quality="HQ"
         ),
         "librosa": lambda: importlib.import_module("librosa").load(wav, sr=TARGET_SR)[0],
-        f"{ANCHOR} (its default quality)": anchor_resampled,
+        f"{ANCHOR} (its default quality)": worker_output(ANCHOR_NPY),
+        f"{TORCHAUDIO} (functional.resample default)": worker_output(TORCH_NPY),
     }
     parts = []
     for name, fn in candidates.items():
@@ -787,16 +957,32 @@ def libsndfile_version() -> str:
     return getattr(mod, "__libsndfile_version__", "unknown") if mod else "n/a"
 
 
-def anchor_line(anchor: Anchor) -> str:
+def anchor_line(peer: ExternalPeer) -> str:
     """The Machine-section line about the anchor venv."""
-    head = f"- {ANCHOR} (PyPI, own venv `.bench/anchor-venv`, Python {platform.python_version()})"
+    anchor = peer.state
+    head = f"- {ANCHOR} (PyPI, own venv `{peer.label}`, Python {platform.python_version()})"
     if anchor.python is None:
         return f"{head}: unavailable ({anchor.setup}: {anchor.error})"
     p = anchor.probe
     return f"{head}: {anchor.setup}; mlx {p.get('mlx')}; supports_soxr() = {p.get('soxr')}"
 
 
-def machine_section(runs: int, anchor: Anchor) -> list[str]:
+def torch_line(peer: ExternalPeer) -> str:
+    """The Machine-section line about the torch venv."""
+    state, p = peer.state, peer.state.probe
+    if state.python is None:
+        return (
+            f"- {TORCHAUDIO} (own venv `{peer.label}`): unavailable ({state.setup}: {state.error})"
+        )
+    return (
+        f"- {TORCHAUDIO} {p.get('torchaudio')} (PyPI, own venv `{peer.label}`, Python "
+        f"{p.get('python')}): {state.setup}; torch {p.get('torch')}; torchcodec "
+        f"{p.get('torchcodec')} (FFmpeg {p.get('ffmpeg')}); CPU only, same {os.cpu_count()} "
+        f"cores (torch threads: {p.get('threads')})"
+    )
+
+
+def machine_section(runs: int, peers: dict[str, ExternalPeer]) -> list[str]:
     """The "Machine" and "Method" lines above the table."""
     mem_kb = read_proc("/proc/meminfo", "MemTotal")
     ram = f"{int(mem_kb.split()[0]) / 2**20:.1f} GiB" if mem_kb else "unknown"
@@ -810,7 +996,8 @@ def machine_section(runs: int, anchor: Anchor) -> list[str]:
         f"- soundfile {version('soundfile')} (libsndfile {libsndfile_version()}); "
         f"librosa {version('librosa')}; soxr {version('soxr')}",
         f"- mlx_audio_io native: {native_versions()}; BLAS preload: {blas_state()}",
-        anchor_line(anchor),
+        anchor_line(peers[ANCHOR]),
+        torch_line(peers[TORCHAUDIO]),
         f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         "",
         "## Method",
@@ -823,9 +1010,14 @@ def machine_section(runs: int, anchor: Anchor) -> list[str]:
         "  subprocess (`tools/bench/anchor_worker.py`) with the same timing loop. Its worker",
         "  runs the whole task list once before and once after the in-process measurements",
         "  (order A B A); each of its cells is the pass with the lower p50.",
-        f"- ratio = best peer p50 (soundfile, librosa, {ANCHOR}) / mlx_audio_io p50; >1 means we",
-        "  are faster. The NumPy floor is a reference lower bound, not a peer, and is not in the",
-        "  ratio.",
+        "- torchaudio runs the same way from its own venv (`.bench/torch-venv`), timed by",
+        "  `tools/bench/torchaudio_worker.py`, on the CPU. It loads through TorchCodec (FFmpeg);",
+        "  its save row takes a channels-first float32 `torch.Tensor`; its resample row is",
+        "  `torchaudio.load`, a mean over the channels and `torchaudio.functional.resample`",
+        "  (its default: Hann-windowed sinc, 6 zero crossings).",
+        f"- ratio = best peer p50 ({', '.join(PEERS)})",
+        "  / mlx_audio_io p50; >1 means we are faster. The NumPy floor is a reference lower",
+        "  bound, not a peer, and is not in the ratio.",
         "- Saves use mlx_audio_io's default `clip=True` (clamps to [-1, 1]) unless the row says",
         f"  otherwise, and so does {ANCHOR} (its default is also `clip=True`); soundfile and the",
         "  floor write the floats as they are.",
@@ -869,7 +1061,8 @@ def ratio(results: dict[str, Result]) -> str:
 def table(rows: list[tuple[str, dict[str, Result]]], notes: Footnotes) -> list[str]:
     """The results table in markdown."""
     head = ["task", "mlx_audio_io p50 (min)", *COLUMNS[1:], "ratio"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 6) + "|"]
+    align = ["---"] + ["---:"] * (len(COLUMNS) + 1)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for name, results in rows:
         ours = results.get("mlx_audio_io")
         cells = [cell(c, results.get(c), ours, notes) for c in COLUMNS]
@@ -877,13 +1070,13 @@ def table(rows: list[tuple[str, dict[str, Result]]], notes: Footnotes) -> list[s
     return lines
 
 
-def render(rows, runs: int, accuracy: str, anchor: Anchor) -> str:
+def render(rows, runs: int, accuracy: str, peers: list[ExternalPeer]) -> str:
     """The whole markdown report."""
     notes = Footnotes()
     body = [
         "# mlx_audio_io I/O benchmarks",
         "",
-        *machine_section(runs, anchor),
+        *machine_section(runs, {p.name: p for p in peers}),
         "## Results (ms, lower is better)",
         "",
         *table(rows, notes),
@@ -905,6 +1098,10 @@ MISSED_BECAUSE = {
     "WAV full load": "the load is the output's allocation plus a ~7 ms decode (anatomy rows): "
     "MLX's CPU allocator returns large buffers to the OS and uses no huge pages, so every "
     "fresh 68 MB output pays ~16,800 page faults that NumPy's THP-backed buffers avoid",
+    "OGG load": "torchaudio decodes Vorbis with libav's own decoder, faster per core than "
+    "libvorbisfile, which we use because libav's Ogg demuxer drops up to a block at the end of "
+    "some files (docs/io.md); ours splits the decode over the cores, and the min times are "
+    "level",
     "MP3 load": "libmpg123 (AVX synth) decodes for us and for libsndfile alike (anatomy row: "
     "decode alone is on par with the peers' whole load); the difference is MLX's output "
     "allocation. Decoding MP3 in segments is not bit-identical to one pass (mpg123's synthesis "
@@ -979,13 +1176,16 @@ READING = [
     "  seeks are bit-exact); MP3 decodes in one pass (see Targets).",
     "- Outputs up to 1 MiB (partial reads, stream chunks) decode into a NumPy buffer that",
     "  `mx.array` copies: cheaper than evaluating a fresh MLX array at that size.",
-    "- M4A: soundfile cannot read it; librosa falls back to an ffmpeg subprocess, and both it",
-    "  and mlx-audio-io 1.3.24 keep the AAC end padding (680 more frames than the edit list).",
+    "- M4A: soundfile cannot read it; librosa falls back to an ffmpeg subprocess, and it,",
+    "  mlx-audio-io 1.3.24 and torchaudio keep the AAC end padding (680 more frames than the",
+    "  edit list).",
     "- The resample rows compare equal quality: `default` is soxr HQ (as librosa's default),",
     "  `best` is soxr VHQ (mlx-audio-io 1.3.24's Linux default with libsoxr).",
-    "- torchaudio is not in the table: on this machine it needs torch 2.9.1 from PyPI (a CUDA",
-    "  build, about 7 GB with its wheels). Measured once by hand on the same kind of machine",
-    "  (shared notes): WAV full load 208 ms, MP3 415 ms, FLAC 274 ms, M4A 347 ms.",
+    "- torchaudio runs in its own venv (`.bench/torch-venv`: torch 2.9.1 from PyPI, a CUDA",
+    "  build of about 7 GB, used on the CPU only) because torch is kept out of the default",
+    "  environment; the bench creates it when missing, and `--no-torch` leaves it out.",
+    "  torchaudio 2.9 reads through TorchCodec, and its `load(frame_offset=, num_frames=)`",
+    '  decodes the whole file and then slices, so its "1 s at 60 s" cells cost a full load.',
     "- The 2-core machine may be shared: p50 drifts by up to about 20% between runs; the min",
     "  column shows the undisturbed cost.",
 ]
@@ -1022,35 +1222,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{RUNS_QUICK} runs per cell")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report path")
+    parser.add_argument(
+        "--no-torch",
+        action="store_true",
+        help="leave torchaudio out (no torch venv is created, probed or installed)",
+    )
     return parser.parse_args(argv)
 
 
-def measure_everything(files: dict[str, Path], runs: int, anchor: Anchor) -> list:
-    """Anchor pass, in-process measurements, anchor pass; the anchor's better pass is merged."""
-    ANCHOR_NPY.unlink(missing_ok=True)
-    specs = anchor_specs(files)
+def remove_worker_outputs() -> None:
+    """Removes the resampled outputs the external peers' workers saved."""
+    for path in (ANCHOR_NPY, TORCH_NPY):
+        path.unlink(missing_ok=True)
+
+
+def measure_everything(files: dict[str, Path], runs: int, peers: list[ExternalPeer]) -> list:
+    """A pass of every external peer, the in-process measurements, a second pass of every
+    external peer; each peer's better pass per task is merged into its column."""
+    remove_worker_outputs()
     try:
-        before = run_anchor_pass(anchor, specs, runs, "first")
+        before = {p.name: run_peer_pass(p, runs, "first") for p in peers}
         rows = run_all(build_tasks(files), runs)
-        after = run_anchor_pass(anchor, specs, runs, "second")
+        after = {p.name: run_peer_pass(p, runs, "second") for p in peers}
     finally:
         cleanup_outputs()
-    merge_anchor(rows, best_pass(before, after))
+    for p in peers:
+        merge_peer(rows, p.name, best_pass(before[p.name], after[p.name]))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Prepares the material and the anchor venv, measures, and writes the report."""
+    """Prepares the material and the external peers' venvs, measures, and writes the report."""
     args = parse_args(argv)
     runs = RUNS_QUICK if args.quick else RUNS_FULL
     files = prepare_material()
-    anchor = setup_anchor()
+    peers = external_peers(files, args.no_torch)
     try:
-        rows = measure_everything(files, runs, anchor)
+        rows = measure_everything(files, runs, peers)
         accuracy = resample_accuracy(files)
     finally:
-        ANCHOR_NPY.unlink(missing_ok=True)
-    report = render(rows, runs, accuracy, anchor)
+        remove_worker_outputs()
+    report = render(rows, runs, accuracy, peers)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)

@@ -68,6 +68,23 @@ class Anchor:
     probe: dict = field(default_factory=dict)
 
 
+@dataclass
+class ExternalPeer:
+    """A peer timed outside our process: its column name, its venv and that venv's state, the
+    worker script its Python runs, and the worker's tasks (named like the rows they fill)."""
+
+    name: str
+    venv: Path
+    worker: Path
+    specs: list[dict]
+    state: Anchor
+
+    @property
+    def label(self) -> str:
+        """The venv's path as shown in the report, e.g. ``.bench/torch-venv``."""
+        return f"{self.venv.parent.name}/{self.venv.name}"
+
+
 class Footnotes:
     """Numbered markdown footnotes, deduplicated by text."""
 
