@@ -20,25 +20,19 @@ The last line of stdout is the JSON result::
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
-import time
-import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import mlx_audio_io as aio
 
 import mlx.core as mx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # -I leaves it out
+from worker_loop import serve  # noqa: E402
+
 _SOURCES: dict[tuple[str, str], object] = {}
-
-
-def frames_of(out) -> int | None:
-    """Frame count of a returned array (channels-first or channels-last), if it is one."""
-    shape = getattr(out, "shape", None)
-    return max(shape) if shape else None
 
 
 def force(out):
@@ -74,57 +68,9 @@ def make_fn(task: dict) -> Callable[[], object]:
     raise ValueError(f"unknown op {op!r}")
 
 
-def warm_up(fn: Callable[[], object], warmups: int) -> tuple[object, list[str]]:
-    """Runs the warm-ups, returning the last output and the distinct warnings raised."""
-    out, seen = None, []
-    for _ in range(warmups):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = fn()
-        for w in caught:
-            if issubclass(w.category, DeprecationWarning):
-                continue
-            msg = f"{w.category.__name__}: {' '.join(str(w.message).split())[:160]}"
-            if msg not in seen:
-                seen.append(msg)
-    return out, seen
-
-
-def time_task(task: dict, runs: int, warmups: int) -> dict:
-    """Times one task; any failure becomes ``{"error": ...}``."""
-    try:
-        fn = make_fn(task)
-        out, notes = warm_up(fn, warmups)
-        if task.get("npy"):
-            np.save(task["npy"], np.array(out))
-        times = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                fn()
-                times.append((time.perf_counter() - t0) * 1e3)
-    except Exception as e:  # noqa: BLE001 - reported to the caller, not raised
-        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
-    return {
-        "p50": statistics.median(times),
-        "min": min(times),
-        "frames": frames_of(out),
-        "notes": notes,
-    }
-
-
 def main() -> int:
-    """Reads the spec, times every task and prints the JSON result as the last line."""
-    spec = json.loads(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read())
-    runs, warmups = int(spec["runs"]), int(spec.get("warmups", 2))
-    results = {}
-    for task in spec["tasks"]:
-        res = results[task["name"]] = time_task(task, runs, warmups)
-        shown = res.get("error") or f"p50 {res['p50']:.2f} ms"
-        print(f"  {task['name']:<36} {'(anchor)':<13} {shown}", file=sys.stderr)
-    print(json.dumps(results))
-    return 0
+    """Times the tasks of the spec on stdin (see the module docstring)."""
+    return serve("anchor", make_fn, lambda path, out: np.save(path, np.array(out)))
 
 
 if __name__ == "__main__":

@@ -96,6 +96,16 @@ def weight_norm(weight_v: mx.array, weight_g: mx.array, dim: int = 0) -> mx.arra
     return weight_v * (weight_g.reshape(shape) / norm)
 
 
+def _init_weights(
+    module: nn.Module, in_channels: int, out_channels: int, kernel_size: int, bias: bool
+) -> None:
+    """mlx.nn's initialisation: uniform weights [out, kernel, in] scaled by the fan-in."""
+    scale = math.sqrt(1 / (in_channels * kernel_size))
+    module.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, in_channels))
+    if bias:
+        module.bias = mx.zeros((out_channels,))
+
+
 class ConvTranspose1d(nn.Module):
     """``mlx.nn.ConvTranspose1d`` with the fast CPU path (same parameters and weight layout)."""
 
@@ -110,10 +120,7 @@ class ConvTranspose1d(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        scale = math.sqrt(1 / (in_channels * kernel_size))
-        self.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, in_channels))
-        if bias:
-            self.bias = mx.zeros((out_channels,))
+        _init_weights(self, in_channels, out_channels, kernel_size, bias)
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
 
     def __call__(self, x: mx.array) -> mx.array:
@@ -135,10 +142,7 @@ class Conv1d(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        scale = math.sqrt(1 / (in_channels * kernel_size))
-        self.weight = mx.random.uniform(-scale, scale, (out_channels, kernel_size, in_channels))
-        if bias:
-            self.bias = mx.zeros((out_channels,))
+        _init_weights(self, in_channels, out_channels, kernel_size, bias)
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
     def __call__(self, x: mx.array) -> mx.array:

@@ -1,0 +1,76 @@
+"""The timing protocol every external-peer worker shares (the public mlx-audio-io, torchaudio).
+Standard library and NumPy only: it runs inside the peers' own venvs."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+
+
+def frames_of(out) -> int | None:
+    """Frame count of a returned array (channels-first or channels-last), if it is one."""
+    shape = getattr(out, "shape", None)
+    return max(shape) if shape else None
+
+
+def warm_up(fn: Callable[[], object], warmups: int) -> tuple[object, list[str]]:
+    """Runs the warm-ups, returning the last output and the distinct warnings raised."""
+    out, seen = None, []
+    for _ in range(warmups):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = fn()
+        for w in caught:
+            if issubclass(w.category, DeprecationWarning):
+                continue
+            msg = f"{w.category.__name__}: {' '.join(str(w.message).split())[:160]}"
+            if msg not in seen:
+                seen.append(msg)
+    return out, seen
+
+
+def time_task(task: dict, runs: int, warmups: int, make_fn, save_npy, extra_notes) -> dict:
+    """Times one task (warm-ups, then ``runs`` calls); any failure becomes ``{"error": ...}``.
+
+    ``make_fn(task)`` builds the call, ``save_npy(path, out)`` stores an output the main
+    script asked for, ``extra_notes(task)`` adds footnotes about what the peer really did.
+    """
+    try:
+        fn = make_fn(task)
+        out, notes = warm_up(fn, warmups)
+        notes += extra_notes(task)
+        if task.get("npy"):
+            save_npy(task["npy"], out)
+        times = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+    except Exception as e:  # noqa: BLE001 - reported to the caller, not raised
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    return {
+        "p50": statistics.median(times),
+        "min": min(times),
+        "frames": frames_of(out),
+        "notes": notes,
+    }
+
+
+def serve(label: str, make_fn, save_npy, extra_notes=lambda task: []) -> int:
+    """Reads the JSON spec (argv[1] or stdin), times every task and prints the JSON result as
+    the last line of stdout."""
+    spec = json.loads(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read())
+    runs, warmups = int(spec["runs"]), int(spec.get("warmups", 2))
+    results = {}
+    for task in spec["tasks"]:
+        res = results[task["name"]] = time_task(task, runs, warmups, make_fn, save_npy, extra_notes)
+        shown = res.get("error") or f"p50 {res['p50']:.2f} ms"
+        print(f"  {task['name']:<36} {'(' + label + ')':<13} {shown}", file=sys.stderr)
+    print(json.dumps(results))
+    return 0
