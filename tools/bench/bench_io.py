@@ -58,6 +58,7 @@ from common import (
     text_tail,
     version,
 )
+from worker_loop import frames_of, warm_up
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".bench"
@@ -227,34 +228,10 @@ class Result:
     frames: int | None = None
 
 
-def frames_of(out) -> int | None:
-    """Frame count of a returned array (channels-first or channels-last), if it is one."""
-    shape = getattr(out, "shape", None)
-    if not shape:
-        return None
-    return max(shape)
-
-
-def run_warmups(fn: Callable[[], object], warmups: int) -> tuple[object, list[str]]:
-    """Runs the warm-ups, returning the last output and any distinct warnings raised."""
-    out, seen = None, []
-    for _ in range(warmups):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = fn()
-        for w in caught:
-            if issubclass(w.category, DeprecationWarning):
-                continue  # import-time noise (aifc, audioop, ...), not about the task
-            msg = f"{w.category.__name__}: {' '.join(str(w.message).split())[:160]}"
-            if msg not in seen:
-                seen.append(msg)
-    return out, seen
-
-
 def measure(fn: Callable[[], object], runs: int, warmups: int = WARMUPS) -> Result:
     """Times ``fn``: warm-ups, then ``runs`` timed calls; failures become a Result.error."""
     try:
-        out, notes = run_warmups(fn, warmups)
+        out, notes = warm_up(fn, warmups)
         times = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
