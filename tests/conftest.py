@@ -1,4 +1,5 @@
-"""Shared fixtures: encoded files made at test time with our save() and the ffmpeg CLI."""
+"""Shared fixtures: encoded files made at test time with our save() and the ffmpeg CLI, and a
+loopback Hugging Face Hub (tests/hub_server.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mlx_audio_io as aio  # noqa: E402  (after sys.path, before mlx)
 
+from hub_server import HubServer, reset_session, use_hub  # noqa: E402
 from signals import music  # noqa: E402
 
 FFMPEG = shutil.which("ffmpeg")
@@ -83,6 +85,21 @@ def media(tmp_path_factory):
         ffmpeg("-i", str(src), *args, str(d / name))
         files[key] = d / name
     return files
+
+
+@pytest.fixture
+def hub_server():
+    """A loopback Hub: ``.add_repo(repo_id, folder)`` serves a folder at ``.endpoint``."""
+    server = HubServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_env(hub_server, tmp_path, monkeypatch):
+    """huggingface_hub pointed at `hub_server`, online, with HF_HOME under tmp; yields the cache."""
+    yield use_hub(monkeypatch, hub_server.endpoint, tmp_path / "hf_home")
+    reset_session()
 
 
 #: every key of the `media` fixture that names a file

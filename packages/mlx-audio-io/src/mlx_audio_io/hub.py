@@ -1,0 +1,158 @@
+"""Turn a model name or path into a local folder: a folder as is, a Hub repo id via the cache.
+
+``huggingface_hub`` is imported only when a repo id has to be fetched, so mlx-audio-io does not
+depend on it (mlx-audio-tts and mlx-audio-sts do).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# owner/name, each 1-96 of [A-Za-z0-9_.-], not starting or ending with '.' or '-' (the Hub's rule)
+_REPO_ID = re.compile(r"(?!.*(?:--|\.\.))\w(?:[\w.-]{0,94}\w)?/\w(?:[\w.-]{0,94}\w)?")
+
+
+def _offline() -> bool:
+    """HF_HUB_OFFLINE read now, not when huggingface_hub was imported."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _http_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's errors: httpx2 (huggingface_hub 2), httpx (1); requests' are OSErrors."""
+    mods = [sys.modules.get(name) for name in ("httpx2", "httpx")]
+    return tuple(mod.HTTPError for mod in mods if mod is not None and hasattr(mod, "HTTPError"))
+
+
+def resolve_model_path(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    allow_patterns: str | Sequence[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+) -> Path:
+    """Returns the local folder (or file) holding a model.
+
+    An existing path is returned as is. Otherwise ``name_or_path`` must be a Hub repo id
+    (``"owner/name"``), fetched with ``huggingface_hub.snapshot_download`` into the Hugging Face
+    cache (``HF_HUB_CACHE``; ``HF_ENDPOINT`` picks the server). Files already cached are not
+    downloaded again.
+
+    Args:
+        name_or_path: A local folder or file, or a Hub repo id.
+        revision: Branch, tag or commit hash of the repo; None means ``"main"``.
+        allow_patterns: Glob pattern(s) of the repo files to fetch (e.g. ``"*.json"``); None
+            fetches every file.
+        cache_dir: The cache folder; None means ``HF_HUB_CACHE``.
+        local_files_only: True uses the cache only, never the network. None follows the
+            ``HF_HUB_OFFLINE`` environment variable as it is at call time.
+
+    Returns:
+        The path of the folder (for a repo, its snapshot folder in the cache).
+
+    Raises:
+        FileNotFoundError: The path does not exist and is not a repo id, the Hub has no such
+            repo or revision, or the repo is not cached while offline or the Hub is unreachable.
+        RuntimeError: The Hub answered with another error (server error, access denied).
+        ImportError: A repo id was given and huggingface_hub is not installed.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    name = os.fspath(name_or_path)
+    if isinstance(name_or_path, os.PathLike) or not _REPO_ID.fullmatch(name):
+        raise FileNotFoundError(
+            f"model not found: {name!r} is neither a local folder nor a Hub repo id ('owner/name')"
+        )
+    try:
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub import utils as hf_utils
+    except ImportError as e:
+        raise ImportError(
+            f"loading {name!r} from the Hugging Face Hub needs huggingface_hub: "
+            "pip install huggingface_hub"
+        ) from e
+    offline = local_files_only
+    if offline is None:
+        offline = _offline() or constants.HF_HUB_OFFLINE
+    at = f" at revision {revision!r}" if revision else ""
+    try:
+        folder = snapshot_download(
+            name,
+            revision=revision,
+            allow_patterns=allow_patterns,
+            cache_dir=cache_dir,
+            local_files_only=offline,
+        )
+    except hf_utils.HFValidationError as e:
+        raise FileNotFoundError(
+            f"model not found: {name!r} is neither a local folder nor a Hub repo id: {e}"
+        ) from e
+    except hf_utils.RevisionNotFoundError as e:
+        raise FileNotFoundError(
+            f"model not found: Hub repo {name!r} has no revision {revision!r}"
+        ) from e
+    except hf_utils.RepositoryNotFoundError as e:
+        raise FileNotFoundError(
+            f"model not found: {name!r} is not a local folder and the Hub has no repo of that name "
+            "(a private or gated repo needs a token: `hf auth login` or HF_TOKEN)"
+        ) from e
+    except hf_utils.LocalEntryNotFoundError as e:
+        cache = cache_dir or constants.HF_HUB_CACHE
+        why = (
+            "HF_HUB_OFFLINE is set (or local_files_only=True); unset it to download"
+            if offline or constants.HF_HUB_OFFLINE
+            else f"the Hub cannot be reached ({constants.ENDPOINT}): check the network, HF_ENDPOINT"
+        )
+        raise FileNotFoundError(
+            f"model {name!r}{at} is not (fully) in the Hugging Face cache ({cache}) and {why}"
+        ) from e
+    except (hf_utils.HfHubHTTPError, OSError, *_http_errors()) as e:
+        raise RuntimeError(f"download failed for {name!r}{at}: {e}") from e
+    return Path(folder)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Returns the SHA-256 of a file's bytes as 64 lowercase hex digits.
+
+    Args:
+        path: The file.
+        chunk_size: Bytes read at a time.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> str:
+    """Checks a file against a SHA-256 digest or its leading hex digits.
+
+    Pretrained model registries list one per file (demucs lists 8-digit prefixes).
+
+    Args:
+        path: The file.
+        expected: The full digest (64 hex digits) or a prefix of at least 8.
+
+    Returns:
+        The file's full digest.
+
+    Raises:
+        ValueError: ``expected`` is not 8 to 64 hex digits, or the file does not match.
+    """
+    if not re.fullmatch(r"[0-9a-fA-F]{8,64}", expected):
+        raise ValueError(f"expected must be 8 to 64 hex digits of a sha256, got {expected!r}")
+    actual = file_sha256(path)
+    if not actual.startswith(expected.lower()):
+        raise ValueError(
+            f"sha256 check failed for '{os.fspath(path)}': expected {expected.lower()}, "
+            f"got {actual[: len(expected)]} (full {actual}); the file is corrupt or not the one "
+            "the registry names: delete it and fetch it again"
+        )
+    return actual
