@@ -1,0 +1,246 @@
+"""HTDemucs encoder and decoder layers, channels-last.
+
+The frequency branch is ``[batch, time, freq, channels]`` and the time branch
+``[batch, time, channels]``; torch's ``[B, C, F, T]`` convolutions over frequency with
+``(k, 1)`` kernels become 1-D convolutions along the frequency axis. Parameter names follow
+demucs' ``state_dict`` (``conv``, ``rewrite``, ``dconv.layers.0.0``, ...); the weights are
+in MLX's layouts (``sanitize`` in model.py transposes torch's).
+"""
+
+from __future__ import annotations
+
+import mlx_audio_io.nn as fnn
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .activations import gelu, glu
+
+
+def group_norm(x, groups, weight, bias, eps=1e-5):
+    """torch's GroupNorm over a channels-last array: statistics per batch item and group of
+    channels, over every axis but the first and the channel axis."""
+    shape = x.shape
+    xg = x.reshape(*shape[:-1], groups, shape[-1] // groups)
+    axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
+    mean, var = fnn.var(xg, axes)
+    xg = (xg - mean) * mx.rsqrt(var + eps)
+    return xg.reshape(shape) * weight + bias
+
+
+class GroupNorm(nn.Module):
+    """``torch.nn.GroupNorm(groups, channels)`` for channels-last input."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.weight = mx.ones((channels,))
+        self.bias = mx.zeros((channels,))
+
+    def __call__(self, x):
+        return group_norm(x, self.groups, self.weight, self.bias, self.eps)
+
+
+class Identity(nn.Module):
+    def __call__(self, x):
+        return x
+
+
+class LayerScale(nn.Module):
+    """Per-channel scale of a residual branch (Touvron et al. 2021)."""
+
+    def __init__(self, channels: int, init: float = 0.0):
+        super().__init__()
+        self.scale = mx.full((channels,), init)
+
+    def __call__(self, x):
+        return x * self.scale
+
+
+class ConvAxis(nn.Module):
+    """A 1-D convolution along one axis of a channels-last array (torch Conv1d, or Conv2d with
+    a ``(k, 1)`` kernel). Weight ``[out, kernel, in]``."""
+
+    def __init__(self, c_in, c_out, kernel, stride=1, padding=0, dilation=1, axis=-2):
+        super().__init__()
+        scale = max(c_in * kernel, 1) ** -0.5
+        self.weight = mx.random.uniform(-scale, scale, (c_out, kernel, c_in))
+        self.bias = mx.zeros((c_out,))
+        self.stride, self.padding, self.dilation, self.axis = stride, padding, dilation, axis
+
+    def __call__(self, x):
+        y = fnn.conv_axis(x, self.weight, self.axis, self.stride, self.padding, self.dilation)
+        return y + self.bias
+
+
+class Conv2d(nn.Module):
+    """torch Conv2d with a square kernel and stride 1 over ``[B, T, F, C]`` (the decoder's
+    context convolution). Weight ``[out, k_time, k_freq, in]``."""
+
+    def __init__(self, c_in, c_out, kernel, padding):
+        super().__init__()
+        scale = max(c_in * kernel * kernel, 1) ** -0.5
+        self.weight = mx.random.uniform(-scale, scale, (c_out, kernel, kernel, c_in))
+        self.bias = mx.zeros((c_out,))
+        self.padding = padding
+
+    def __call__(self, x):
+        return fnn.conv2d(x, self.weight, (self.padding, self.padding)) + self.bias
+
+
+class ConvTransposeAxis(nn.Module):
+    """torch ConvTranspose1d, or ConvTranspose2d with a ``(k, 1)`` kernel, along axis -2.
+    Weight ``[out, kernel, in]``."""
+
+    def __init__(self, c_in, c_out, kernel, stride):
+        super().__init__()
+        scale = max(c_out * kernel, 1) ** -0.5
+        self.weight = mx.random.uniform(-scale, scale, (c_out, kernel, c_in))
+        self.bias = mx.zeros((c_out,))
+        self.stride = stride
+
+    def __call__(self, x):
+        lead = x.shape[:-2]
+        y = fnn.conv_transpose1d(x.reshape(-1, *x.shape[-2:]), self.weight, self.stride)
+        return y.reshape(*lead, *y.shape[-2:]) + self.bias
+
+
+class DConv(nn.Module):
+    """Residual branches of dilated convolutions over time (demucs.DConv, no LSTM/attention):
+    per layer, conv k3 (dilation 2**d) -> GroupNorm(1) -> GELU -> 1x1 conv -> GroupNorm(1)
+    -> GLU -> LayerScale, added to the input. Works on ``[B, T, C]`` and ``[B, T, F, C]``
+    (frequency rows are independent, as demucs' reshape to ``(B*F, C, T)`` makes them)."""
+
+    def __init__(self, channels: int, compress: float = 4, depth: int = 2, init: float = 1e-4):
+        super().__init__()
+        hidden = int(channels / compress)
+        self.layers = [
+            [
+                ConvAxis(channels, hidden, 3, padding=2**d, dilation=2**d, axis=1),
+                GroupNorm(1, hidden),
+                Identity(),  # GELU
+                ConvAxis(hidden, 2 * channels, 1, axis=1),
+                GroupNorm(1, 2 * channels),
+                Identity(),  # GLU
+                LayerScale(channels, init),
+            ]
+            for d in range(depth)
+        ]
+
+    def _norm(self, norm, x):
+        # GroupNorm(1) over (time, channels) for each batch item (and frequency row)
+        mean, var = fnn.var(x, (1, x.ndim - 1))
+        return (x - mean) * mx.rsqrt(var + norm.eps) * norm.weight + norm.bias
+
+    def __call__(self, x):
+        for conv1, norm1, _, conv2, norm2, _, scale in self.layers:
+            y = gelu(self._norm(norm1, conv1(x)))
+            y = glu(self._norm(norm2, conv2(y)))
+            x = x + scale(y)
+        return x
+
+
+def _norm_fn(norm: bool, groups: int, channels: int):
+    return GroupNorm(groups, channels) if norm else Identity()
+
+
+class HEncLayer(nn.Module):
+    """One encoder layer: strided conv (over frequency or time), optional injection of the
+    time branch, GELU, DConv, then a rewrite conv + GLU."""
+
+    def __init__(self, chin, chout, kernel_size=8, stride=4, norm_groups=1, empty=False,
+                 freq=True, dconv=True, norm=True, context=0, dconv_kw=None, pad=True,
+                 rewrite=True):  # fmt: skip
+        super().__init__()
+        self.freq, self.kernel_size, self.stride, self.empty = freq, kernel_size, stride, empty
+        pad = kernel_size // 4 if pad else 0
+        self.conv = ConvAxis(chin, chout, kernel_size, stride, pad, axis=-2)
+        if empty:
+            return
+        self.norm1 = _norm_fn(norm, norm_groups, chout)
+        self.rewrite = None
+        if rewrite:
+            k = 1 + 2 * context
+            if freq:
+                self.rewrite = Conv2d(chout, 2 * chout, k, context)
+            else:
+                self.rewrite = ConvAxis(chout, 2 * chout, k, padding=context, axis=1)
+            self.norm2 = _norm_fn(norm, norm_groups, 2 * chout)
+        self.dconv = DConv(chout, **(dconv_kw or {})) if dconv else None
+
+    def __call__(self, x, inject=None):
+        if not self.freq:
+            if x.ndim == 4:  # [B, T, F, C] -> [B, T, F*C] as torch's view(B, C*F, T)
+                x = x.swapaxes(2, 3).reshape(x.shape[0], x.shape[1], -1)
+            rem = x.shape[1] % self.stride
+            if rem:
+                x = mx.pad(x, [(0, 0), (0, self.stride - rem), (0, 0)])
+        y = self.conv(x)
+        if self.empty:
+            return y
+        if inject is not None:
+            y = y + (inject[:, :, None] if inject.ndim == 3 and y.ndim == 4 else inject)
+        y = gelu(self.norm1(y))
+        if self.dconv is not None:
+            y = self.dconv(y)
+        if self.rewrite is not None:
+            y = glu(self.norm2(self.rewrite(y)))
+        return y
+
+
+class HDecLayer(nn.Module):
+    """One decoder layer: skip connection, rewrite conv + GLU, DConv, then the transposed
+    conv (over frequency or time) and GELU (but for the last layer)."""
+
+    def __init__(self, chin, chout, last=False, kernel_size=8, stride=4, norm_groups=1,
+                 empty=False, freq=True, dconv=True, norm=True, context=1, dconv_kw=None,
+                 pad=True, rewrite=True):  # fmt: skip
+        super().__init__()
+        self.pad = kernel_size // 4 if pad else 0
+        self.last, self.freq, self.chin, self.empty = last, freq, chin, empty
+        self.conv_tr = ConvTransposeAxis(chin, chout, kernel_size, stride)
+        self.norm2 = _norm_fn(norm, norm_groups, chout)
+        if empty:
+            return
+        self.rewrite = None
+        if rewrite:
+            k = 1 + 2 * context
+            if freq:
+                self.rewrite = Conv2d(chin, 2 * chin, k, context)
+            else:
+                self.rewrite = ConvAxis(chin, 2 * chin, k, padding=context, axis=1)
+            self.norm1 = _norm_fn(norm, norm_groups, 2 * chin)
+        self.dconv = DConv(chin, **(dconv_kw or {})) if dconv else None
+
+    def __call__(self, x, skip, length):
+        if self.freq and x.ndim == 3:  # [B, T, C*F] -> [B, T, F, C]
+            x = x.reshape(x.shape[0], x.shape[1], self.chin, -1).swapaxes(2, 3)
+        if not self.empty:
+            x = x + skip
+            y = glu(self.norm1(self.rewrite(x))) if self.rewrite is not None else x
+            if self.dconv is not None:
+                y = self.dconv(y)
+        else:
+            y = x
+        z = self.norm2(self.conv_tr(y))
+        if self.freq:
+            if self.pad:
+                z = z[:, :, self.pad : -self.pad]
+        else:
+            z = z[:, self.pad : self.pad + length]
+        if not self.last:
+            z = gelu(z)
+        return z, y
+
+
+class ScaledEmbedding(nn.Module):
+    """The frequency embedding: a table stored divided by ``scale``."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, scale: float = 10.0):
+        super().__init__()
+        self.embedding = nn.Embedding(num_embeddings, embedding_dim)
+        self.scale = scale
+
+    @property
+    def table(self):
+        return self.embedding.weight * self.scale

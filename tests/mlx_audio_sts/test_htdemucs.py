@@ -1,0 +1,281 @@
+"""HTDemucs against the official demucs, through fixtures written by tools/parity/htdemucs.py
+(reduced config, random perturbed weights saved as real demucs .th packages), and every way
+of loading, running and writing a model. No torch here."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import mlx_audio_io as aio
+from mlx_audio_io.hub import file_sha256
+from mlx_audio_io.torchfile import load_torch_file
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_audio_sts import BagOfModels, HTDemucs, apply_model, from_pretrained, separate
+from mlx_audio_sts.cli import main as cli
+from mlx_audio_sts.models.htdemucs import convert
+from mlx_audio_sts.models.htdemucs.pretrained import load_local
+
+FIX = Path(__file__).parent.parent / "fixtures" / "parity"
+TOL = 1e-4
+
+
+def _rel(ours, ref) -> float:
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def ref():
+    data = np.load(FIX / "htdemucs_reduced_io.npz")
+    names = json.loads((FIX / "htdemucs_reduced_io.json").read_text())
+    return {name: data[key] for key, name in names.items()} | {
+        "segment": data["segment"],
+        "mix": data["mix"],
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    return convert.load_th(FIX / "htdemucs_reduced.th")
+
+
+@pytest.fixture(scope="module")
+def bag_models(model):
+    return [model] + [convert.load_th(FIX / f"htdemucs_reduced_{i}.th") for i in (1, 2)]
+
+
+def _cf(a):
+    a = np.array(a)
+    return a.transpose(0, 3, 2, 1) if a.ndim == 4 else a.transpose(0, 2, 1)
+
+
+def test_stages_match_demucs(model, ref):
+    got = {}
+    out = model(mx.array(ref["segment"]), capture=got)
+    assert _rel(_cf(got["spec"]), ref["spectrogram (CaC input)"]) < TOL
+    assert _rel(_cf(got["transformer"][0]), ref["transformer, frequency tokens"]) < TOL
+    assert _rel(_cf(got["transformer"][1]), ref["transformer, time tokens"]) < TOL
+    assert _rel(_cf(got["freq"]), ref["frequency branch output"]) < TOL
+    assert _rel(_cf(got["time"]), ref["time branch output"]) < TOL
+    assert _rel(out, ref["model output (stems)"]) < TOL
+
+
+def test_apply_model_matches_demucs(model, bag_models, ref):
+    mix = ref["mix"]
+    assert _rel(apply_model(model, mix, shifts=0), ref["apply_model split, overlap 0.25"]) < TOL
+    # demucs draws shifts from Python's random after random.seed(7): the same offsets here
+    assert (
+        _rel(apply_model(model, mix, shifts=2, seed=7), ref["apply_model 2 shifts (seeded)"]) < TOL
+    )
+    weights = [[1.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.5, 1.0], [0.0, 0.0, 1.0, 0.5]]
+    bag = BagOfModels(bag_models, weights)
+    assert _rel(apply_model(bag, mix, shifts=0), ref["bag of 3 models, per-source weights"]) < TOL
+
+
+def test_apply_model_options(model, ref):
+    mix = ref["mix"]
+    one = np.array(apply_model(model, mix[..., :3000], shifts=0, split=False))
+    assert one.shape == (1, 4, 2, 3000)
+    seg = np.array(apply_model(model, mix, shifts=0, segment=0.25))
+    assert seg.shape == (1, 4, 2, 9000) and np.isfinite(seg).all()
+    a = apply_model(model, mix, shifts=1, seed=3)
+    b = apply_model(model, mix, shifts=1, seed=3)
+    assert np.array_equal(np.array(a), np.array(b))
+    calls = []
+    apply_model(model, mix, shifts=0, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] == len(calls)
+    with pytest.raises(ValueError, match="segment must be"):
+        apply_model(model, mix, segment=1.0)
+    with pytest.raises(ValueError, match="overlap"):
+        apply_model(model, mix, overlap=1.0)
+    with pytest.raises(ValueError, match=r"\[batch, channels, samples\]"):
+        apply_model(model, mix[0])
+    with pytest.raises(ValueError, match="at most 4000 samples"):
+        model(mx.zeros((1, 2, 4001)))
+
+
+def test_short_input_is_padded_like_demucs(model, ref):
+    # demucs pads a short input to the training length and trims the output
+    full = np.array(model(mx.array(ref["segment"])))
+    short = ref["segment"][..., :1000]
+    padded = np.pad(short, [(0, 0), (0, 0), (0, 3000)])
+    assert _rel(model(mx.array(short)), np.array(model(mx.array(padded)))[..., :1000]) < 1e-6
+    assert full.shape[-1] == 4000
+
+
+def test_bag_validation(model):
+    with pytest.raises(ValueError, match="at least one"):
+        BagOfModels([])
+    with pytest.raises(ValueError, match="weights must be"):
+        BagOfModels([model], [[1.0, 2.0]])
+
+
+def _demucs_safetensors(th: Path, out: Path) -> Path:
+    """demucs' Hub form of a .th: torch-layout tensors, class and kwargs as JSON metadata."""
+    pkg = load_torch_file(th, globals_as_refs=True)
+    kwargs = dict(pkg["kwargs"])
+    seg = kwargs["segment"]
+    kwargs["segment"] = {
+        "_type": "fraction",
+        "numerator": seg.numerator,
+        "denominator": seg.denominator,
+    }
+    meta = {"klass": "demucs.htdemucs.HTDemucs", "args": "[]", "kwargs": json.dumps(kwargs)}
+    state = {k: mx.array(v) for k, v in pkg["state"].items()}
+    mx.save_safetensors(str(out), state, metadata=meta)
+    return out
+
+
+def _out(model, ref):
+    return np.array(model(mx.array(ref["segment"])))
+
+
+def test_every_checkpoint_form_loads_the_same(model, ref, tmp_path):
+    want = _out(model, ref)
+    st = _demucs_safetensors(FIX / "htdemucs_reduced.th", tmp_path / "955717e8.safetensors")
+    assert np.array_equal(_out(load_local(st), ref), want)
+    # our folder form, written by the converter, loads back bit for bit
+    folder = convert.save([("955717e8", model)], tmp_path / "ours", name="htdemucs")
+    assert np.array_equal(_out(load_local(folder), ref), want)
+    assert np.array_equal(_out(HTDemucs.from_pretrained(folder), ref), want)
+    # a demucs repo folder: bag yaml + {sig}-{sha256[:8]}.th, checksum verified
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sha = file_sha256(FIX / "htdemucs_reduced.th")[:8]
+    shutil.copy(FIX / "htdemucs_reduced.th", repo / f"955717e8-{sha}.th")
+    (repo / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    assert np.array_equal(_out(load_local(repo), ref), want)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(FIX / "htdemucs_reduced.th", bad / "955717e8-00000000.th")
+    with pytest.raises(ValueError, match="955717e8-00000000.th"):
+        load_local(bad / "955717e8-00000000.th")
+
+
+def test_bag_yaml_with_weights(bag_models, ref, tmp_path):
+    for i, name in enumerate(["htdemucs_reduced.th", "htdemucs_reduced_1.th"]):
+        shutil.copy(FIX / name, tmp_path / f"sig{i}.th")
+    (tmp_path / "mybag.yaml").write_text(
+        "models: ['sig0', 'sig1']\nweights: [\n  [1., 0., 0., 1.],\n  [0., 1., 1., 1.],\n]\n"
+    )
+    bag = load_local(tmp_path)
+    assert isinstance(bag, BagOfModels) and len(bag) == 2
+    assert bag.weights == [[1, 0, 0, 1], [0, 1, 1, 1]]
+    want = BagOfModels(bag_models[:2], [[1, 0, 0, 1], [0, 1, 1, 1]])
+    got = apply_model(bag, ref["mix"], shifts=0)
+    assert np.allclose(np.array(got), np.array(apply_model(want, ref["mix"], shifts=0)))
+    folder = convert.save(
+        [(m.signature, m) for m in bag.models], tmp_path / "out", weights=bag.weights
+    )
+    again = load_local(folder)
+    assert isinstance(again, BagOfModels) and again.weights == bag.weights
+
+
+def test_from_pretrained_by_name_through_the_hub(model, ref, hub_server, hub_env, tmp_path):
+    folder = tmp_path / "HTDemucs"
+    folder.mkdir()
+    _demucs_safetensors(FIX / "htdemucs_reduced.th", folder / "955717e8.safetensors")
+    (folder / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    hub_server.add_repo("adefossez/HTDemucs", folder)
+    loaded = HTDemucs.from_pretrained("htdemucs")
+    assert isinstance(loaded, HTDemucs)
+    assert np.array_equal(_out(loaded, ref), _out(model, ref))
+    ours = convert.save([("955717e8", model)], tmp_path / "mlx")
+    hub_server.add_repo("someone/htdemucs-mlx", ours)
+    assert np.array_equal(_out(from_pretrained("someone/htdemucs-mlx"), ref), _out(model, ref))
+
+
+def test_loading_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="unknown model 'nope'"):
+        from_pretrained("nope")
+    with pytest.raises(FileNotFoundError, match="no HTDemucs model found"):
+        load_local(tmp_path)
+    cfg = json.loads(
+        json.dumps(
+            load_torch_file(FIX / "htdemucs_reduced.th", globals_as_refs=True)["kwargs"],
+            default=str,
+        )
+    )  # noqa: E501
+    cfg["channels"] = 16
+    state = load_torch_file(FIX / "htdemucs_reduced.th", globals_as_refs=True)["state"]
+    with pytest.raises(ValueError, match="does not fit"):
+        convert.build(cfg, state, torch_layout=True, where="x")
+    (tmp_path / "config.json").write_text('{"model_type": "kokoro"}')
+    with pytest.raises(ValueError, match="expected 'htdemucs'"):
+        load_local(tmp_path)
+    not_demucs = tmp_path / "w.safetensors"
+    mx.save_safetensors(str(not_demucs), {"a": mx.zeros(2)})
+    with pytest.raises(ValueError, match="no demucs metadata"):
+        load_local(not_demucs)
+
+
+def test_separate(model, ref, tmp_path):
+    mix = ref["mix"][0].T  # [frames, channels]
+    stems = separate(mix, model, shifts=0, sample_rate=8000)
+    assert list(stems) == ["drums", "bass", "other", "vocals"]
+    assert stems["vocals"].shape == (9000, 2) and stems["vocals"].dtype == mx.float32
+    # demucs.api: standardise by the mono mix, separate, undo
+    m = mix.mean(axis=1)
+    mean, std = m.mean(), m.std(ddof=1) + 1e-8
+    want = np.array(apply_model(model, ((mix.T - mean) / std)[None], shifts=0))[0] * std + mean
+    assert _rel(stems["drums"], want[0].T) < 1e-5
+    raw = separate(mix, model, shifts=0, sample_rate=8000, normalize=False, layout="channels_first")
+    assert _rel(raw["bass"], np.array(apply_model(model, mix.T[None], shifts=0))[0, 1]) < 1e-6
+    path = tmp_path / "song.wav"
+    aio.save(path, mix, 8000, clip=False)
+    from_file = separate(path, model, shifts=0)
+    assert _rel(from_file["other"], stems["other"]) < 1e-5
+    mono = separate(mix[:, 0], model, shifts=0, sample_rate=8000)
+    assert mono["vocals"].shape == (9000, 2)
+    resampled = separate(mix[:4000], model, shifts=0, sample_rate=16000)
+    assert resampled["vocals"].shape == (2000, 2)
+    with pytest.raises(ValueError, match="empty"):
+        separate(np.zeros((0, 2), np.float32), model, sample_rate=8000)
+    with pytest.raises(ValueError, match="NaN"):
+        separate(np.full((100, 2), np.nan, np.float32), model, sample_rate=8000)
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        separate(mix, model)
+    with pytest.raises(ValueError, match="shifts"):
+        separate(mix, model, shifts=-1, sample_rate=8000)
+
+
+def test_cli_separate_and_convert(model, ref, tmp_path, capsys):
+    folder = convert.save([("955717e8", model)], tmp_path / "model")
+    song = tmp_path / "song.wav"
+    aio.save(song, ref["mix"][0].T, 8000)
+    out = tmp_path / "sep"
+    args = ["separate", str(song), "--model-path", str(folder), "-o", str(out), "--shifts", "0"]
+    assert cli(args + ["--float32"]) == 0
+    stems = sorted(p.name for p in (out / "htdemucs" / "song").iterdir())
+    assert stems == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+    assert "windows" in capsys.readouterr().err
+    vocals = np.array(aio.load(out / "htdemucs" / "song" / "vocals.wav")[0])
+    want = np.array(separate(song, model, shifts=0)["vocals"])
+    want = want / max(1.01 * np.abs(want).max(), 1.0)  # --clip-mode rescale
+    assert _rel(vocals, want) < 1e-5
+    assert cli(args + ["--two-stems", "vocals", "--flac", "-n", "two", "-q"]) == 0
+    two = sorted(p.name for p in (out / "two" / "song").iterdir())
+    assert two == ["no_vocals.flac", "vocals.flac"]
+    assert cli(args + ["--mp3", "--mp3-bitrate", "64", "-n", "mp3", "-q"]) == 0
+    assert aio.info(out / "mp3" / "song" / "drums.mp3").sample_rate == 8000
+    assert cli(["separate", str(tmp_path / "missing.wav"), "--model-path", str(folder)]) == 1
+    assert "file not found" in capsys.readouterr().err
+    dst = tmp_path / "converted"
+    assert cli(["convert", str(FIX / "htdemucs_reduced.th"), str(dst)]) == 0
+    assert np.array_equal(_out(load_local(dst), ref), _out(model, ref))
+
+
+def test_shift_rng_follows_demucs(model, ref):
+    # the transformer draws randrange(1) per call, as demucs does, so a seed gives demucs' offsets
+    rng = random.Random(5)
+    model(mx.array(ref["segment"]), rng)
+    probe = random.Random(5)
+    probe.randrange(1)
+    assert rng.random() == probe.random()
