@@ -39,3 +39,20 @@ __all__ = [
     "si_sdr",
     "snr",
 ]
+
+# HTDemucsStreamProcessor imports mlx_audio_sts, an optional dependency
+# (pip install mlx-audio-streaming[sts]): it loads on first use, not with this package,
+# and stays out of __all__ so that `import *` works without it.
+_LAZY = {"HTDemucsStreamProcessor": "separation"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_LAZY])

@@ -24,16 +24,35 @@ class AudioSink(ABC):
         """Finishes the output (flushes files, drains devices)."""
 
 
+def _stem_count(chunk: StreamChunk) -> int | None:
+    """Stems in a separator's chunk: ``[stems, channels, n]``, or ``[stems * channels, n]``
+    (flattened stem-major, ``chunk.channels`` per stem, as HTDemucsStreamProcessor emits);
+    None when the chunk holds no stems."""
+    shape = chunk.audio.shape
+    if len(shape) == 3:
+        return int(shape[0])
+    if len(shape) == 2 and chunk.channels > 0 and shape[0] % chunk.channels == 0:
+        return int(shape[0]) // chunk.channels
+    return None
+
+
 def _select(chunk: StreamChunk, stem_index: int | None) -> np.ndarray:
-    """The chunk as float32 [samples, channels], one stem of a [stems, channels, n] chunk."""
+    """The chunk as float32 [samples, channels]; with ``stem_index``, that stem of a
+    [stems, channels, n] or flattened [stems * channels, n] chunk."""
     audio = chunk.audio
     if stem_index is not None:
-        if audio.ndim != 3:
+        stems = _stem_count(chunk)
+        if stems is None or not -stems <= stem_index < stems:
             raise ValueError(
-                f"stem_index={stem_index} needs [stems, channels, samples] chunks, "
-                f"got shape {tuple(audio.shape)}"
+                f"stem_index={stem_index} needs [stems, channels, samples] or "
+                f"[stems * channels, samples] chunks with that many stems, got shape "
+                f"{tuple(audio.shape)} with {chunk.channels} channel(s) per stem"
             )
-        audio = audio[stem_index]
+        if audio.ndim == 3:
+            audio = audio[stem_index]
+        else:
+            s = stem_index % stems
+            audio = audio[s * chunk.channels : (s + 1) * chunk.channels]
     if audio.ndim != 2:
         raise ValueError(f"expected [channels, samples] chunks, got shape {tuple(audio.shape)}")
     return np.asarray(audio.astype(mx.float32)).T
@@ -47,8 +66,9 @@ class FileSink(AudioSink):
 
     Args:
         path: Output file; the extension picks the format.
-        stem_index: With a separator upstream ([stems, channels, samples] chunks), the stem to
-            write.
+        stem_index: With a separator upstream (``[stems, channels, samples]`` chunks, or
+            ``[stems * channels, samples]`` ones with ``chunk.channels`` per stem, as
+            HTDemucsStreamProcessor emits), the stem to write: 3 is vocals for HTDemucs.
         sample_rate: Resample to this rate before writing; None keeps the stream's. Resampling
             needs the whole stream, so it then writes when the stream ends.
     """
@@ -91,22 +111,31 @@ class FileSink(AudioSink):
 
 
 class MultiFileSink(AudioSink):
-    """Writes each stem of [stems, channels, samples] chunks to ``output_dir/<name>.wav``."""
+    """Writes each stem of a separator's chunks to ``output_dir/<name>.<format>``.
 
-    def __init__(self, output_dir, stem_names, format: str = "wav"):
+    Args:
+        output_dir: Folder for the files (created if missing).
+        stem_names: One name per stem, in the separator's order
+            (``HTDemucsStreamProcessor.stem_names``).
+        format: File extension, which picks the format.
+        **save_options: Passed to each FileSink (``encoding="float32"``, ``bitrate=``, ...).
+    """
+
+    def __init__(self, output_dir, stem_names, format: str = "wav", **save_options):
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.stem_names = list(stem_names)
         self.sinks = [
-            FileSink(self.output_dir / f"{name}.{format}", stem_index=i)
+            FileSink(self.output_dir / f"{name}.{format}", stem_index=i, **save_options)
             for i, name in enumerate(self.stem_names)
         ]
 
     def write(self, chunk: StreamChunk) -> None:
-        if chunk.audio.ndim != 3 or chunk.audio.shape[0] != len(self.stem_names):
+        if _stem_count(chunk) != len(self.stem_names):
             raise ValueError(
-                f"expected [{len(self.stem_names)} stems, channels, samples] chunks, "
-                f"got shape {tuple(chunk.audio.shape)}"
+                f"expected [{len(self.stem_names)} stems, channels, samples] or "
+                f"[{len(self.stem_names)} stems * channels, samples] chunks, got shape "
+                f"{tuple(chunk.audio.shape)} with {chunk.channels} channel(s) per stem"
             )
         for sink in self.sinks:
             sink.write(chunk)
