@@ -87,3 +87,59 @@ def test_weight_norm_matches_the_definition(dim):
         np.testing.assert_allclose(
             np.asarray(nn.weight_norm(mx.array(v), torch_g)), want, rtol=1e-5, atol=1e-6
         )
+
+
+@pytest.mark.parametrize(
+    "axis,stride,padding,dilation", [(1, 1, 1, 1), (1, 1, 2, 2), (2, 4, 2, 1), (1, 2, 0, 3)]
+)
+def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation):
+    x = mx.random.normal((2, 11, 13, 3), key=mx.random.key(0))
+    w = mx.random.normal((5, 3, 3), key=mx.random.key(1))
+    got = nn.conv_axis(x, w, axis, stride, padding, dilation)
+    moved = mx.moveaxis(x, axis, -2)
+    lead = moved.shape[:-2]
+    ref = mx.conv1d(moved.reshape(-1, *moved.shape[-2:]), w, stride, padding, dilation)
+    ref = mx.moveaxis(ref.reshape(*lead, *ref.shape[-2:]), -2, axis)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-4)
+
+
+def test_conv2d_matches_mlx():
+    x = mx.random.normal((2, 9, 7, 4), key=mx.random.key(2))
+    w = mx.random.normal((6, 3, 3, 4), key=mx.random.key(3))
+    got = nn.conv2d(x, w, (1, 1))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(mx.conv2d(x, w, padding=1)), atol=1e-4)
+
+
+def test_mean_and_var_are_accurate_over_long_axes():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 300001, 3)) * 0.01 + 3).astype(np.float32)
+    ref64 = x.astype(np.float64)
+    m, v = nn.var(mx.array(x), (1, 2), ddof=1)
+    np.testing.assert_allclose(np.asarray(m).ravel(), ref64.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(v).ravel(), ref64.var(axis=(1, 2), ddof=1), rtol=1e-5)
+    assert nn.mean(mx.array(x), 1).shape == (2, 1, 3)
+
+
+def test_activations_match_mlx():
+    import mlx.nn
+
+    x = mx.random.normal((3, 1000, 8), key=mx.random.key(4)) * 4
+    np.testing.assert_allclose(np.asarray(nn.gelu(x)), np.asarray(mlx.nn.gelu(x)), atol=1e-6)
+    a, b = mx.split(x, 2, axis=-1)
+    np.testing.assert_allclose(np.asarray(nn.glu(x)), np.asarray(a * mx.sigmoid(b)), atol=1e-6)
+    a, b = mx.split(x, 2, axis=1)
+    np.testing.assert_allclose(
+        np.asarray(nn.glu(x, axis=1)), np.asarray(a * mx.sigmoid(b)), atol=1e-6
+    )
+    assert nn.gelu(x.astype(mx.float16)).dtype == mx.float16
+
+
+def test_attention_matches_mlx():
+    q = mx.random.normal((2, 3, 50, 16), key=mx.random.key(5)) * 2
+    k = mx.random.normal((2, 3, 70, 16), key=mx.random.key(6)) * 2
+    v = mx.random.normal((2, 3, 70, 16), key=mx.random.key(7))
+    ref = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25)
+    got = nn.attention(q, k, v, 0.25)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
+    # the inputs are untouched by the in-place softmax
+    np.testing.assert_allclose(np.asarray(nn.attention(q, k, v, 0.25)), np.asarray(got))

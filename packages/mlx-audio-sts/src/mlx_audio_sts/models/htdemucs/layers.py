@@ -24,7 +24,8 @@ def group_norm(x, groups, weight, bias, eps=1e-5):
     xg = x.reshape(*shape[:-1], groups, shape[-1] // groups)
     axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
     mean, var = fnn.var(xg, axes)
-    xg = (xg - mean) * mx.rsqrt(var + eps)
+    scale = mx.rsqrt(var + eps)
+    xg = xg * scale - mean * scale  # two passes over x instead of four
     return xg.reshape(shape) * weight + bias
 
 
@@ -130,7 +131,8 @@ class DConv(nn.Module):
     def _norm(self, norm, x):
         # GroupNorm(1) over (time, channels) for each batch item (and frequency row)
         mean, var = fnn.var(x, (1, x.ndim - 1))
-        return (x - mean) * mx.rsqrt(var + norm.eps) * norm.weight + norm.bias
+        scale = mx.rsqrt(var + norm.eps) * norm.weight  # per row and channel: small
+        return x * scale + (norm.bias - mean * scale)
 
     def __call__(self, x):
         for conv1, norm1, _, conv2, norm2, _, scale in self.layers:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import mlx_audio_io.nn as fnn
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -74,7 +76,7 @@ class MultiheadAttention(nn.Module):
             k, v = mx.split(kv @ w[dim:].T + bias[dim:], 2, axis=-1)
         h, d = self.heads, dim // self.heads
         q, k, v = (t.reshape(b, -1, h, d).transpose(0, 2, 1, 3) for t in (q, k, v))
-        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5)
+        out = fnn.attention(q, k, v, scale=d**-0.5)
         return self.out_proj(out.transpose(0, 2, 1, 3).reshape(b, lq, dim))
 
 
