@@ -179,7 +179,7 @@ class HTDemucs(nn.Module):
         b, t, f, _ = m.shape
         s = len(self.sources)
         m = m.reshape(b, t, f, s, -1, 2).transpose(0, 3, 4, 2, 1, 5)  # [B, S, C, F, T, 2]
-        z = m[..., 0] + 1j * m[..., 1]
+        z = mx.contiguous(m).view(mx.complex64).squeeze(-1)  # (re, im) pairs are complex64
         z = mx.pad(z, [(0, 0)] * 3 + [(0, 1), (2, 2)])
         hl = self.hop_length
         pad = hl // 2 * 3
