@@ -22,25 +22,12 @@ _INSTALL_HINT = (
 )
 
 try:
-    from mlx_audio_sts.models.htdemucs.apply import separate_segment
+    from mlx_audio_sts.models.htdemucs.apply import _center_trim, _triangle, separate_segment
     from mlx_audio_sts.models.htdemucs.config import to_fraction
 except ModuleNotFoundError as e:  # only a missing mlx-audio-sts gets the hint
     if (e.name or "").split(".")[0] != "mlx_audio_sts":
         raise
     raise ImportError(_INSTALL_HINT) from e
-
-
-def _triangle(length: int) -> np.ndarray:
-    """demucs' blending window (``transition_power=1``), float32, peak 1."""
-    half = length // 2
-    w = np.concatenate([np.arange(1, half + 1), np.arange(length - half, 0, -1)])
-    w = w.astype(np.float32)
-    return w / w.max()
-
-
-def _center_trim(x: np.ndarray, length: int) -> np.ndarray:
-    delta = x.shape[-1] - length
-    return x[..., delta // 2 : x.shape[-1] - (delta - delta // 2)]
 
 
 class HTDemucsStreamProcessor(StreamProcessor):
@@ -92,7 +79,7 @@ class HTDemucsStreamProcessor(StreamProcessor):
                 f"segment_length={segment_length!r} with overlap={overlap!r} leaves no stride "
                 f"at {self.sample_rate} Hz; use a longer segment or a smaller overlap"
             )
-        self._weight = _triangle(self.window)
+        self._weight = _triangle(self.window, 1.0)
         # MLX streams are per thread: weights still lazy (a freshly built model) could not
         # be evaluated on the pipeline's processor thread
         for sub in getattr(model, "models", [model]):
