@@ -29,7 +29,6 @@ A failing command answers ``{"error": "..."}``.
 from __future__ import annotations
 
 import ast
-import json
 import random
 import sys
 import time
@@ -91,44 +90,31 @@ def handle(cmd: dict, model, mix, apply_model, torch, np) -> dict:
     return {"ms": ms}
 
 
+def _setup(spec: dict) -> tuple:
+    import importlib.metadata
+
+    import numpy as np
+    import torch
+    from demucs.apply import apply_model
+    from demucs.htdemucs import HTDemucs
+
+    torch.set_num_threads(int(spec["threads"]))
+    ns = {"torch": torch, "RefHTDemucs": HTDemucs, "Fraction": Fraction, "Path": Path}
+    ref = parity_reference(ns)
+    model = ref["build_reference"](ref["OFFICIAL"], seed=int(spec["seed"]))
+    ref["save_th"](model, ref["OFFICIAL"], Path(spec["th"]))
+    mix = torch.from_numpy(np.load(spec["mix"]))[None]
+    versions = {d: importlib.metadata.version(d) for d in ("torch", "demucs", "numpy")}
+    state = (model, mix, apply_model, torch, np)
+    return state, {**versions, "threads": torch.get_num_threads()}
+
+
 def main() -> int:
     """Reads the spec, builds and saves the model, then answers commands until ``quit``."""
-    proto = sys.stdout
-    sys.stdout = sys.stderr  # anything the libraries print must not corrupt the protocol
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # -I leaves it out
+    from worker_loop import serve_lines
 
-    def reply(obj: dict) -> None:
-        proto.write(json.dumps(obj) + "\n")
-        proto.flush()
-
-    spec = json.loads(sys.stdin.readline())
-    try:
-        import importlib.metadata
-
-        import numpy as np
-        import torch
-        from demucs.apply import apply_model
-        from demucs.htdemucs import HTDemucs
-
-        torch.set_num_threads(int(spec["threads"]))
-        ns = {"torch": torch, "RefHTDemucs": HTDemucs, "Fraction": Fraction, "Path": Path}
-        ref = parity_reference(ns)
-        model = ref["build_reference"](ref["OFFICIAL"], seed=int(spec["seed"]))
-        ref["save_th"](model, ref["OFFICIAL"], Path(spec["th"]))
-        mix = torch.from_numpy(np.load(spec["mix"]))[None]
-        versions = {d: importlib.metadata.version(d) for d in ("torch", "demucs", "numpy")}
-    except Exception as e:  # noqa: BLE001  (reported to the parent, which shows n/a)
-        reply({"error": f"{type(e).__name__}: {e}"})
-        return 1
-    reply({"ready": True, **versions, "threads": torch.get_num_threads()})
-    while line := sys.stdin.readline():
-        cmd = json.loads(line)
-        if cmd.get("op") == "quit":
-            break
-        try:
-            reply(handle(cmd, model, mix, apply_model, torch, np))
-        except Exception as e:  # noqa: BLE001
-            reply({"error": f"{type(e).__name__}: {e}"})
-    return 0
+    return serve_lines(_setup, lambda cmd, state: handle(cmd, *state))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ A failing command answers ``{"error": "..."}``. Only this module's :func:`make_s
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -89,37 +89,24 @@ def handle(cmd: dict, fn, clips: list[np.ndarray], spec: dict) -> dict:
     raise ValueError(f"unknown op {op!r}")
 
 
+def _setup(spec: dict) -> tuple:
+    import importlib.metadata
+
+    import fast_mp3_augment
+
+    clips = [make_signal(s, sr, ch, seed) for s, sr, ch, seed in spec["clips"]]
+    spec["sample_rate"] = spec["clips"][0][1]
+    version = importlib.metadata.version("fast-mp3-augment")
+    state = (fast_mp3_augment.compress_roundtrip, clips, spec)
+    return state, {"version": version, "digest": digest(clips)}
+
+
 def main() -> int:
     """Reads the spec, builds the clips, then answers commands until ``quit`` or EOF."""
-    proto = sys.stdout
-    sys.stdout = sys.stderr  # anything the library prints must not corrupt the protocol
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # -I leaves it out
+    from worker_loop import serve_lines
 
-    def reply(obj: dict) -> None:
-        proto.write(json.dumps(obj) + "\n")
-        proto.flush()
-
-    spec = json.loads(sys.stdin.readline())
-    try:
-        import importlib.metadata
-
-        import fast_mp3_augment
-
-        clips = [make_signal(s, sr, ch, seed) for s, sr, ch, seed in spec["clips"]]
-        spec["sample_rate"] = spec["clips"][0][1]
-        version = importlib.metadata.version("fast-mp3-augment")
-    except Exception as e:  # noqa: BLE001  (reported to the parent, which shows n/a)
-        reply({"error": f"{type(e).__name__}: {e}"})
-        return 1
-    reply({"ready": True, "version": version, "digest": digest(clips)})
-    while line := sys.stdin.readline():
-        cmd = json.loads(line)
-        if cmd.get("op") == "quit":
-            break
-        try:
-            reply(handle(cmd, fast_mp3_augment.compress_roundtrip, clips, spec))
-        except Exception as e:  # noqa: BLE001
-            reply({"error": f"{type(e).__name__}: {e}"})
-    return 0
+    return serve_lines(_setup, lambda cmd, state: handle(cmd, *state))
 
 
 if __name__ == "__main__":

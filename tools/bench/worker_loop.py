@@ -1,5 +1,6 @@
-"""The timing protocol every external-peer worker shares (the public mlx-audio-io, torchaudio).
-Standard library and NumPy only: it runs inside the peers' own venvs."""
+"""The protocols the external-peer workers share: one JSON spec in and one JSON result out
+(`serve`: the public mlx-audio-io, torchaudio), or JSON lines call by call (`serve_lines`: the
+mp3 and demucs workers). Standard library and NumPy only: it runs inside the peers' own venvs."""
 
 from __future__ import annotations
 
@@ -73,4 +74,34 @@ def serve(label: str, make_fn, save_npy, extra_notes=lambda task: []) -> int:
         shown = res.get("error") or f"p50 {res['p50']:.2f} ms"
         print(f"  {task['name']:<36} {'(' + label + ')':<13} {shown}", file=sys.stderr)
     print(json.dumps(results))
+    return 0
+
+
+def serve_lines(setup: Callable[[dict], tuple], handle: Callable[[dict, object], dict]) -> int:
+    """JSON lines on stdin/stdout: the first line is the spec, ``setup(spec)`` returns
+    ``(state, info)`` and is answered ``{"ready": true, **info}``; then every line is a command
+    answered by ``handle(cmd, state)``, until ``{"op": "quit"}`` or EOF. Failures answer
+    ``{"error": "..."}`` (a failed setup also ends the worker)."""
+    proto = sys.stdout
+    sys.stdout = sys.stderr  # anything the libraries print must not corrupt the protocol
+
+    def reply(obj: dict) -> None:
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    spec = json.loads(sys.stdin.readline())
+    try:
+        state, info = setup(spec)
+    except Exception as e:  # noqa: BLE001  (reported to the parent, which shows n/a)
+        reply({"error": f"{type(e).__name__}: {e}"})
+        return 1
+    reply({"ready": True, **info})
+    while line := sys.stdin.readline():
+        cmd = json.loads(line)
+        if cmd.get("op") == "quit":
+            break
+        try:
+            reply(handle(cmd, state))
+        except Exception as e:  # noqa: BLE001
+            reply({"error": f"{type(e).__name__}: {e}"})
     return 0
