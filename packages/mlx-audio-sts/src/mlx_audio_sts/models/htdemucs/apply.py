@@ -59,6 +59,13 @@ class BagOfModels:
         return len(self.models)
 
 
+def _members(model) -> tuple[list, list]:
+    """``(models, per-source weights)`` of a bag, or of one model as a bag of one."""
+    if isinstance(model, BagOfModels):
+        return model.models, model.weights
+    return [model], [[1.0] * len(model.sources)]
+
+
 class _Chunk:
     """A window into a longer array (demucs' ``TensorChunk``): ``padded`` takes real context
     from the parent on both sides and zeros only past its ends."""
@@ -129,8 +136,7 @@ def apply_model(
     if mix.ndim != 3:
         raise ValueError(f"mix must be [batch, channels, samples], got shape {mix.shape}")
     rng = random.Random(seed)
-    models = model.models if isinstance(model, BagOfModels) else [model]
-    weights = model.weights if isinstance(model, BagOfModels) else [[1.0] * len(model.sources)]
+    models, weights = _members(model)
     if segment is not None:
         segment = to_fraction(segment)
         limit = min(m.segment for m in models)
@@ -227,8 +233,7 @@ def separate_segment(model, audio, segment=None) -> np.ndarray:
         NumPy float32 ``[batch, sources, channels, samples]``.
     """
     audio = np.asarray(audio, dtype=np.float32)
-    models = model.models if isinstance(model, BagOfModels) else [model]
-    weights = model.weights if isinstance(model, BagOfModels) else [[1.0] * len(model.sources)]
+    models, weights = _members(model)
     segment = None if segment is None else to_fraction(segment)
     out, total = 0.0, 0.0
     for sub, w in zip(models, weights, strict=True):

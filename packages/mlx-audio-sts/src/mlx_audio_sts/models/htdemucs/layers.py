@@ -142,6 +142,15 @@ class DConv(nn.Module):
         return x
 
 
+def _rewrite(channels: int, context: int, freq: bool):
+    """The 1 + 2 * context convolution to twice the channels that feeds a GLU: square over
+    (time, frequency) in the frequency branch, over time in the time branch."""
+    k = 1 + 2 * context
+    if freq:
+        return Conv2d(channels, 2 * channels, k, context)
+    return ConvAxis(channels, 2 * channels, k, padding=context, axis=1)
+
+
 def _norm_fn(norm: bool, groups: int, channels: int):
     return GroupNorm(groups, channels) if norm else Identity()
 
@@ -160,13 +169,8 @@ class HEncLayer(nn.Module):
         if empty:
             return
         self.norm1 = _norm_fn(norm, norm_groups, chout)
-        self.rewrite = None
+        self.rewrite = _rewrite(chout, context, freq) if rewrite else None
         if rewrite:
-            k = 1 + 2 * context
-            if freq:
-                self.rewrite = Conv2d(chout, 2 * chout, k, context)
-            else:
-                self.rewrite = ConvAxis(chout, 2 * chout, k, padding=context, axis=1)
             self.norm2 = _norm_fn(norm, norm_groups, 2 * chout)
         self.dconv = DConv(chout, **(dconv_kw or {})) if dconv else None
 
@@ -204,13 +208,8 @@ class HDecLayer(nn.Module):
         self.norm2 = _norm_fn(norm, norm_groups, chout)
         if empty:
             return
-        self.rewrite = None
+        self.rewrite = _rewrite(chin, context, freq) if rewrite else None
         if rewrite:
-            k = 1 + 2 * context
-            if freq:
-                self.rewrite = Conv2d(chin, 2 * chin, k, context)
-            else:
-                self.rewrite = ConvAxis(chin, 2 * chin, k, padding=context, axis=1)
             self.norm1 = _norm_fn(norm, norm_groups, 2 * chin)
         self.dconv = DConv(chin, **(dconv_kw or {})) if dconv else None
 
