@@ -17,29 +17,31 @@ import mlx.nn as nn
 from .activations import gelu, glu
 
 
-def group_norm(x, groups, weight, bias, eps=1e-5):
+def group_norm(x, groups, weight, bias, eps=1e-5, axes=None):
     """torch's GroupNorm over a channels-last array: statistics per batch item and group of
-    channels, over every axis but the first and the channel axis."""
+    channels, over ``axes`` (default: every axis but the first and the channel axis; DConv
+    takes only time, as demucs normalises each frequency row on its own)."""
     shape = x.shape
     xg = x.reshape(*shape[:-1], groups, shape[-1] // groups)
-    axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
-    mean, var = fnn.var(xg, axes)
-    scale = mx.rsqrt(var + eps)
-    xg = xg * scale - mean * scale  # two passes over x instead of four
-    return xg.reshape(shape) * weight + bias
+    spatial = tuple(range(1, x.ndim - 1)) if axes is None else tuple(axes)
+    mean, var = fnn.var(xg, spatial + (xg.ndim - 1,))
+    # weight folded into one scale and shift per row and group: two passes over x, not four
+    scale = mx.rsqrt(var + eps) * weight.reshape(groups, -1)
+    return (xg * scale + (bias.reshape(groups, -1) - mean * scale)).reshape(shape)
 
 
 class GroupNorm(nn.Module):
-    """``torch.nn.GroupNorm(groups, channels)`` for channels-last input."""
+    """``torch.nn.GroupNorm(groups, channels)`` for channels-last input (``axes``: as
+    :func:`group_norm`'s)."""
 
-    def __init__(self, groups: int, channels: int, eps: float = 1e-5):
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5, axes=None):
         super().__init__()
-        self.groups, self.eps = groups, eps
+        self.groups, self.eps, self.axes = groups, eps, axes
         self.weight = mx.ones((channels,))
         self.bias = mx.zeros((channels,))
 
     def __call__(self, x):
-        return group_norm(x, self.groups, self.weight, self.bias, self.eps)
+        return group_norm(x, self.groups, self.weight, self.bias, self.eps, self.axes)
 
 
 class Identity(nn.Module):
@@ -118,26 +120,20 @@ class DConv(nn.Module):
         self.layers = [
             [
                 ConvAxis(channels, hidden, 3, padding=2**d, dilation=2**d, axis=1),
-                GroupNorm(1, hidden),
+                GroupNorm(1, hidden, axes=(1,)),
                 Identity(),  # GELU
                 ConvAxis(hidden, 2 * channels, 1, axis=1),
-                GroupNorm(1, 2 * channels),
+                GroupNorm(1, 2 * channels, axes=(1,)),
                 Identity(),  # GLU
                 LayerScale(channels, init),
             ]
             for d in range(depth)
         ]
 
-    def _norm(self, norm, x):
-        # GroupNorm(1) over (time, channels) for each batch item (and frequency row)
-        mean, var = fnn.var(x, (1, x.ndim - 1))
-        scale = mx.rsqrt(var + norm.eps) * norm.weight  # per row and channel: small
-        return x * scale + (norm.bias - mean * scale)
-
     def __call__(self, x):
         for conv1, norm1, _, conv2, norm2, _, scale in self.layers:
-            y = gelu(self._norm(norm1, conv1(x)))
-            y = glu(self._norm(norm2, conv2(y)))
+            y = gelu(norm1(conv1(x)))
+            y = glu(norm2(conv2(y)))
             x = x + scale(y)
         return x
 
