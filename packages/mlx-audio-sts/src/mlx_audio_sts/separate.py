@@ -117,7 +117,8 @@ def separate(
     mean, std = 0.0, 1.0
     if normalize:
         ref = wav.mean(axis=0)
-        mean, std = float(ref.mean()), float(ref.std(ddof=1)) + 1e-8 if ref.size > 1 else 1.0
+        mean = float(ref.mean())
+        std = float(ref.std(ddof=1)) + 1e-8 if ref.size > 1 else 1.0
     out = apply_model(
         net, ((wav - mean) / std)[None], shifts=shifts, split=split, overlap=overlap,
         segment=segment, seed=seed, progress=progress,

@@ -14,7 +14,7 @@ import mlx.nn as nn
 import numpy as np
 
 from .activations import gelu
-from .layers import Identity, LayerScale, group_norm
+from .layers import GroupNorm, Identity, LayerScale
 
 
 @lru_cache(maxsize=8)
@@ -80,18 +80,6 @@ class MultiheadAttention(nn.Module):
         return self.out_proj(out.transpose(0, 2, 1, 3).reshape(b, lq, dim))
 
 
-class _Norm(nn.Module):
-    """GroupNorm(1) over (tokens, channels) of ``[B, T, C]`` (demucs' MyGroupNorm)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.weight = mx.ones((dim,))
-        self.bias = mx.zeros((dim,))
-
-    def __call__(self, x):
-        return group_norm(x, 1, self.weight, self.bias)
-
-
 class EncoderLayer(nn.Module):
     """Self-attention (``cross=False``) or cross-attention layer, pre-norm, with LayerScale
     and the GroupNorm(1) output norm of demucs' ``MyTransformerEncoderLayer`` /
@@ -111,7 +99,8 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-5)
         if cross:
             self.norm3 = nn.LayerNorm(dim, eps=1e-5)
-        self.norm_out = _Norm(dim) if norm_first and norm_out else None
+        # demucs' MyGroupNorm: GroupNorm(1) over (tokens, channels)
+        self.norm_out = GroupNorm(1, dim) if norm_first and norm_out else None
         self.gamma_1 = LayerScale(dim, 1e-4) if layer_scale else Identity()
         self.gamma_2 = LayerScale(dim, 1e-4) if layer_scale else Identity()
 
