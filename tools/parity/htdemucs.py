@@ -145,6 +145,16 @@ def apply_cases(ref, ours, mix, bag_refs=None, bag_ours=None) -> dict:
     return cases  # fmt: skip
 
 
+def six_sources():
+    """htdemucs_6s differs only in its source list: checked on the reduced config."""
+    kwargs = dict(REDUCED, sources=["drums", "bass", "other", "vocals", "guitar", "piano"])
+    ref = build_reference(kwargs, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = convert_th(ref, kwargs, Path(tmp))
+    mix = np.random.default_rng(2).standard_normal((1, 2, 4000)).astype(np.float32) * 0.3
+    return stages(ref, ours, mix)["model output (stems)"]
+
+
 def convert_th(model, kwargs, folder: Path):
     path = folder / "model.th"
     save_th(model, kwargs, path)
@@ -164,6 +174,7 @@ def run_official() -> int:
     bad = 0
     t0 = time.time()
     results = {**stages(ref, ours, seg), **apply_cases(ref, ours, mix)}
+    results["htdemucs_6s layout (6 sources, reduced config): stems"] = six_sources()
     for name, (a, b) in results.items():
         err = _rel(b, a)
         bad += err > TOL
