@@ -82,3 +82,22 @@ int aio_writer_write(aio_writer *w, const float *data, int64_t frames, int64_t f
 int aio_writer_close(aio_writer *w, char *err);
 
 const char *aio_version_info(void);
+
+/* --- model layers (mlx_audio_io.nn) ------------------------------------------------------ */
+#define AIO_NN_NONE 0
+#define AIO_NN_GELU 1      /* exact (erf) GELU */
+#define AIO_NN_GELU_TANH 2 /* GELU(approximate="tanh") */
+#define AIO_NN_GLU 3       /* first half of the channels times the sigmoid of the second */
+
+/* x is [outer][rows][mid][channels], channels-last and contiguous; x_bias[c] (NULL: 0) is added
+   to it first (a preceding layer's bias). With normalize, a GroupNorm of that: statistics per
+   (outer, mid, group of channels / groups channels) over rows and the group's channels, then
+   y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]; without, y = x * weight[c] + bias[c]
+   (weight, bias may be NULL: 1 and 0). Then out = act(y), and with a
+   residual (laid out as out) out = residual + res_scale[c] * out (res_scale NULL: 1). out is
+   [outer][rows][mid][channels] (AIO_NN_GLU: channels / 2) and must not overlap x. Runs on up
+   to `threads` threads. */
+int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int64_t outer,
+                    int64_t rows, int64_t mid, int64_t channels, int64_t groups, int normalize,
+                    float eps, const float *weight, const float *bias, int act,
+                    const float *residual, const float *res_scale, int threads, char *err);

@@ -16,7 +16,15 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 NATIVE = HERE / "native"
 PKG_CONFIG_LIBS = ["libavformat", "libavcodec", "libavutil", "libmpg123", "soxr", "vorbisfile"]
-SOURCES = ["aio_core.c", "aio_wav.c", "aio_mp3.c", "aio_av.c", "aio_resample.c", "aio_ogg.c"]
+SOURCES = [
+    "aio_core.c",
+    "aio_wav.c",
+    "aio_mp3.c",
+    "aio_av.c",
+    "aio_resample.c",
+    "aio_ogg.c",
+    "aio_nn.c",
+]
 
 
 def _pkg_config(*args: str) -> list[str]:
@@ -36,8 +44,9 @@ def _pkg_config(*args: str) -> list[str]:
 
 def _flags() -> tuple[list[str], list[str]]:
     cflags = ["-std=c11", "-O3", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
-    # no errno from lrintf & co: lets the sample-conversion loops vectorise
-    cflags += ["-D_GNU_SOURCE", "-fvisibility=hidden", "-fno-math-errno"]
+    # no errno from lrintf & co, no floating-point traps: lets the sample-conversion loops and
+    # the model kernels (aio_nn.c) vectorise
+    cflags += ["-D_GNU_SOURCE", "-fvisibility=hidden", "-fno-math-errno", "-fno-trapping-math"]
     ldflags: list[str] = []
     if os.environ.get("MLX_AUDIO_IO_SANITIZE") == "1":
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover"]

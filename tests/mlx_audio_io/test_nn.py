@@ -1,5 +1,7 @@
 """The fast CPU convolution paths agree with MLX's own kernels."""
 
+import math
+
 from mlx_audio_io import nn
 
 import mlx.core as mx
@@ -92,9 +94,10 @@ def test_weight_norm_matches_the_definition(dim):
 @pytest.mark.parametrize(
     "axis,stride,padding,dilation", [(1, 1, 1, 1), (1, 1, 2, 2), (2, 4, 2, 1), (1, 2, 0, 3)]
 )
-def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation):
-    x = mx.random.normal((2, 11, 13, 3), key=mx.random.key(0))
-    w = mx.random.normal((5, 3, 3), key=mx.random.key(1))
+@pytest.mark.parametrize("c_in,c_out", [(3, 5), (8, 2)])  # both stride-1 paths
+def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation, c_in, c_out):
+    x = mx.random.normal((2, 11, 13, c_in), key=mx.random.key(0))
+    w = mx.random.normal((c_out, 3, c_in), key=mx.random.key(1))
     got = nn.conv_axis(x, w, axis, stride, padding, dilation)
     moved = mx.moveaxis(x, axis, -2)
     lead = moved.shape[:-2]
@@ -103,11 +106,16 @@ def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation):
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-4)
 
 
-def test_conv2d_matches_mlx():
+@pytest.mark.parametrize(
+    "kernel,padding", [((3, 3), (1, 1)), ((5, 5), (2, 2)), ((3, 1), (1, 0)), ((1, 3), (0, 0))]
+)
+def test_conv2d_matches_mlx(kernel, padding):
     x = mx.random.normal((2, 9, 7, 4), key=mx.random.key(2))
-    w = mx.random.normal((6, 3, 3, 4), key=mx.random.key(3))
-    got = nn.conv2d(x, w, (1, 1))
-    np.testing.assert_allclose(np.asarray(got), np.asarray(mx.conv2d(x, w, padding=1)), atol=1e-4)
+    w = mx.random.normal((6, *kernel, 4), key=mx.random.key(3))
+    got = nn.conv2d(x, w, padding)
+    want = mx.conv2d(x, w, padding=padding)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
 
 
 def test_mean_and_var_are_accurate_over_long_axes():
@@ -143,3 +151,98 @@ def test_attention_matches_mlx():
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
     # the inputs are untouched by the in-place softmax
     np.testing.assert_allclose(np.asarray(nn.attention(q, k, v, 0.25)), np.asarray(got))
+
+
+def _group_norm64(x, groups, weight, bias, axes, eps=1e-5):
+    xg = x.astype(np.float64).reshape(*x.shape[:-1], groups, -1)
+    over = (*axes, xg.ndim - 1)
+    mean, var = xg.mean(axis=over, keepdims=True), xg.var(axis=over, keepdims=True)
+    return ((xg - mean) / np.sqrt(var + eps)).reshape(x.shape) * weight + bias
+
+
+def _activate64(y, activation):
+    erf = np.vectorize(math.erf)
+    if activation == "gelu":
+        return 0.5 * y * (1 + erf(y / np.sqrt(2)))
+    if activation == "gelu_tanh":
+        return 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
+    if activation == "glu":
+        a, b = np.split(y, 2, axis=-1)
+        return a / (1 + np.exp(-b))
+    return y
+
+
+@pytest.fixture(params=["native", "mlx"])
+def kernel_path(request, monkeypatch):
+    """Runs a test on the fused C kernels and again on the MLX operations (other devices)."""
+    if request.param == "mlx":
+        monkeypatch.setattr(nn, "_native_ok", lambda: False)
+    return request.param
+
+
+@pytest.mark.parametrize(
+    "axes,groups,activation",
+    [(None, 1, None), (None, 4, "gelu"), ((1,), 1, "glu"), ((1,), 2, "gelu_tanh"),
+     ((2,), 2, None), ((1, 2), 4, "glu")],
+)  # fmt: skip
+def test_group_norm_matches_the_definition(kernel_path, axes, groups, activation):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 30, 7, 8)) * 3 + 50).astype(np.float32)  # far-off mean
+    w, b, xb = (rng.standard_normal(8).astype(np.float32) for _ in range(3))
+    want = _activate64(_group_norm64(x + xb, groups, w, b, axes or (1, 2)), activation)
+    res = rng.standard_normal(want.shape).astype(np.float32)
+    scale = rng.standard_normal(want.shape[-1]).astype(np.float32)
+    got = nn.group_norm(
+        mx.array(x), groups, mx.array(w), mx.array(b), axes=axes, activation=activation,
+        residual=mx.array(res), residual_scale=mx.array(scale), input_bias=mx.array(xb),
+    )  # fmt: skip
+    np.testing.assert_allclose(np.asarray(got), res + scale * want, atol=2e-5)
+    plain = nn.group_norm(mx.array(x), groups, axes=axes)
+    np.testing.assert_allclose(
+        np.asarray(plain), _group_norm64(x, groups, 1, 0, axes or (1, 2)), atol=2e-5
+    )
+
+
+def test_group_norm_of_batch_by_channels_and_half_precision(kernel_path):
+    x = mx.random.normal((3, 16), key=mx.random.key(8))
+    got = nn.group_norm(x.astype(mx.float16), 4)
+    assert got.dtype == mx.float16
+    want = _group_norm64(np.asarray(x), 4, 1, 0, ())
+    np.testing.assert_allclose(np.asarray(got.astype(mx.float32)), want, atol=5e-3)
+
+
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "glu"])
+def test_bias_act_matches_the_definition(kernel_path, activation):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((4, 33, 10)) * 4).astype(np.float32)
+    bias = rng.standard_normal(10).astype(np.float32)
+    want = _activate64(x.astype(np.float64) + bias, activation)
+    got = nn.bias_act(mx.array(x), mx.array(bias), activation)
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-6)
+    res = rng.standard_normal(want.shape).astype(np.float32)
+    got = nn.bias_act(mx.array(x), None, activation, residual=mx.array(res))
+    np.testing.assert_allclose(np.asarray(got), res + _activate64(x, activation), atol=2e-6)
+
+
+def test_fused_kernels_reject_bad_arguments():
+    x = mx.zeros((2, 5, 6))
+    with pytest.raises(ValueError, match="unknown activation"):
+        nn.bias_act(x, activation="swish")
+    with pytest.raises(ValueError, match="do not split into 4 groups"):
+        nn.group_norm(x, 4)
+    with pytest.raises(ValueError, match="contiguous run of axes"):
+        nn.group_norm(mx.zeros((2, 3, 4, 5, 6)), 1, axes=(1, 3))
+    with pytest.raises(ValueError, match="contiguous run of axes"):
+        nn.group_norm(x, 1, axes=(0,))
+    with pytest.raises(ValueError, match="even size"):
+        nn.glu(mx.zeros((2, 5)))
+    with pytest.raises(ValueError, match="approximate"):
+        nn.gelu(x, approximate="fast")
+
+
+def test_fused_kernels_on_large_inputs_use_threads_and_stay_exact():
+    # big enough for several threads in the C kernel; rows split unevenly between them
+    x = mx.random.normal((1, 1001, 7, 96), key=mx.random.key(9)) * 2 + 1
+    got = nn.group_norm(x, 1, axes=(1,), activation="glu")
+    want = _activate64(_group_norm64(np.asarray(x), 1, 1, 0, (1,)), "glu")
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)

@@ -14,25 +14,12 @@ import mlx_audio_io.nn as fnn
 import mlx.core as mx
 import mlx.nn as nn
 
-from .activations import gelu, glu
-
-
-def group_norm(x, groups, weight, bias, eps=1e-5, axes=None):
-    """torch's GroupNorm over a channels-last array: statistics per batch item and group of
-    channels, over ``axes`` (default: every axis but the first and the channel axis; DConv
-    takes only time, as demucs normalises each frequency row on its own)."""
-    shape = x.shape
-    xg = x.reshape(*shape[:-1], groups, shape[-1] // groups)
-    spatial = tuple(range(1, x.ndim - 1)) if axes is None else tuple(axes)
-    mean, var = fnn.var(xg, spatial + (xg.ndim - 1,))
-    # weight folded into one scale and shift per row and group: two passes over x, not four
-    scale = mx.rsqrt(var + eps) * weight.reshape(groups, -1)
-    return (xg * scale + (bias.reshape(groups, -1) - mean * scale)).reshape(shape)
-
 
 class GroupNorm(nn.Module):
-    """``torch.nn.GroupNorm(groups, channels)`` for channels-last input (``axes``: as
-    :func:`group_norm`'s)."""
+    """``torch.nn.GroupNorm(groups, channels)`` for channels-last input (``axes``: the axes the
+    statistics run over, as in ``mlx_audio_io.nn.group_norm``; default all but batch and
+    channels). Calling it with an activation, a residual or the bias of the layer before fuses
+    those into the same passes (``nn.group_norm``)."""
 
     def __init__(self, groups: int, channels: int, eps: float = 1e-5, axes=None):
         super().__init__()
@@ -40,8 +27,9 @@ class GroupNorm(nn.Module):
         self.weight = mx.ones((channels,))
         self.bias = mx.zeros((channels,))
 
-    def __call__(self, x):
-        return group_norm(x, self.groups, self.weight, self.bias, self.eps, self.axes)
+    def __call__(self, x, activation=None, residual=None, residual_scale=None, input_bias=None):
+        return fnn.group_norm(x, self.groups, self.weight, self.bias, self.eps, self.axes,
+                              activation, residual, residual_scale, input_bias)  # fmt: skip
 
 
 class Identity(nn.Module):
@@ -71,9 +59,10 @@ class ConvAxis(nn.Module):
         self.bias = mx.zeros((c_out,))
         self.stride, self.padding, self.dilation, self.axis = stride, padding, dilation, axis
 
-    def __call__(self, x):
+    def __call__(self, x, bias=True):
+        """``bias=False`` leaves the bias out, for a fused op after to add."""
         y = fnn.conv_axis(x, self.weight, self.axis, self.stride, self.padding, self.dilation)
-        return y + self.bias
+        return y + self.bias if bias else y
 
 
 class Conv2d(nn.Module):
@@ -87,8 +76,10 @@ class Conv2d(nn.Module):
         self.bias = mx.zeros((c_out,))
         self.padding = padding
 
-    def __call__(self, x):
-        return fnn.conv2d(x, self.weight, (self.padding, self.padding)) + self.bias
+    def __call__(self, x, bias=True):
+        """``bias=False`` leaves the bias out, for a fused op after to add."""
+        y = fnn.conv2d(x, self.weight, (self.padding, self.padding))
+        return y + self.bias if bias else y
 
 
 class ConvTransposeAxis(nn.Module):
@@ -102,10 +93,12 @@ class ConvTransposeAxis(nn.Module):
         self.bias = mx.zeros((c_out,))
         self.stride = stride
 
-    def __call__(self, x):
+    def __call__(self, x, bias=True):
+        """``bias=False`` leaves the bias out, for a fused op after to add."""
         lead = x.shape[:-2]
         y = fnn.conv_transpose1d(x.reshape(-1, *x.shape[-2:]), self.weight, self.stride)
-        return y.reshape(*lead, *y.shape[-2:]) + self.bias
+        y = y.reshape(*lead, *y.shape[-2:])
+        return y + self.bias if bias else y
 
 
 class DConv(nn.Module):
@@ -132,9 +125,8 @@ class DConv(nn.Module):
 
     def __call__(self, x):
         for conv1, norm1, _, conv2, norm2, _, scale in self.layers:
-            y = gelu(norm1(conv1(x)))
-            y = glu(norm2(conv2(y)))
-            x = x + scale(y)
+            y = norm1(conv1(x, bias=False), "gelu", input_bias=conv1.bias)
+            x = norm2(conv2(y, bias=False), "glu", x, scale.scale, input_bias=conv2.bias)
         return x
 
 
@@ -149,6 +141,13 @@ def _rewrite(channels: int, context: int, freq: bool):
 
 def _norm_fn(norm: bool, groups: int, channels: int):
     return GroupNorm(groups, channels) if norm else Identity()
+
+
+def _norm_act(norm, y, activation, bias):
+    """``activation(norm(y + bias))`` in one fused op; ``norm`` a GroupNorm or Identity."""
+    if isinstance(norm, GroupNorm):
+        return norm(y, activation, input_bias=bias)
+    return fnn.bias_act(y, bias, activation)
 
 
 class HEncLayer(nn.Module):
@@ -177,16 +176,17 @@ class HEncLayer(nn.Module):
             rem = x.shape[1] % self.stride
             if rem:
                 x = mx.pad(x, [(0, 0), (0, self.stride - rem), (0, 0)])
-        y = self.conv(x)
         if self.empty:
-            return y
+            return self.conv(x)
+        y, bias = self.conv(x, bias=False), self.conv.bias
         if inject is not None:
-            y = y + (inject[:, :, None] if inject.ndim == 3 and y.ndim == 4 else inject)
-        y = gelu(self.norm1(y))
+            y = y + bias + (inject[:, :, None] if inject.ndim == 3 and y.ndim == 4 else inject)
+            bias = None
+        y = _norm_act(self.norm1, y, "gelu", bias)
         if self.dconv is not None:
             y = self.dconv(y)
         if self.rewrite is not None:
-            y = glu(self.norm2(self.rewrite(y)))
+            y = _norm_act(self.norm2, self.rewrite(y, bias=False), "glu", self.rewrite.bias)
         return y
 
 
@@ -214,20 +214,24 @@ class HDecLayer(nn.Module):
             x = x.reshape(x.shape[0], x.shape[1], self.chin, -1).swapaxes(2, 3)
         if not self.empty:
             x = x + skip
-            y = glu(self.norm1(self.rewrite(x))) if self.rewrite is not None else x
+            y = x
+            if self.rewrite is not None:
+                y = _norm_act(self.norm1, self.rewrite(x, bias=False), "glu", self.rewrite.bias)
             if self.dconv is not None:
                 y = self.dconv(y)
         else:
             y = x
-        z = self.norm2(self.conv_tr(y))
+        normed = isinstance(self.norm2, GroupNorm)  # else the bias goes in with the GELU
+        z = self.conv_tr(y, bias=normed)
+        if normed:
+            z = self.norm2(z)
         if self.freq:
             if self.pad:
                 z = z[:, :, self.pad : -self.pad]
         else:
             z = z[:, self.pad : self.pad + length]
-        if not self.last:
-            z = gelu(z)
-        return z, y
+        bias = None if normed else self.conv_tr.bias
+        return fnn.bias_act(z, bias, None if self.last else "gelu"), y
 
 
 class ScaledEmbedding(nn.Module):
