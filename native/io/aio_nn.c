@@ -71,6 +71,7 @@ typedef struct {
     float *out;
     const float *residual, *res_scale;
     int64_t rows, mid, channels, groups;
+    int64_t row_stride, mid_stride; /* of x, in floats; channels are contiguous */
     int act;
     /* statistics phase: per (mid, group) shift and this thread's sums */
     const float *shift;
@@ -86,9 +87,9 @@ AIO_CLONES
 static void stats_rows(nn_job *j) {
     int64_t cg = j->channels / j->groups, slots = j->mid * j->groups;
     for (int64_t r = j->r0; r < j->r1; r++) {
-        const float *row = j->x + r * j->mid * j->channels;
+        const float *row = j->x + r * j->row_stride;
         for (int64_t s = 0; s < slots; s++) {
-            const float *p = row + s * cg;
+            const float *p = row + (s / j->groups) * j->mid_stride + (s % j->groups) * cg;
             const float *xb = j->x_bias ? j->x_bias + (s % j->groups) * cg : NULL;
             float k = j->shift[s], acc = 0.f, acc2 = 0.f;
             if (xb) {
@@ -117,7 +118,7 @@ static void apply_rows(nn_job *j) {
     for (int64_t r = j->r0; r < j->r1; r++) {
         for (int64_t m = 0; m < j->mid; m++) {
             int64_t at = r * j->mid + m;
-            const float *xr = j->x + at * ch;
+            const float *xr = j->x + r * j->row_stride + m * j->mid_stride;
             const float *a = j->a + (j->mid_affine ? m * ch : 0);
             const float *b = j->b + (j->mid_affine ? m * ch : 0);
             float *o = j->out + at * c_out;
@@ -157,19 +158,32 @@ static void *run_apply(void *p) {
     return NULL;
 }
 
-/* Runs fn over jobs[0..n), jobs[0] on the calling thread; a job whose thread cannot be
-   started runs on the calling thread too. */
-static void parallel(void *(*fn)(void *), nn_job *jobs, int n) {
+/* Runs fn over the n jobs (each `size` bytes) at jobs, jobs[0] on the calling thread; a job
+   whose thread cannot be started runs on the calling thread too. */
+static void parallel(void *(*fn)(void *), void *jobs, size_t size, int n) {
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    for (int i = 1; i < n; i++) started[i] = pthread_create(&tid[i], NULL, fn, &jobs[i]) == 0;
-    fn(&jobs[0]);
+    char *at = jobs;
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&tid[i], NULL, fn, at + (size_t)i * size) == 0;
+    fn(at);
     for (int i = 1; i < n; i++) {
         if (started[i])
             pthread_join(tid[i], NULL);
         else
-            fn(&jobs[i]);
+            fn(at + (size_t)i * size);
     }
+}
+
+/* Threads for `rows` rows of `per_row` elements: at most `threads`, MAX_THREADS and rows, and
+   at least MIN_PER_THREAD elements each. */
+static int thread_count(int threads, int64_t rows, int64_t per_row) {
+    int64_t n = threads < 1 ? 1 : threads;
+    int64_t by_size = rows * per_row / MIN_PER_THREAD + 1;
+    if (n > by_size) n = by_size;
+    if (n > rows) n = rows;
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    return n < 1 ? 1 : (int)n;
 }
 
 static void split_rows(nn_job *jobs, int n, const nn_job *base) {
@@ -180,7 +194,8 @@ static void split_rows(nn_job *jobs, int n, const nn_job *base) {
     }
 }
 
-AIO_API int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int64_t outer, int64_t rows, int64_t mid,
+AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float *x_bias,
+                            float *out, int64_t outer, int64_t rows, int64_t mid,
                             int64_t channels, int64_t groups, int normalize, float eps,
                             const float *weight, const float *bias, int act,
                             const float *residual, const float *res_scale, int threads,
@@ -194,13 +209,11 @@ AIO_API int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int
     if (act == AIO_NN_GLU && channels % 2)
         return aio_fail(err, AIO_EARG, "GLU over an odd channel count (%lld)", (long long)channels);
     if (outer == 0 || rows == 0 || mid == 0) return 0;
-    int64_t per_outer = rows * mid * channels;
+    const int64_t dense[3] = {rows * mid * channels, mid * channels, channels};
+    if (!strides) strides = dense;
     int64_t c_out = act == AIO_NN_GLU ? channels / 2 : channels;
     int64_t slots = mid * groups, cg = channels / groups;
-    int n = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
-    if (per_outer / n < MIN_PER_THREAD) n = (int)(per_outer / MIN_PER_THREAD) + 1;
-    if (n > rows) n = (int)rows;
-    if (n > MAX_THREADS) n = MAX_THREADS;
+    int n = thread_count(threads, rows, mid * channels);
 
     /* a, b: per (mid, channel) when normalising, else per channel */
     int64_t affine = normalize ? mid * channels : channels;
@@ -220,7 +233,8 @@ AIO_API int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int
     }
     nn_job jobs[MAX_THREADS];
     for (int64_t o = 0; o < outer; o++) {
-        nn_job base = {.x = x + o * per_outer, .x_bias = x_bias, .out = out + o * rows * mid * c_out,
+        nn_job base = {.x = x + o * strides[0], .x_bias = x_bias, .row_stride = strides[1],
+                       .mid_stride = strides[2], .out = out + o * rows * mid * c_out,
                        .residual = residual ? residual + o * rows * mid * c_out : NULL,
                        .res_scale = res_scale, .rows = rows, .mid = mid, .channels = channels,
                        .groups = groups, .act = act, .shift = shift, .a = a, .b = b,
@@ -231,7 +245,8 @@ AIO_API int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int
             for (int64_t s = 0; s < slots; s++) {
                 double acc = 0;
                 for (int64_t c = 0; c < cg; c++)
-                    acc += base.x[s * cg + c] + (x_bias ? x_bias[(s % groups) * cg + c] : 0.f);
+                    acc += base.x[(s / groups) * strides[2] + (s % groups) * cg + c] +
+                           (x_bias ? x_bias[(s % groups) * cg + c] : 0.f);
                 shift[s] = (float)(acc / (double)cg);
             }
             split_rows(jobs, n, &base);
@@ -240,7 +255,7 @@ AIO_API int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int
                 jobs[i].sum = sums + (size_t)i * 2 * (size_t)slots;
                 jobs[i].sq = jobs[i].sum + slots;
             }
-            parallel(run_stats, jobs, n);
+            parallel(run_stats, jobs, sizeof jobs[0], n);
             double count = (double)rows * (double)cg;
             for (int64_t s = 0; s < slots; s++) {
                 double sum = 0, sq = 0;
@@ -262,9 +277,118 @@ AIO_API int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int
             }
         }
         split_rows(jobs, n, &base);
-        parallel(run_apply, jobs, n);
+        parallel(run_apply, jobs, sizeof jobs[0], n);
     }
     free(a);
     free(sums);
+    return 0;
+}
+
+typedef struct {
+    float *x;
+    int64_t cols, r0, r1;
+} softmax_job;
+
+AIO_CLONES
+static void softmax_rows(softmax_job *j) {
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        float *row = j->x + r * j->cols;
+        /* 16 independent lanes, so that GCC vectorises the max and the sum */
+        float lanes[16], top = row[0];
+        int64_t c = 0, whole = j->cols / 16 * 16;
+        for (int i = 0; i < 16; i++) lanes[i] = top;
+        for (; c < whole; c += 16)
+            for (int i = 0; i < 16; i++) lanes[i] = row[c + i] > lanes[i] ? row[c + i] : lanes[i];
+        for (int i = 0; i < 16; i++) top = lanes[i] > top ? lanes[i] : top;
+        for (; c < j->cols; c++) top = row[c] > top ? row[c] : top;
+        for (int i = 0; i < 16; i++) lanes[i] = 0.f;
+        for (c = 0; c < whole; c += 16)
+            for (int i = 0; i < 16; i++) {
+                float e = exp_approx(row[c + i] - top);
+                row[c + i] = e;
+                lanes[i] += e;
+            }
+        float total = 0.f;
+        for (; c < j->cols; c++) {
+            row[c] = exp_approx(row[c] - top);
+            total += row[c];
+        }
+        for (int i = 0; i < 16; i++) total += lanes[i];
+        float inv = 1.f / total;
+        for (int64_t c = 0; c < j->cols; c++) row[c] *= inv;
+    }
+}
+
+static void *run_softmax(void *p) {
+    softmax_rows(p);
+    return NULL;
+}
+
+AIO_API int aio_nn_softmax(float *x, int64_t rows, int64_t cols, int threads, char *err) {
+    if (!x || rows < 0 || cols <= 0)
+        return aio_fail(err, AIO_EARG, "bad shape (%lld rows of %lld)", (long long)rows,
+                        (long long)cols);
+    if (rows == 0) return 0;
+    int n = thread_count(threads, rows, cols);
+    softmax_job jobs[MAX_THREADS];
+    for (int i = 0; i < n; i++)
+        jobs[i] = (softmax_job){.x = x, .cols = cols, .r0 = rows * i / n, .r1 = rows * (i + 1) / n};
+    parallel(run_softmax, jobs, sizeof jobs[0], n);
+    return 0;
+}
+
+typedef struct {
+    const float *z, *bias;
+    float *out;
+    int64_t length, taps, stride, channels, start, out_len, r0, r1;
+    int act;
+} ola_job;
+
+AIO_CLONES
+static void ola_rows(ola_job *j) {
+    int64_t ch = j->channels, block = j->taps * j->stride * ch; /* one input frame's z */
+    for (int64_t row = j->r0; row < j->r1; row++) {
+        int64_t b = row / j->out_len, p = row % j->out_len;
+        int64_t q = p + j->start, u = q / j->stride, s = q % j->stride;
+        const float *zb = j->z + b * j->length * block;
+        float *o = j->out + row * ch;
+        for (int64_t c = 0; c < ch; c++) o[c] = j->bias ? j->bias[c] : 0.f;
+        for (int64_t t = 0; t < j->taps; t++) { /* frame u - t, its tap t */
+            int64_t frame = u - t;
+            if (frame < 0 || frame >= j->length) continue;
+            const float *zr = zb + frame * block + (t * j->stride + s) * ch;
+            for (int64_t c = 0; c < ch; c++) o[c] += zr[c];
+        }
+        if (j->act == AIO_NN_GELU)
+            for (int64_t c = 0; c < ch; c++) o[c] = gelu_erf(o[c]);
+        else if (j->act == AIO_NN_GELU_TANH)
+            for (int64_t c = 0; c < ch; c++) o[c] = gelu_tanh(o[c]);
+    }
+}
+
+static void *run_ola(void *p) {
+    ola_rows(p);
+    return NULL;
+}
+
+AIO_API int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_t length,
+                               int64_t taps, int64_t stride, int64_t channels, int64_t start,
+                               int64_t out_len, const float *bias, int act, int threads,
+                               char *err) {
+    if (!z || !out || batch < 0 || length < 0 || taps <= 0 || stride <= 0 || channels <= 0 ||
+        start < 0 || out_len < 0)
+        return aio_fail(err, AIO_EARG, "bad shape");
+    if (act != AIO_NN_NONE && act != AIO_NN_GELU && act != AIO_NN_GELU_TANH)
+        return aio_fail(err, AIO_EARG, "activation %d is not element-wise", act);
+    int64_t rows = batch * out_len;
+    if (rows == 0) return 0;
+    int n = thread_count(threads, rows, channels * taps);
+    ola_job jobs[MAX_THREADS];
+    for (int i = 0; i < n; i++)
+        jobs[i] = (ola_job){.z = z, .bias = bias, .out = out, .length = length, .taps = taps,
+                            .stride = stride, .channels = channels, .start = start,
+                            .out_len = out_len, .r0 = rows * i / n, .r1 = rows * (i + 1) / n,
+                            .act = act};
+    parallel(run_ola, jobs, sizeof jobs[0], n);
     return 0;
 }

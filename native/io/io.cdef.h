@@ -89,7 +89,8 @@ const char *aio_version_info(void);
 #define AIO_NN_GELU_TANH 2 /* GELU(approximate="tanh") */
 #define AIO_NN_GLU 3       /* first half of the channels times the sigmoid of the second */
 
-/* x is [outer][rows][mid][channels], channels-last and contiguous; x_bias[c] (NULL: 0) is added
+/* x is [outer][rows][mid][channels], channels-last: element (o, r, m, c) at o * strides[0] +
+   r * strides[1] + m * strides[2] + c (strides NULL: contiguous); x_bias[c] (NULL: 0) is added
    to it first (a preceding layer's bias). With normalize, a GroupNorm of that: statistics per
    (outer, mid, group of channels / groups channels) over rows and the group's channels, then
    y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]; without, y = x * weight[c] + bias[c]
@@ -97,7 +98,17 @@ const char *aio_version_info(void);
    residual (laid out as out) out = residual + res_scale[c] * out (res_scale NULL: 1). out is
    [outer][rows][mid][channels] (AIO_NN_GLU: channels / 2) and must not overlap x. Runs on up
    to `threads` threads. */
-int aio_nn_norm_act(const float *x, const float *x_bias, float *out, int64_t outer,
-                    int64_t rows, int64_t mid, int64_t channels, int64_t groups, int normalize,
-                    float eps, const float *weight, const float *bias, int act,
+int aio_nn_norm_act(const float *x, const int64_t *strides, const float *x_bias, float *out,
+                    int64_t outer, int64_t rows, int64_t mid, int64_t channels, int64_t groups,
+                    int normalize, float eps, const float *weight, const float *bias, int act,
                     const float *residual, const float *res_scale, int threads, char *err);
+/* Softmax of each of `rows` rows of `cols` floats, in place (row max subtracted first). */
+int aio_nn_softmax(float *x, int64_t rows, int64_t cols, int threads, char *err);
+/* The overlap-add of a transposed convolution computed as one matmul: z is [batch][length]
+   [taps][stride][channels] (input frame t's contribution to output blocks t .. t + taps - 1).
+   out[b][p][c] = act(bias[c] + sum over taps of the z entries landing on output position
+   start + p), for p < out_len; positions past the last tap get just act(bias). act:
+   AIO_NN_NONE, AIO_NN_GELU or AIO_NN_GELU_TANH. */
+int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_t length, int64_t taps,
+                       int64_t stride, int64_t channels, int64_t start, int64_t out_len,
+                       const float *bias, int act, int threads, char *err);

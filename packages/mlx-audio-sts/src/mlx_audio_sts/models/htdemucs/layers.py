@@ -93,12 +93,12 @@ class ConvTransposeAxis(nn.Module):
         self.bias = mx.zeros((c_out,))
         self.stride = stride
 
-    def __call__(self, x, bias=True):
-        """``bias=False`` leaves the bias out, for a fused op after to add."""
+    def __call__(self, x, padding=0, activation=None):
+        """``padding`` crops as torch's; ``activation`` (None, "gelu") is fused in."""
         lead = x.shape[:-2]
-        y = fnn.conv_transpose1d(x.reshape(-1, *x.shape[-2:]), self.weight, self.stride)
-        y = y.reshape(*lead, *y.shape[-2:])
-        return y + self.bias if bias else y
+        y = fnn.conv_transpose1d(x.reshape(-1, *x.shape[-2:]), self.weight, self.stride,
+                                 padding, bias=self.bias, activation=activation)  # fmt: skip
+        return y.reshape(*lead, *y.shape[-2:])
 
 
 class DConv(nn.Module):
@@ -221,17 +221,16 @@ class HDecLayer(nn.Module):
                 y = self.dconv(y)
         else:
             y = x
-        normed = isinstance(self.norm2, GroupNorm)  # else the bias goes in with the GELU
-        z = self.conv_tr(y, bias=normed)
-        if normed:
-            z = self.norm2(z)
-        if self.freq:
-            if self.pad:
-                z = z[:, :, self.pad : -self.pad]
-        else:
-            z = z[:, self.pad : self.pad + length]
-        bias = None if normed else self.conv_tr.bias
-        return fnn.bias_act(z, bias, None if self.last else "gelu"), y
+        activation = None if self.last else "gelu"
+        if isinstance(self.norm2, GroupNorm):  # normalised before the crop
+            z = self.norm2(self.conv_tr(y))
+            z = z[:, :, self.pad : z.shape[2] - self.pad] if self.freq else z[:, self.pad :]
+            z = fnn.bias_act(z, None, activation)
+        else:  # the crop, bias and GELU fused into the transposed convolution
+            z = self.conv_tr(y, self.pad, activation)
+        if not self.freq:
+            z = z[:, :length]
+        return z, y
 
 
 class ScaledEmbedding(nn.Module):
