@@ -299,7 +299,7 @@ def _scratch_array(shape: tuple[int, ...]) -> np.ndarray:
 def _runs(shape, strides) -> list[tuple[int, int]]:
     """(size, stride) of the maximal runs of axes that flatten into one strided axis."""
     runs: list[tuple[int, int]] = []
-    for n, st in zip(shape, strides):
+    for n, st in zip(shape, strides, strict=True):
         if n == 1:
             continue
         if runs and runs[-1][1] == st * n:
