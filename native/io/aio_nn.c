@@ -285,7 +285,7 @@ AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float 
 }
 
 typedef struct {
-    float *x;
+    float *x, scale;
     int64_t cols, r0, r1;
 } softmax_job;
 
@@ -304,13 +304,13 @@ static void softmax_rows(softmax_job *j) {
         for (int i = 0; i < 16; i++) lanes[i] = 0.f;
         for (c = 0; c < whole; c += 16)
             for (int i = 0; i < 16; i++) {
-                float e = exp_approx(row[c + i] - top);
+                float e = exp_approx((row[c + i] - top) * j->scale);
                 row[c + i] = e;
                 lanes[i] += e;
             }
         float total = 0.f;
         for (; c < j->cols; c++) {
-            row[c] = exp_approx(row[c] - top);
+            row[c] = exp_approx((row[c] - top) * j->scale);
             total += row[c];
         }
         for (int i = 0; i < 16; i++) total += lanes[i];
@@ -324,15 +324,18 @@ static void *run_softmax(void *p) {
     return NULL;
 }
 
-AIO_API int aio_nn_softmax(float *x, int64_t rows, int64_t cols, int threads, char *err) {
+AIO_API int aio_nn_softmax(float *x, int64_t rows, int64_t cols, float scale, int threads,
+                           char *err) {
     if (!x || rows < 0 || cols <= 0)
         return aio_fail(err, AIO_EARG, "bad shape (%lld rows of %lld)", (long long)rows,
                         (long long)cols);
+    if (!(scale > 0)) return aio_fail(err, AIO_EARG, "scale must be positive, got %g", scale);
     if (rows == 0) return 0;
     int n = thread_count(threads, rows, cols);
     softmax_job jobs[MAX_THREADS];
     for (int i = 0; i < n; i++)
-        jobs[i] = (softmax_job){.x = x, .cols = cols, .r0 = rows * i / n, .r1 = rows * (i + 1) / n};
+        jobs[i] = (softmax_job){.x = x, .scale = scale, .cols = cols, .r0 = rows * i / n,
+                                .r1 = rows * (i + 1) / n};
     parallel(run_softmax, jobs, sizeof jobs[0], n);
     return 0;
 }

@@ -102,8 +102,9 @@ int aio_nn_norm_act(const float *x, const int64_t *strides, const float *x_bias,
                     int64_t outer, int64_t rows, int64_t mid, int64_t channels, int64_t groups,
                     int normalize, float eps, const float *weight, const float *bias, int act,
                     const float *residual, const float *res_scale, int threads, char *err);
-/* Softmax of each of `rows` rows of `cols` floats, in place (row max subtracted first). */
-int aio_nn_softmax(float *x, int64_t rows, int64_t cols, int threads, char *err);
+/* Softmax of scale * x over each of `rows` rows of `cols` floats, in place (the row max is
+   subtracted first; scale > 0). */
+int aio_nn_softmax(float *x, int64_t rows, int64_t cols, float scale, int threads, char *err);
 /* The overlap-add of a transposed convolution computed as one matmul: z is [batch][length]
    [taps][stride][channels] (input frame t's contribution to output blocks t .. t + taps - 1).
    out[b][p][c] = act(bias[c] + sum over taps of the z entries landing on output position

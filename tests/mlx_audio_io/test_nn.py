@@ -106,6 +106,17 @@ def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation, 
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-4)
 
 
+@pytest.mark.parametrize("k,stride,padding,length", [(8, 4, 2, 37), (8, 4, 2, 36), (5, 3, 0, 20),
+                                                     (4, 4, 0, 17), (3, 2, 5, 9)])  # fmt: skip
+def test_strided_conv_axis_matches_mlx(k, stride, padding, length):
+    x = mx.random.normal((3, length, 6), key=mx.random.key(10))
+    w = mx.random.normal((5, k, 6), key=mx.random.key(11))
+    got = nn.conv_axis(x, w, 1, stride, padding)
+    want = mx.conv1d(x, w, stride, padding)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "kernel,padding", [((3, 3), (1, 1)), ((5, 5), (2, 2)), ((3, 1), (1, 0)), ((1, 3), (0, 0))]
 )
@@ -246,3 +257,19 @@ def test_fused_kernels_on_large_inputs_use_threads_and_stay_exact():
     got = nn.group_norm(x, 1, axes=(1,), activation="glu")
     want = _activate64(_group_norm64(np.asarray(x), 1, 1, 0, (1,)), "glu")
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)
+
+
+def test_linear_matches_mlx_and_follows_new_weights():
+    import mlx.nn
+    import mlx.utils
+
+    layer = nn.Linear(1024, 3)
+    ref = mlx.nn.Linear(1024, 3)
+    ref.update(layer.parameters())
+    x = mx.random.normal((5, 1024), key=mx.random.key(12))
+    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(ref(x)), atol=1e-5)
+    assert set(dict(mlx.utils.tree_flatten(layer.parameters()))) == {"weight", "bias"}
+    layer.update({"weight": layer.weight * 2})  # the cached transpose must not go stale
+    np.testing.assert_allclose(
+        np.asarray(layer(x) - layer.bias), 2 * np.asarray(ref(x) - ref.bias), atol=1e-4
+    )

@@ -93,8 +93,8 @@ class EncoderLayer(nn.Module):
             self.cross_attn = attn
         else:
             self.self_attn = attn
-        self.linear1 = nn.Linear(dim, hidden)
-        self.linear2 = nn.Linear(hidden, dim)
+        self.linear1 = fnn.Linear(dim, hidden)
+        self.linear2 = fnn.Linear(hidden, dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-5)
         self.norm2 = nn.LayerNorm(dim, eps=1e-5)
         if cross:
