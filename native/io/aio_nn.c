@@ -72,6 +72,14 @@ typedef struct {
     const float *residual, *res_scale;
     int64_t rows, mid, channels, groups;
     int64_t row_stride, mid_stride; /* of x, in floats; channels are contiguous */
+    const float *proj;              /* x = h @ proj ([k_in][channels]) with h at x, or NULL */
+    int64_t k_in;
+    float *tmp;                     /* this thread's projected row (channels floats) */
+    /* dense statistics (rows contiguous over mid x channels, small groups): per element
+       shift, and this thread's float and double accumulators (2 * mid * channels each) */
+    const float *shift_e;
+    float *facc;
+    double *dacc;
     int act;
     /* statistics phase: per (mid, group) shift and this thread's sums */
     const float *shift;
@@ -83,42 +91,123 @@ typedef struct {
     int64_t r0, r1;
 } nn_job;
 
+/* Row (r, m) of x: in place, or projected from h into j->tmp (blocks of 64 outputs kept in
+   registers across the k_in inputs). */
+AIO_CLONES
+static const float *fetch_row(const nn_job *j, const float *base, int64_t r, int64_t m) {
+    const float *at = base + r * j->row_stride + m * j->mid_stride;
+    if (!j->proj) return at;
+    int64_t ch = j->channels, c0 = 0;
+    float *dst = j->tmp;
+    for (; c0 + 64 <= ch; c0 += 64) {
+        float acc[64] = {0};
+        for (int64_t k = 0; k < j->k_in; k++) {
+            float hk = at[k];
+            const float *w = j->proj + k * ch + c0;
+            for (int c = 0; c < 64; c++) acc[c] += hk * w[c];
+        }
+        for (int c = 0; c < 64; c++) dst[c0 + c] = acc[c];
+    }
+    for (int64_t c = c0; c < ch; c++) dst[c] = 0.f;
+    for (int64_t k = 0; k < j->k_in && c0 < ch; k++) {
+        float hk = at[k];
+        const float *w = j->proj + k * ch;
+        for (int64_t c = c0; c < ch; c++) dst[c] += hk * w[c];
+    }
+    return dst;
+}
+
 AIO_CLONES
 static void stats_rows(nn_job *j) {
-    int64_t cg = j->channels / j->groups, slots = j->mid * j->groups;
+    int64_t cg = j->channels / j->groups;
+    for (int64_t r = j->r0; r < j->r1; r++) {
+        for (int64_t m = 0; m < j->mid; m++) {
+            const float *row = fetch_row(j, j->x, r, m);
+            for (int64_t g = 0; g < j->groups; g++) {
+                int64_t s = m * j->groups + g;
+                const float *p = row + g * cg;
+                const float *xb = j->x_bias ? j->x_bias + g * cg : NULL;
+                float k = j->shift[s], acc = 0.f, acc2 = 0.f;
+                if (xb) {
+                    for (int64_t c = 0; c < cg; c++) {
+                        float d = p[c] + xb[c] - k;
+                        acc += d;
+                        acc2 += d * d;
+                    }
+                } else {
+                    for (int64_t c = 0; c < cg; c++) {
+                        float d = p[c] - k;
+                        acc += d;
+                        acc2 += d * d;
+                    }
+                }
+                j->sum[s] += acc;
+                j->sq[s] += acc2;
+            }
+        }
+    }
+}
+
+/* The statistics with small channel groups: each row of mid x channels is one long vector
+   added element-wise into float accumulators (flushed to double every 64 rows), reduced to
+   the groups at the end; the per-slot loops would run a handful of elements each. */
+AIO_CLONES
+static void stats_dense(nn_job *j) {
+    int64_t w = j->mid * j->channels, cg = j->channels / j->groups, since = 0;
+    float *f1 = j->facc, *f2 = f1 + w;
+    double *d1 = j->dacc, *d2 = d1 + w;
+    const float *se = j->shift_e;
+    for (int64_t i = 0; i < w; i++) f1[i] = f2[i] = 0.f, d1[i] = d2[i] = 0.0;
     for (int64_t r = j->r0; r < j->r1; r++) {
         const float *row = j->x + r * j->row_stride;
-        for (int64_t s = 0; s < slots; s++) {
-            const float *p = row + (s / j->groups) * j->mid_stride + (s % j->groups) * cg;
-            const float *xb = j->x_bias ? j->x_bias + (s % j->groups) * cg : NULL;
-            float k = j->shift[s], acc = 0.f, acc2 = 0.f;
-            if (xb) {
-                for (int64_t c = 0; c < cg; c++) {
-                    float d = p[c] + xb[c] - k;
-                    acc += d;
-                    acc2 += d * d;
-                }
-            } else {
-                for (int64_t c = 0; c < cg; c++) {
-                    float d = p[c] - k;
-                    acc += d;
-                    acc2 += d * d;
-                }
-            }
-            j->sum[s] += acc;
-            j->sq[s] += acc2;
+        for (int64_t i = 0; i < w; i++) {
+            float d = row[i] - se[i];
+            f1[i] += d;
+            f2[i] += d * d;
         }
+        if (++since == 64 || r == j->r1 - 1) {
+            for (int64_t i = 0; i < w; i++) {
+                d1[i] += f1[i];
+                d2[i] += f2[i];
+                f1[i] = f2[i] = 0.f;
+            }
+            since = 0;
+        }
+    }
+    for (int64_t s = 0; s < j->mid * j->groups; s++) {
+        double acc = 0, acc2 = 0;
+        for (int64_t c = 0; c < cg; c++) {
+            acc += d1[s * cg + c];
+            acc2 += d2[s * cg + c];
+        }
+        j->sum[s] += acc;
+        j->sq[s] += acc2;
     }
 }
 
 AIO_CLONES
 static void apply_rows(nn_job *j) {
+    if (j->mid_affine && !j->proj && j->act != AIO_NN_GLU && !j->residual &&
+        j->mid_stride == j->channels) { /* rows of mid x channels as one vector */
+        int64_t w = j->mid * j->channels;
+        for (int64_t r = j->r0; r < j->r1; r++) {
+            const float *xr = j->x + r * j->row_stride, *a = j->a, *b = j->b;
+            float *o = j->out + r * w;
+            if (j->act == AIO_NN_GELU)
+                for (int64_t i = 0; i < w; i++) o[i] = gelu_erf(xr[i] * a[i] + b[i]);
+            else if (j->act == AIO_NN_GELU_TANH)
+                for (int64_t i = 0; i < w; i++) o[i] = gelu_tanh(xr[i] * a[i] + b[i]);
+            else
+                for (int64_t i = 0; i < w; i++) o[i] = xr[i] * a[i] + b[i];
+        }
+        return;
+    }
     int64_t ch = j->channels, half = ch / 2;
     int64_t c_out = j->act == AIO_NN_GLU ? half : ch;
     for (int64_t r = j->r0; r < j->r1; r++) {
         for (int64_t m = 0; m < j->mid; m++) {
             int64_t at = r * j->mid + m;
-            const float *xr = j->x + r * j->row_stride + m * j->mid_stride;
+            const float *xr = fetch_row(j, j->x, r, m);
             const float *a = j->a + (j->mid_affine ? m * ch : 0);
             const float *b = j->b + (j->mid_affine ? m * ch : 0);
             float *o = j->out + at * c_out;
@@ -149,7 +238,11 @@ static void apply_rows(nn_job *j) {
 }
 
 static void *run_stats(void *p) {
-    stats_rows(p);
+    nn_job *j = p;
+    if (j->facc)
+        stats_dense(j);
+    else
+        stats_rows(j);
     return NULL;
 }
 
@@ -189,13 +282,15 @@ static int thread_count(int threads, int64_t rows, int64_t per_row) {
 static void split_rows(nn_job *jobs, int n, const nn_job *base) {
     for (int i = 0; i < n; i++) {
         jobs[i] = *base;
+        jobs[i].tmp = base->tmp ? base->tmp + i * base->channels : NULL;
         jobs[i].r0 = base->rows * i / n;
         jobs[i].r1 = base->rows * (i + 1) / n;
     }
 }
 
-AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float *x_bias,
-                            float *out, int64_t outer, int64_t rows, int64_t mid,
+AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float *proj,
+                            int64_t k_in, const float *x_bias, float *out, int64_t outer,
+                            int64_t rows, int64_t mid,
                             int64_t channels, int64_t groups, int normalize, float eps,
                             const float *weight, const float *bias, int act,
                             const float *residual, const float *res_scale, int threads,
@@ -208,17 +303,25 @@ AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float 
         return aio_fail(err, AIO_EARG, "unknown activation %d", act);
     if (act == AIO_NN_GLU && channels % 2)
         return aio_fail(err, AIO_EARG, "GLU over an odd channel count (%lld)", (long long)channels);
+    if (proj && k_in <= 0) return aio_fail(err, AIO_EARG, "projection from %lld channels",
+                                           (long long)k_in);
     if (outer == 0 || rows == 0 || mid == 0) return 0;
-    const int64_t dense[3] = {rows * mid * channels, mid * channels, channels};
-    if (!strides) strides = dense;
+    int64_t x_ch = proj ? k_in : channels; /* channels of what x points to */
+    const int64_t packed[3] = {rows * mid * x_ch, mid * x_ch, x_ch};
+    if (!strides) strides = packed;
     int64_t c_out = act == AIO_NN_GLU ? channels / 2 : channels;
     int64_t slots = mid * groups, cg = channels / groups;
     int n = thread_count(threads, rows, mid * channels);
 
     /* a, b: per (mid, channel) when normalising, else per channel */
     int64_t affine = normalize ? mid * channels : channels;
-    float *a = malloc(sizeof(float) * (size_t)affine * 2 + sizeof(float) * (size_t)slots);
-    double *sums = calloc((size_t)slots * 2 * (size_t)n, sizeof(double));
+    size_t tmp = proj ? (size_t)channels * (size_t)n : 0; /* projected rows, one per thread */
+    int64_t width = mid * channels;
+    int dense = normalize && !proj && strides[2] == channels && cg < 32 && width <= (1 << 17);
+    size_t dense_f = dense ? (size_t)width * (1 + 2 * (size_t)n) : 0; /* shift_e, float accs */
+    float *a = malloc(sizeof(float) * ((size_t)affine * 2 + (size_t)slots + tmp + dense_f));
+    double *sums = calloc((size_t)slots * 2 * (size_t)n + (dense ? (size_t)width * 2 * n : 0),
+                          sizeof(double));
     if (!a || !sums) {
         free(a);
         free(sums);
@@ -238,22 +341,34 @@ AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float 
                        .residual = residual ? residual + o * rows * mid * c_out : NULL,
                        .res_scale = res_scale, .rows = rows, .mid = mid, .channels = channels,
                        .groups = groups, .act = act, .shift = shift, .a = a, .b = b,
-                       .mid_affine = normalize};
+                       .mid_affine = normalize, .proj = proj, .k_in = k_in,
+                       .tmp = proj ? shift + slots : NULL};
         if (normalize) {
             /* sums of (x - shift), shift = the slot's mean over the first row: keeps the
                one-pass variance exact enough when the mean is large against the spread */
             for (int64_t s = 0; s < slots; s++) {
+                const float *row = fetch_row(&base, base.x, 0, s / groups);
                 double acc = 0;
                 for (int64_t c = 0; c < cg; c++)
-                    acc += base.x[(s / groups) * strides[2] + (s % groups) * cg + c] +
+                    acc += row[(s % groups) * cg + c] +
                            (x_bias ? x_bias[(s % groups) * cg + c] : 0.f);
                 shift[s] = (float)(acc / (double)cg);
             }
+            float *shift_e = dense ? shift + slots + tmp : NULL;
+            if (dense) /* x_bias folds into the shift: (x + xb) - k = x - (k - xb) */
+                for (int64_t i = 0; i < width; i++)
+                    shift_e[i] = shift[(i / channels) * groups + (i % channels) / cg] -
+                                 (x_bias ? x_bias[i % channels] : 0.f);
             split_rows(jobs, n, &base);
             for (int i = 0; i < n; i++) {
                 memset(sums + (size_t)i * 2 * (size_t)slots, 0, sizeof(double) * 2 * (size_t)slots);
                 jobs[i].sum = sums + (size_t)i * 2 * (size_t)slots;
                 jobs[i].sq = jobs[i].sum + slots;
+                if (dense) {
+                    jobs[i].shift_e = shift_e;
+                    jobs[i].facc = shift_e + width + (size_t)i * 2 * (size_t)width;
+                    jobs[i].dacc = sums + (size_t)slots * 2 * (size_t)n + (size_t)i * 2 * (size_t)width;
+                }
             }
             parallel(run_stats, jobs, sizeof jobs[0], n);
             double count = (double)rows * (double)cg;

@@ -23,6 +23,18 @@ def test_conv_transpose1d_matches_mlx(k, stride, padding):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh"])
+def test_conv_transpose1d_fuses_bias_and_activation(kernel_path, activation):
+    x = mx.random.normal((2, 9, 4), key=mx.random.key(13))
+    w = mx.random.normal((3, 8, 4), key=mx.random.key(14))
+    bias = mx.random.normal((3,), key=mx.random.key(15))
+    want = mx.conv_transpose1d(x, w, stride=4, padding=2, output_padding=1) + bias
+    got = nn.conv_transpose1d(x, w, 4, 2, output_padding=1, bias=bias, activation=activation)
+    assert got.shape == want.shape
+    want = _activate64(np.asarray(want), activation)
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
 def test_conv_transpose1d_output_padding():
     x, w = mx.random.normal((1, 10, 2)), mx.random.normal((2, 4, 2))
     base = nn.conv_transpose1d(x, w, stride=2, padding=1)
@@ -214,6 +226,22 @@ def test_group_norm_matches_the_definition(kernel_path, axes, groups, activation
     )
 
 
+@pytest.mark.parametrize("axes", [(1,), None])
+def test_group_norm_fuses_a_1x1_projection(kernel_path, axes):
+    rng = np.random.default_rng(2)
+    h = rng.standard_normal((2, 20, 5, 3)).astype(np.float32)
+    proj = rng.standard_normal((8, 3)).astype(np.float32)
+    xb, res = rng.standard_normal(8).astype(np.float32), rng.standard_normal((2, 20, 5, 4))
+    x = h.astype(np.float64) @ proj.T.astype(np.float64)
+    want = res + _activate64(_group_norm64(x + xb, 2, 1, 0, axes or (1, 2)), "glu")
+    wide = mx.array(np.pad(h, [(0, 0), (0, 0), (0, 2), (0, 0)]))[:, :, :5]  # a strided view
+    got = nn.group_norm(wide, 2, axes=axes, activation="glu", residual=mx.array(res, mx.float32),
+                        input_bias=mx.array(xb), projection=mx.array(proj))  # fmt: skip
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)
+    with pytest.raises(ValueError, match="projection must be"):
+        nn.group_norm(wide, 2, projection=mx.array(proj.T))
+
+
 def test_group_norm_of_batch_by_channels_and_half_precision(kernel_path):
     x = mx.random.normal((3, 16), key=mx.random.key(8))
     got = nn.group_norm(x.astype(mx.float16), 4)
@@ -249,6 +277,21 @@ def test_fused_kernels_reject_bad_arguments():
         nn.glu(mx.zeros((2, 5)))
     with pytest.raises(ValueError, match="approximate"):
         nn.gelu(x, approximate="fast")
+    # operands the C kernels would read past the end of
+    with pytest.raises(ValueError, match=r"bias must have shape \(6,\)"):
+        nn.bias_act(x, mx.zeros((3,)))
+    with pytest.raises(ValueError, match=r"weight must have shape \(6,\)"):
+        nn.group_norm(x, 2, weight=mx.zeros((2, 3)))
+    with pytest.raises(ValueError, match="residual must have the output's shape"):
+        nn.group_norm(x, 2, activation="glu", residual=x)
+    with pytest.raises(ValueError, match=r"residual_scale must have shape \(3,\)"):
+        nn.bias_act(x, None, "glu", mx.zeros((2, 5, 3)), mx.zeros((6,)))
+    with pytest.raises(ValueError, match="even number of channels"):
+        nn.group_norm(mx.zeros((2, 5, 3)), 1, activation="glu")
+    with pytest.raises(ValueError, match=r"bias must have shape \(2,\)"):
+        nn.conv_transpose1d(x, mx.zeros((2, 3, 6)), 2, bias=mx.zeros((6,)))
+    with pytest.raises(ValueError, match="activation"):
+        nn.conv_transpose1d(x, mx.zeros((2, 3, 6)), 2, activation="glu")
 
 
 def test_fused_kernels_on_large_inputs_use_threads_and_stay_exact():

@@ -1,10 +1,13 @@
-"""Convolution layers with fast CPU paths, for the models of every package.
+"""Model layers with fast CPU paths, for the models of every package.
 
 MLX's Linux CPU build runs ``conv_transpose1d`` and dilated ``conv1d`` through slow generic
 kernels (measured here: a 4000 -> 24000-frame, 256 -> 128-channel transposed convolution takes
-2.7 s, 40x torch). On the CPU these functions rewrite them as one matrix multiplication (which
-goes to the preloaded OpenBLAS) plus cheap reshapes and adds. On other devices (Metal, CUDA)
-they call MLX's own kernels. Weights use MLX's layouts, so ``mlx.nn`` checkpoints load as is.
+2.7 s, 40x torch), runs each element-wise operation as its own single-threaded pass over
+memory, and evaluates exp and erf one element at a time. On the CPU the convolutions here are
+rewritten as matrix multiplications (which go to the preloaded OpenBLAS) over shifted views,
+and normalisation, activation, softmax and overlap-add chains run as fused, vectorised,
+threaded C kernels (``native/io/aio_nn.c``). On other devices (Metal, CUDA) every function
+calls MLX's own kernels. Weights use MLX's layouts, so ``mlx.nn`` checkpoints load as is.
 """
 
 from __future__ import annotations
@@ -54,9 +57,12 @@ def conv_transpose1d(
     n, length, c_in = x.shape
     c_out, k, _ = weight.shape
     out_len = (length - 1) * stride - 2 * padding + k + output_padding
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},) for {c_out} channels, got {bias.shape}")
     if not _on_cpu():
-        y = mx.conv_transpose1d(x, weight, stride=stride, padding=padding)
-        y = mx.pad(y, [(0, 0), (0, output_padding), (0, 0)]) if output_padding else y
+        y = mx.conv_transpose1d(
+            x, weight, stride=stride, padding=padding, output_padding=output_padding
+        )
         return _activate(y + bias if bias is not None else y, activation)
     m = math.ceil(k / stride)  # kernel taps per output phase
     w = weight.transpose(2, 1, 0)  # [c_in, k, c_out]
@@ -345,13 +351,31 @@ def _as_3d(v: np.ndarray, split: tuple[int, int] | None):
     return [n for n, _ in runs], [st for _, st in runs]
 
 
+def _check_operands(x, c, activation, vectors, residual, residual_scale) -> None:
+    """Shapes the fused kernels rely on, for ``x`` ``[..., c channels]``: each of ``vectors``
+    (name -> array or None) one value per channel, the residual shaped as the output and its
+    scale one per output channel."""
+    if activation == "glu" and c % 2:
+        raise ValueError(f"glu needs an even number of channels, got {c}")
+    c_out = c // 2 if activation == "glu" else c
+    for name, v in vectors.items():
+        if v is not None and v.shape != (c,):
+            raise ValueError(f"{name} must have shape ({c},) for {c} channels, got {v.shape}")
+    out_shape = (*x.shape[:-1], c_out)
+    if residual is not None and residual.shape != out_shape:
+        raise ValueError(f"residual must have the output's shape {out_shape}, got {residual.shape}")
+    if residual_scale is not None and residual_scale.shape != (c_out,):
+        raise ValueError(f"residual_scale must have shape ({c_out},), got {residual_scale.shape}")
+
+
 def _norm_act_native(x, split, x_bias, groups, normalize, eps, weight, bias, activation,
-                     residual, residual_scale):  # fmt: skip
+                     residual, residual_scale, projection=None):  # fmt: skip
     """The fused C kernel (``aio_nn_norm_act``) on ``x`` viewed as [outer, rows, mid, C]
-    (``split``: see :func:`_as_3d`); reads strided views of ``x`` (MLX slices) in place."""
+    (``split``: see :func:`_as_3d`); reads strided views of ``x`` (MLX slices) in place.
+    ``projection`` ([C, x's channels]) is a 1x1 convolution applied to ``x`` on the fly."""
     from . import _lib
 
-    c = x.shape[-1]
+    c = x.shape[-1] if projection is None else projection.shape[0]
     c_out = c // 2 if activation == "glu" else c
     v = np.asarray(x if x.dtype == mx.float32 else x.astype(mx.float32))
     layout = _as_3d(v, split)
@@ -359,19 +383,21 @@ def _norm_act_native(x, split, x_bias, groups, normalize, eps, weight, bias, act
         v = np.ascontiguousarray(v)
         layout = _as_3d(v, split)
     (outer, rows, mid), strides = layout
-    arrays = [_f32(a) for a in (x_bias, weight, bias, residual, residual_scale)]
+    proj = None if projection is None else projection.T
+    arrays = [_f32(a) for a in (proj, x_bias, weight, bias, residual, residual_scale)]
     out = _scratch_array((*x.shape[:-1], c_out))
     ffi = _lib.ffi
 
     def ptr(a):
         return ffi.NULL if a is None else ffi.cast("float *", ffi.from_buffer(a))
 
-    xbp, wp, bp, rp, sp = (ptr(a) for a in arrays)
+    pp, xbp, wp, bp, rp, sp = (ptr(a) for a in arrays)
     xp = ffi.cast("float *", v.__array_interface__["data"][0])
     err = _lib.errbuf()
     rc = _lib.lib.aio_nn_norm_act(
-        xp, ffi.new("int64_t[3]", strides), xbp, ptr(out), outer, rows, mid, c, groups,
-        int(normalize), eps, wp, bp, _ACTIVATIONS[activation], rp, sp, _threads(), err,
+        xp, ffi.new("int64_t[3]", strides), pp, x.shape[-1], xbp, ptr(out), outer, rows, mid,
+        c, groups, int(normalize), eps, wp, bp, _ACTIVATIONS[activation], rp, sp, _threads(),
+        err,
     )  # fmt: skip
     if rc < 0:
         raise ValueError(f"aio_nn_norm_act: {_lib.ffi.string(err).decode()}")
@@ -429,6 +455,7 @@ def bias_act(
         residual_scale: None (1), or ``[output channels]`` (a LayerScale).
     """
     _check_activation(activation)
+    _check_operands(x, x.shape[-1], activation, {"bias": bias}, residual, residual_scale)
     if not _native_ok() or x.size == 0:
         y = x + bias if bias is not None else x
         return _residual(_activate(y, activation), residual, residual_scale)
@@ -447,6 +474,7 @@ def group_norm(
     residual: mx.array | None = None,
     residual_scale: mx.array | None = None,
     input_bias: mx.array | None = None,
+    projection: mx.array | None = None,
 ) -> mx.array:
     """torch's ``GroupNorm(groups, channels)`` over a channels-last array, optionally followed
     by an activation and a scaled residual add, as :func:`bias_act` (on the CPU all of it in
@@ -463,6 +491,10 @@ def group_norm(
         activation, residual, residual_scale: As in :func:`bias_act`.
         input_bias: ``[channels]`` added to ``x`` before normalising (the bias of the layer
             before, fused into the same passes), or None.
+        projection: ``[channels, x_channels]``, or None: the weight of a 1x1 convolution (a
+            ``Linear``) applied to ``x`` first; on the CPU computed on the fly in both passes
+            instead of written out, which pays when ``x`` has few channels (demucs' DConv
+            widens 6 to 96 channels here).
     """
     _check_activation(activation)
     nd = x.ndim
@@ -476,10 +508,18 @@ def group_norm(
             f"group_norm axes must be a contiguous run of axes between the batch and the "
             f"channel axis, got {axes} for shape {x.shape}"
         )
-    c = x.shape[-1]
-    if c % groups:
+    if projection is not None and (projection.ndim != 2 or projection.shape[1] != x.shape[-1]):
+        raise ValueError(
+            f"projection must be [channels, {x.shape[-1]}] for input {x.shape}, got "
+            f"{projection.shape}"
+        )
+    c = x.shape[-1] if projection is None else projection.shape[0]
+    if groups < 1 or c % groups:
         raise ValueError(f"{c} channels do not split into {groups} groups")
+    vectors = {"weight": weight, "bias": bias, "input_bias": input_bias}
+    _check_operands(x, c, activation, vectors, residual, residual_scale)
     if not _native_ok() or x.size == 0:
+        x = x @ projection.T if projection is not None else x
         x = x + input_bias if input_bias is not None else x
         xg = x.reshape(*x.shape[:-1], groups, c // groups)
         mean_, var_ = var(xg, spatial + (xg.ndim - 1,))
@@ -491,7 +531,7 @@ def group_norm(
         return _residual(_activate(y, activation), residual, residual_scale)
     split = (spatial[0], spatial[-1] + 1) if spatial else (1, 1)
     return _norm_act_native(x, split, input_bias, groups, True, eps, weight, bias, activation,
-                            residual, residual_scale)  # fmt: skip
+                            residual, residual_scale, projection)  # fmt: skip
 
 
 def gelu(x: mx.array, approximate: str = "none") -> mx.array:

@@ -70,10 +70,10 @@ class MultiheadAttention(nn.Module):
         b, lq, dim = q.shape
         w, bias = self.in_proj_weight, self.in_proj_bias
         if q is kv:
-            q, k, v = mx.split(q @ w.T + bias, 3, axis=-1)
+            q, k, v = mx.split(mx.addmm(bias, q, w.T), 3, axis=-1)
         else:
-            q = q @ w[:dim].T + bias[:dim]
-            k, v = mx.split(kv @ w[dim:].T + bias[dim:], 2, axis=-1)
+            q = mx.addmm(bias[:dim], q, w[:dim].T)
+            k, v = mx.split(mx.addmm(bias[dim:], kv, w[dim:].T), 2, axis=-1)
         h, d = self.heads, dim // self.heads
         q, k, v = (t.reshape(b, -1, h, d).transpose(0, 2, 1, 3) for t in (q, k, v))
         out = fnn.attention(q, k, v, scale=d**-0.5)
@@ -108,6 +108,11 @@ class EncoderLayer(nn.Module):
         h = self.linear1(x)
         return self.linear2(gelu(h) if self.use_gelu else nn.relu(h))
 
+    @staticmethod
+    def _add_scaled(x, y, gamma):
+        """``x + gamma(y)`` (LayerScale or Identity) in one fused pass."""
+        return fnn.bias_act(y, residual=x, residual_scale=getattr(gamma, "scale", None))
+
     def __call__(self, x, other=None):
         if self.cross:
             attn, norm_ff = self.cross_attn, self.norm3
@@ -116,8 +121,8 @@ class EncoderLayer(nn.Module):
         if self.norm_first:
             q = self.norm1(x)
             kv = self.norm2(other) if self.cross else q
-            x = x + self.gamma_1(attn(q, kv))
-            x = x + self.gamma_2(self._ff(norm_ff(x)))
+            x = self._add_scaled(x, attn(q, kv), self.gamma_1)
+            x = self._add_scaled(x, self._ff(norm_ff(x)), self.gamma_2)
             if self.norm_out is not None:
                 x = self.norm_out(x)
         else:
