@@ -290,8 +290,8 @@ static void split_rows(nn_job *jobs, int n, const nn_job *base) {
 
 AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float *proj,
                             int64_t k_in, const float *x_bias, float *out, int64_t outer,
-                            int64_t rows, int64_t mid,
-                            int64_t channels, int64_t groups, int normalize, float eps,
+                            int64_t rows, int64_t mid, int64_t channels, int64_t groups,
+                            int normalize, float eps,
                             const float *weight, const float *bias, int act,
                             const float *residual, const float *res_scale, int threads,
                             char *err) {

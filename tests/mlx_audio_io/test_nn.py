@@ -300,6 +300,9 @@ def test_fused_kernels_on_large_inputs_use_threads_and_stay_exact():
     got = nn.group_norm(x, 1, axes=(1,), activation="glu")
     want = _activate64(_group_norm64(np.asarray(x), 1, 1, 0, (1,)), "glu")
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)
+    np.testing.assert_allclose(
+        np.asarray(nn.gelu(x)), _activate64(np.asarray(x), "gelu"), atol=2e-6
+    )
 
 
 def test_linear_matches_mlx_and_follows_new_weights():

@@ -340,7 +340,10 @@ def _as_3d(v: np.ndarray, split: tuple[int, int] | None):
         runs = _runs(lead, strides)
         if len(runs) > 3:
             return None
-        runs = [(1, 0)] * (3 - len(runs)) + runs
+        # the kernel splits rows between threads: a single run goes there, not to mid
+        runs = {0: [(1, 0)] * 3, 1: [(1, 0), *runs, (1, 0)], 2: [(1, 0), *runs]}.get(
+            len(runs), runs
+        )
     else:
         runs = []
         for i, j in ((0, split[0]), split, (split[1], len(lead))):
