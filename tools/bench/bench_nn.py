@@ -90,33 +90,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     runs = 2 if args.quick else 5
     mx.random.seed(0)
-    rows = []
-    x = mx.random.normal((1, 4000, 256))
-    w = mx.random.normal((128, 12, 256)) * 0.05
-    mx.eval(x, w)  # time the convolutions, not the random inputs
-    ref = mx.conv_transpose1d(x, w, stride=6, padding=3)
-    err = float(mx.max(mx.abs(nn.conv_transpose1d(x, w, stride=6, padding=3) - ref)))
-    rows.append(
-        (
-            "conv_transpose1d 4000 -> 24000 frames, 256 -> 128 ch, k 12, stride 6",
-            timed(lambda: mx.conv_transpose1d(x, w, stride=6, padding=3), runs),
-            timed(lambda: nn.conv_transpose1d(x, w, stride=6, padding=3), runs),
-            err,
-        )
-    )
-    x = mx.random.normal((1, 24000, 128))
-    w = mx.random.normal((128, 3, 128)) * 0.05
-    mx.eval(x, w)
-    ref = mx.conv1d(x, w, padding=9, dilation=9)
-    err = float(mx.max(mx.abs(nn.conv1d(x, w, padding=9, dilation=9) - ref)))
-    rows.append(
-        (
-            "conv1d 24000 frames, 128 -> 128 ch, k 3, dilation 9",
-            timed(lambda: mx.conv1d(x, w, padding=9, dilation=9), runs),
-            timed(lambda: nn.conv1d(x, w, padding=9, dilation=9), runs),
-            err,
-        )
-    )
+    xt = mx.random.normal((1, 4000, 256))
+    wt = mx.random.normal((128, 12, 256)) * 0.05
+    xd = mx.random.normal((1, 24000, 128))
+    wd = mx.random.normal((128, 3, 128)) * 0.05
+    mx.eval(xt, wt, xd, wd)  # time the convolutions, not the random inputs
+    rows = [
+        _row("conv_transpose1d 4000 -> 24000 frames, 256 -> 128 ch, k 12, stride 6",
+             lambda: mx.conv_transpose1d(xt, wt, stride=6, padding=3),
+             lambda: nn.conv_transpose1d(xt, wt, stride=6, padding=3), runs),
+        _row("conv1d 24000 frames, 128 -> 128 ch, k 3, dilation 9",
+             lambda: mx.conv1d(xd, wd, padding=9, dilation=9),
+             lambda: nn.conv1d(xd, wd, padding=9, dilation=9), runs),
+    ]  # fmt: skip
     rows += htdemucs_rows(runs)
     lines = [
         "# mlx_audio_io.nn: fast CPU layers",

@@ -104,13 +104,6 @@ class ConvTransposeAxis(nn.Module):
         return y.reshape(*lead, *y.shape[-2:])
 
 
-# up to this many hidden channels, DConv's 1x1 convolution back to 2 * channels is computed
-# inside the fused GroupNorm of the frequency branch (twice, in both its passes) instead of
-# written out and read back: measured here, 2x faster for 6 inputs (the first layer's 96 MB
-# output), no faster for 12, slower for 24 or for the time branch's single rows
-_FUSED_1X1_MAX_IN = 8
-
-
 class DConv(nn.Module):
     """Residual branches of dilated convolutions over time (demucs.DConv, no LSTM/attention):
     per layer, conv k3 (dilation 2**d) -> GroupNorm(1) -> GELU -> 1x1 conv -> GroupNorm(1)
@@ -136,10 +129,8 @@ class DConv(nn.Module):
     def __call__(self, x):
         for conv1, norm1, _, conv2, norm2, _, scale in self.layers:
             y = norm1(conv1(x, bias=False), "gelu", input_bias=conv1.bias)
-            if y.ndim == 4 and y.shape[-1] <= _FUSED_1X1_MAX_IN:  # 1x1 conv inside the norm
-                x = norm2(y, "glu", x, scale.scale, conv2.bias, conv2.weight[:, 0])
-            else:
-                x = norm2(conv2(y, bias=False), "glu", x, scale.scale, input_bias=conv2.bias)
+            # the 1x1 conv, its bias, the norm, GLU, LayerScale and residual: one fused op
+            x = norm2(y, "glu", x, scale.scale, conv2.bias, conv2.weight[:, 0])
         return x
 
 
@@ -238,7 +229,7 @@ class HDecLayer(nn.Module):
         if isinstance(self.norm2, GroupNorm):  # normalised before the crop
             z = self.norm2(self.conv_tr(y))
             z = z[:, :, self.pad : z.shape[2] - self.pad] if self.freq else z[:, self.pad :]
-            z = fnn.bias_act(z, None, activation)
+            z = fnn.bias_act(z, None, activation) if activation else z
         else:  # the crop, bias and GELU fused into the transposed convolution
             z = self.conv_tr(y, self.pad, activation)
         if not self.freq:
