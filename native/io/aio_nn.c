@@ -510,3 +510,105 @@ AIO_API int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_
     parallel(run_ola, jobs, sizeof jobs[0], n);
     return 0;
 }
+
+/* ---- Convolution as blocked im2col + the caller's sgemm ----
+
+   A block of output positions at a time: their receptive fields are gathered into a row-major
+   [block][kh * kw * c_in] buffer that stays in L2, and one sgemm with the weight (MLX layout
+   [c_out][kh][kw][c_in], used transposed) writes the block's outputs. Each thread takes its
+   own blocks with the BLAS set to one thread; the whole input is read about once and the
+   output written once, where accumulating a matmul per tap re-reads and re-writes the output
+   kh * kw times (memory-bound for small c_in). */
+
+typedef void (*nn_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k,
+                            float alpha, const float *a, int lda, const float *b, int ldb,
+                            float beta, float *c, int ldc);
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+
+typedef struct {
+    nn_sgemm_fn gemm;
+    const float *x, *w, *bias;
+    float *out, *cols;
+    int64_t h, wd, c_in, kh, kw, ph, pw, dh, dw, h_out, w_out, c_out, block, r0, r1;
+} conv_job;
+
+static void conv_rows(conv_job *j) {
+    int64_t k = j->kh * j->kw * j->c_in, plane = j->h_out * j->w_out;
+    size_t run = (size_t)j->c_in * sizeof(float);
+    for (int64_t r = j->r0; r < j->r1; r += j->block) {
+        int64_t m = j->r1 - r < j->block ? j->r1 - r : j->block;
+        for (int64_t i = 0; i < m; i++) {
+            int64_t row = r + i, n = row / plane, p = row % plane;
+            int64_t oy = p / j->w_out, ox = p % j->w_out;
+            const float *xn = j->x + n * j->h * j->wd * j->c_in;
+            float *dst = j->cols + i * k;
+            for (int64_t a = 0; a < j->kh; a++) {
+                int64_t y = oy + a * j->dh - j->ph;
+                for (int64_t b = 0; b < j->kw; b++, dst += j->c_in) {
+                    int64_t xx = ox + b * j->dw - j->pw;
+                    if (y < 0 || y >= j->h || xx < 0 || xx >= j->wd)
+                        memset(dst, 0, run);
+                    else
+                        memcpy(dst, xn + (y * j->wd + xx) * j->c_in, run);
+                }
+            }
+        }
+        float *o = j->out + r * j->c_out;
+        j->gemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, (int)m, (int)j->c_out, (int)k, 1.f,
+                j->cols, (int)k, j->w, (int)k, 0.f, o, (int)j->c_out);
+        if (j->bias)
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t c = 0; c < j->c_out; c++) o[i * j->c_out + c] += j->bias[c];
+    }
+}
+
+static void *run_conv(void *p) {
+    conv_rows(p);
+    return NULL;
+}
+
+AIO_API int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, const float *x,
+                          int64_t batch, int64_t h, int64_t w, int64_t c_in, const float *weight,
+                          int64_t c_out, int64_t kh, int64_t kw, int64_t ph, int64_t pw,
+                          int64_t dh, int64_t dw, const float *bias, float *out, int threads,
+                          char *err) {
+    if (!sgemm || !x || !weight || !out || batch < 0 || h < 0 || w < 0 || c_in <= 0 ||
+        c_out <= 0 || kh <= 0 || kw <= 0 || ph < 0 || pw < 0 || dh <= 0 || dw <= 0)
+        return aio_fail(err, AIO_EARG, "bad convolution arguments");
+    int64_t k = kh * kw * c_in;
+    int64_t h_out = h + 2 * ph - dh * (kh - 1), w_out = w + 2 * pw - dw * (kw - 1);
+    if (k > INT32_MAX / 4 || c_out > INT32_MAX / 4)
+        return aio_fail(err, AIO_EARG, "convolution too large for sgemm (%lld x %lld)",
+                        (long long)k, (long long)c_out);
+    if (h_out <= 0 || w_out <= 0 || batch == 0) return 0;
+    int64_t rows = batch * h_out * w_out;
+    /* ~2 MB of gathered rows per block: large enough that each sgemm call amortises packing
+       the weight, small enough to stay in L2/L3 */
+    int64_t block = (2 << 20) / (k * (int64_t)sizeof(float));
+    block = block < 32 ? 32 : block > 512 ? 512 : block;
+    int n = thread_count(set_threads && get_threads ? threads : 1, rows, k * c_out / 64);
+    if (n > 1 && rows / n < block) block = (rows + n - 1) / n;
+    conv_job jobs[MAX_THREADS];
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (conv_job){.gemm = (nn_sgemm_fn)sgemm, .x = x, .w = weight, .bias = bias,
+                             .out = out, .h = h, .wd = w, .c_in = c_in, .kh = kh, .kw = kw,
+                             .ph = ph, .pw = pw, .dh = dh, .dw = dw, .h_out = h_out,
+                             .w_out = w_out, .c_out = c_out, .block = block,
+                             .r0 = rows * i / n, .r1 = rows * (i + 1) / n};
+        jobs[i].cols = malloc((size_t)(block * k) * sizeof(float));
+        if (!jobs[i].cols) {
+            for (int f = 0; f < i; f++) free(jobs[f].cols);
+            return aio_fail(err, AIO_ENOMEM, "out of memory (%lld-float im2col block)",
+                            (long long)(block * k));
+        }
+    }
+    int saved = 0;
+    if (n > 1) { /* each thread's sgemm on its own core */
+        saved = ((int (*)(void))get_threads)();
+        ((void (*)(int))set_threads)(1);
+    }
+    parallel(run_conv, jobs, sizeof jobs[0], n);
+    if (n > 1) ((void (*)(int))set_threads)(saved);
+    for (int i = 0; i < n; i++) free(jobs[i].cols);
+    return 0;
+}

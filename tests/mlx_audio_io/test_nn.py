@@ -1,6 +1,7 @@
 """The fast CPU convolution paths agree with MLX's own kernels."""
 
 import math
+import sys
 
 from mlx_audio_io import nn
 
@@ -107,7 +108,9 @@ def test_weight_norm_matches_the_definition(dim):
     "axis,stride,padding,dilation", [(1, 1, 1, 1), (1, 1, 2, 2), (2, 4, 2, 1), (1, 2, 0, 3)]
 )
 @pytest.mark.parametrize("c_in,c_out", [(3, 5), (8, 2)])  # both stride-1 paths
-def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation, c_in, c_out):
+def test_conv_axis_matches_a_transposed_conv1d(
+    kernel_path, axis, stride, padding, dilation, c_in, c_out
+):
     x = mx.random.normal((2, 11, 13, c_in), key=mx.random.key(0))
     w = mx.random.normal((c_out, 3, c_in), key=mx.random.key(1))
     got = nn.conv_axis(x, w, axis, stride, padding, dilation)
@@ -120,7 +123,7 @@ def test_conv_axis_matches_a_transposed_conv1d(axis, stride, padding, dilation, 
 
 @pytest.mark.parametrize("k,stride,padding,length", [(8, 4, 2, 37), (8, 4, 2, 36), (5, 3, 0, 20),
                                                      (4, 4, 0, 17), (3, 2, 5, 9)])  # fmt: skip
-def test_strided_conv_axis_matches_mlx(k, stride, padding, length):
+def test_strided_conv_axis_matches_mlx(kernel_path, k, stride, padding, length):
     x = mx.random.normal((3, length, 6), key=mx.random.key(10))
     w = mx.random.normal((5, k, 6), key=mx.random.key(11))
     got = nn.conv_axis(x, w, 1, stride, padding)
@@ -132,13 +135,78 @@ def test_strided_conv_axis_matches_mlx(k, stride, padding, length):
 @pytest.mark.parametrize(
     "kernel,padding", [((3, 3), (1, 1)), ((5, 5), (2, 2)), ((3, 1), (1, 0)), ((1, 3), (0, 0))]
 )
-def test_conv2d_matches_mlx(kernel, padding):
+def test_conv2d_matches_mlx(kernel_path, kernel, padding):
     x = mx.random.normal((2, 9, 7, 4), key=mx.random.key(2))
     w = mx.random.normal((6, *kernel, 4), key=mx.random.key(3))
     got = nn.conv2d(x, w, padding)
     want = mx.conv2d(x, w, padding=padding)
     assert got.shape == want.shape
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4)
+
+
+def test_conv_runs_in_c_where_openblas_is_loaded():
+    if sys.platform.startswith("linux"):  # CI and `make test` install libopenblas0-pthread
+        assert nn._gemm() is not None
+
+
+def _conv2d64(x, w, padding):
+    x = np.pad(np.asarray(x, np.float64), [(0, 0), (padding[0],) * 2, (padding[1],) * 2, (0, 0)])
+    w = np.asarray(w, np.float64)
+    kh, kw = w.shape[1:3]
+    h, wd = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+    out = np.zeros((x.shape[0], h, wd, w.shape[0]))
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, i : i + h, j : j + wd] @ w[:, i, j].T
+    return out
+
+
+def test_conv2d_on_many_threads_and_blocks_and_half_precision(kernel_path):
+    # 2 x 61 x 37 outputs: several im2col blocks per thread, split unevenly
+    x = mx.random.normal((2, 61, 37, 40), key=mx.random.key(4))
+    w = mx.random.normal((24, 3, 3, 40), key=mx.random.key(5)) * 0.1
+    want = _conv2d64(x, w, (1, 1))
+    np.testing.assert_allclose(np.asarray(nn.conv2d(x, w, (1, 1))), want, atol=2e-4)
+    got = nn.conv2d(x.astype(mx.float16), w.astype(mx.float16), (1, 1))
+    assert got.dtype == mx.float16
+    np.testing.assert_allclose(np.asarray(got.astype(mx.float32)), want, atol=0.05)
+
+
+def test_conv2d_rejects_mismatched_channels_and_handles_empty_outputs():
+    with pytest.raises(ValueError):
+        nn.conv2d(mx.zeros((1, 5, 5, 3)), mx.zeros((2, 3, 3, 4)), (1, 1))
+    assert nn.conv2d(mx.zeros((1, 2, 5, 3)), mx.zeros((2, 3, 3, 3))).shape == (1, 0, 3, 2)
+
+
+def test_buffer_cache_raises_the_limit_inside_and_restores_it():
+    before = mx.set_cache_limit(1 << 20)
+    try:
+        with nn.buffer_cache(256 << 20) as outer:
+            assert mx.set_cache_limit(256 << 20) == 256 << 20  # raised
+            with nn.buffer_cache(1 << 30):  # nested: the outer raise stands
+                assert mx.set_cache_limit(256 << 20) == 256 << 20
+            mx.eval(mx.zeros((1 << 20,)) + 1)  # a freed 4 MB buffer stays cached
+            assert outer.limit == 256 << 20
+        assert mx.set_cache_limit(1 << 20) == 1 << 20  # restored
+        assert mx.get_cache_memory() <= 1 << 20  # and emptied down to it
+        held = nn.buffer_cache(64 << 20).__enter__()  # held across calls, as the streamer does
+        held.close()
+        held.close()  # a second close is a no-op
+        assert mx.set_cache_limit(1 << 20) == 1 << 20
+        with pytest.raises(ValueError, match="limit"):
+            nn.buffer_cache(-1)
+    finally:
+        mx.set_cache_limit(before)
+
+
+def test_buffer_cache_leaves_other_devices_alone(monkeypatch):
+    before = mx.set_cache_limit(1 << 20)
+    try:
+        monkeypatch.setattr(nn, "_on_cpu", lambda: False)
+        with nn.buffer_cache(1 << 30):
+            assert mx.set_cache_limit(1 << 20) == 1 << 20
+    finally:
+        mx.set_cache_limit(before)
 
 
 def test_mean_and_var_are_accurate_over_long_axes():

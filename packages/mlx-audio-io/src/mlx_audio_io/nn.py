@@ -12,6 +12,7 @@ calls MLX's own kernels. Weights use MLX's layouts, so ``mlx.nn`` checkpoints lo
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -130,6 +131,10 @@ def _shifted_taps(
         if y is None:
             return mx.zeros((lead, out_len * inner, c_out), x3.dtype)
         return y.reshape(lead, out_len * inner, c_out)
+    if _gemm() is not None:  # blocked im2col + sgemm in C
+        x4 = x3.reshape(lead, length, inner, c_in)
+        y = _conv_native(x4, w[:, :, None], (padding, 0), (dilation, 1))
+        return y.reshape(lead, out_len * inner, c_out)
     # else: zero-pad the input, then one accumulating matmul per tap over a row slice
     xp = mx.pad(x3, [(0, 0), (padding * inner, padding * inner), (0, 0)]) if padding else x3
     wt = w.transpose(1, 2, 0)  # [k, c_in, c_out]
@@ -147,8 +152,9 @@ def conv_axis(
     but the last is a batch axis. Lets a model convolve ``[batch, time, freq, channels]``
     over time or over frequency without transposing it.
 
-    On the CPU, stride 1 runs as matmuls over shifted row slices of the input (no im2col
-    copy; 4-9x faster than im2col for DConv's 48 -> 6 channel squeeze here). Stride s over
+    On the CPU, stride 1 runs as :func:`conv2d`'s blocked-im2col C kernel, or, when the
+    output is narrow (DConv's 48 -> 12 channel squeeze), as one matmul to every tap's output
+    and shifted adds of those (4-9x a whole im2col there). Stride s over
     the axis before the channels becomes stride 1 over s-frame groups (2-3x im2col); other
     strided convolutions stack the kernel taps on the channel axis and make one matmul.
 
@@ -205,10 +211,11 @@ def conv_axis(
 
 
 def conv2d(x: mx.array, weight: mx.array, padding: tuple[int, int] = (0, 0)) -> mx.array:
-    """2-D convolution, stride 1, as ``mx.conv2d``. On the CPU the input is zero-padded once
-    and each kernel tap is one accumulating matmul over a contiguous row slice of it (the
-    output is computed on the padded width and cropped): 2.5x MLX's im2col-free kernel and
-    no 9x-sized im2col buffer for a 3x3 kernel.
+    """2-D convolution, stride 1, as ``mx.conv2d``. On the CPU with OpenBLAS, a C kernel
+    gathers blocks of output positions' receptive fields (im2col in L2-sized pieces) and
+    multiplies each block by the weight with ``sgemm``, a block per thread at a time.
+    Without it the input is zero-padded once and each kernel tap is one accumulating matmul
+    over a contiguous row slice (the output computed on the padded width and cropped).
 
     Args:
         x: ``[batch, height, width, in_channels]``.
@@ -217,6 +224,8 @@ def conv2d(x: mx.array, weight: mx.array, padding: tuple[int, int] = (0, 0)) -> 
     """
     if not _on_cpu():
         return mx.conv2d(x, weight, padding=padding)
+    if _gemm() is not None:
+        return _conv_native(x, weight, padding, (1, 1))
     c_out, kh, kw, c_in = weight.shape
     ph, pw = padding
     n = x.shape[0]
@@ -233,6 +242,55 @@ def conv2d(x: mx.array, weight: mx.array, padding: tuple[int, int] = (0, 0)) -> 
             y = a @ wt[i, j] if y is None else mx.addmm(y, a, wt[i, j])
     y = y.reshape(n, h, wide, c_out)
     return y[:, :, :w] if wide != w else y
+
+
+_GEMM: list = []
+
+
+def _gemm() -> tuple[int, int, int] | None:
+    """Addresses of the preloaded OpenBLAS's ``cblas_sgemm``, ``openblas_set_num_threads`` and
+    ``openblas_get_num_threads`` for the C convolution, or None (no OpenBLAS, not on the CPU,
+    or the native library missing: callers then use MLX's matmuls)."""
+    if not _native_ok():
+        return None
+    if not _GEMM:
+        from . import _blas
+
+        found = None
+        if _blas.loaded is not None:
+            try:
+                found = tuple(
+                    ctypes.cast(getattr(_blas.loaded, name), ctypes.c_void_p).value
+                    for name in ("cblas_sgemm", "openblas_set_num_threads",
+                                 "openblas_get_num_threads")
+                )  # fmt: skip
+            except AttributeError:  # another BLAS (MLX_AUDIO_BLAS=...)
+                found = None
+        _GEMM.append(found)
+    return _GEMM[0]
+
+
+def _conv_native(x: mx.array, weight: mx.array, padding, dilation) -> mx.array:
+    """Stride-1 ``conv2d`` of ``x`` [n, h, w, c_in] with ``weight`` [c_out, kh, kw, c_in] by
+    the C kernel (blocked im2col, each thread's blocks one sgemm); float32 inside."""
+    from . import _lib
+
+    c_out, kh, kw, c_in = weight.shape
+    n, h, w, _ = x.shape
+    if x.ndim != 4 or x.shape[-1] != c_in:
+        raise ValueError(f"conv2d: input {x.shape} does not match weight {weight.shape} "
+                         f"([batch, h, w, {c_in}] expected)")  # fmt: skip
+    h_out = h + 2 * padding[0] - dilation[0] * (kh - 1)
+    w_out = w + 2 * padding[1] - dilation[1] * (kw - 1)
+    if min(n, h_out, w_out) <= 0:
+        return mx.zeros((n, max(h_out, 0), max(w_out, 0), c_out), x.dtype)
+    xv, wv = _f32(x), _f32(weight)
+    out = _scratch_array((n, h_out, w_out, c_out))
+    gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
+    _native("aio_nn_conv2d", gemm, set_threads, get_threads, _ptr(xv), n, h, w, c_in,
+            _ptr(wv), c_out, kh, kw, *padding, *dilation, _lib.ffi.NULL, _ptr(out, True),
+            _threads())  # fmt: skip
+    return _to_mlx(out, x.dtype)
 
 
 def _sum_axis(x: mx.array, axis: int, block: int = 1024) -> mx.array:
@@ -582,6 +640,75 @@ def _softmax_inplace(e: np.ndarray, scale: float = 1.0) -> None:
     array, in place (C kernel)."""
     rows = e.size // e.shape[-1]
     _native("aio_nn_softmax", _ptr(e, writable=True), rows, e.shape[-1], scale, _threads())
+
+
+class buffer_cache:  # noqa: N801 - used like a function, as contextlib's managers are
+    """Keeps MLX's freed CPU buffers for reuse while a model runs many passes, then gives the
+    memory back. Use as ``with nn.buffer_cache(): ...`` (``apply_model`` and the streaming
+    separator already do).
+
+    MLX's CPU allocator keeps at most a few tens of MB of freed buffers; past that every new
+    intermediate is fresh memory whose first touch page-faults (160,000 faults, about 10% of
+    an HTDemucs forward pass here). Inside the block the limit is ``limit`` bytes (default: a
+    quarter of physical memory, at most 4 GiB); on leaving, the previous limit is restored and
+    the cache emptied if it is over it. Nested and concurrent blocks share one raise, undone
+    when the last one leaves. Off the CPU (Metal, CUDA: their caches are large already) it
+    does nothing.
+
+    Args:
+        limit: Cache limit in bytes while inside, or None for the default.
+    """
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved: int | None = None
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 bytes, got {limit}")
+        self.limit = _default_cache_limit() if limit is None else int(limit)
+        self._active = False
+
+    def __enter__(self) -> buffer_cache:
+        if not _on_cpu():
+            return self
+        cls = type(self)
+        with cls._lock:
+            if cls._depth == 0:
+                old = mx.set_cache_limit(self.limit)
+                if old >= self.limit:  # already generous: leave it
+                    mx.set_cache_limit(old)
+                    cls._saved = None
+                else:
+                    cls._saved = old
+            cls._depth += 1
+            self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leaves the block (what ``__exit__`` does); for holders that span many calls."""
+        if not self._active:
+            return
+        cls = type(self)
+        with cls._lock:
+            self._active = False
+            cls._depth -= 1
+            if cls._depth == 0 and cls._saved is not None:
+                mx.set_cache_limit(cls._saved)
+                if mx.get_cache_memory() > cls._saved:
+                    mx.clear_cache()
+                cls._saved = None
+
+
+def _default_cache_limit() -> int:
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 8 << 30
+    return min(4 << 30, physical // 4)
 
 
 def attention(q: mx.array, k: mx.array, v: mx.array, scale: float) -> mx.array:

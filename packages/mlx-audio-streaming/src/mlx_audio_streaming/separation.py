@@ -11,6 +11,8 @@ stream's length is known, padded with real audio before them as ``apply_model`` 
 
 from __future__ import annotations
 
+import mlx_audio_io.nn as fnn
+
 import mlx.core as mx
 import numpy as np
 
@@ -108,6 +110,10 @@ class HTDemucsStreamProcessor(StreamProcessor):
 
     def reset(self) -> None:
         """Forgets the stream: the next chunk starts a new one at sample 0."""
+        cache = getattr(self, "_cache", None)
+        if cache is not None:  # the stream's buffers go back (see _run_window)
+            cache.close()
+        self._cache: fnn.buffer_cache | None = None
         self._in_channels: int | None = None
         self._pending: list[np.ndarray] = []  # input not yet joined to _input
         self._input = np.zeros((self.channels, 0), np.float32)
@@ -200,6 +206,8 @@ class HTDemucsStreamProcessor(StreamProcessor):
         part = self._input[:, lo - self._input_start : hi - self._input_start]
         if hi - lo != self.window:
             part = np.pad(part, [(0, 0), (lo - start, start + self.window - hi)])
+        if self._cache is None:  # windows reuse each other's MLX buffers until the stream ends
+            self._cache = fnn.buffer_cache().__enter__()
         res = separate_segment(self.model, part[None], segment=self._segment)[0]
         res = _center_trim(res, n)  # [sources, channels, n]
         end = offset + n - self._emitted

@@ -8,6 +8,8 @@ import random
 from collections.abc import Callable
 from fractions import Fraction
 
+import mlx_audio_io.nn as fnn
+
 import mlx.core as mx
 import numpy as np
 
@@ -146,13 +148,14 @@ def apply_model(
                         models, overlap)  # fmt: skip
     total = np.zeros((len(models[0].sources),), np.float32)
     estimates = None
-    for sub, sub_weights in zip(models, weights, strict=True):
-        out = _apply_shifts(sub, mix, shifts, split, overlap, transition_power, segment, rng,
-                            counter)  # fmt: skip
-        w = np.asarray(sub_weights, np.float32)
-        out = out * w[None, :, None, None]
-        total += w
-        estimates = out if estimates is None else estimates + out
+    with fnn.buffer_cache():  # many same-shaped passes: reuse their buffers
+        for sub, sub_weights in zip(models, weights, strict=True):
+            out = _apply_shifts(sub, mix, shifts, split, overlap, transition_power, segment,
+                                rng, counter)  # fmt: skip
+            w = np.asarray(sub_weights, np.float32)
+            out = out * w[None, :, None, None]
+            total += w
+            estimates = out if estimates is None else estimates + out
     return mx.array(estimates / total[None, :, None, None])
 
 
