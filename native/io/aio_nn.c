@@ -527,38 +527,78 @@ enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
 typedef struct {
     nn_sgemm_fn gemm;
-    const float *x, *w, *bias;
-    float *out, *cols;
+    const float *x, *add, *w, *bias;
+    float *out, *cols, *tmp;
     int64_t h, wd, c_in, kh, kw, ph, pw, dh, dw, h_out, w_out, c_out, block, r0, r1;
+    int act;
 } conv_job;
+
+/* bias, then the activation, from the sgemm's rows t [m][c_out] to out (GLU halves them) */
+AIO_CLONES
+static void conv_epilogue(const float *t, float *o, int64_t m, int64_t ch, const float *bias,
+                          int act) {
+    int64_t half = ch / 2;
+    for (int64_t i = 0; i < m; i++) {
+        const float *tr = t + i * ch;
+        if (act == AIO_NN_GLU) {
+            float *orow = o + i * half;
+            if (bias)
+                for (int64_t c = 0; c < half; c++)
+                    orow[c] = (tr[c] + bias[c]) * sigmoid(tr[c + half] + bias[c + half]);
+            else
+                for (int64_t c = 0; c < half; c++) orow[c] = tr[c] * sigmoid(tr[c + half]);
+            continue;
+        }
+        float *orow = o + i * ch;
+        for (int64_t c = 0; c < ch; c++) {
+            float v = tr[c] + (bias ? bias[c] : 0.f);
+            orow[c] = act == AIO_NN_GELU ? gelu_erf(v) : act == AIO_NN_GELU_TANH ? gelu_tanh(v) : v;
+        }
+    }
+}
+
+AIO_CLONES
+static void gather_add(float *dst, const float *a, const float *b, int64_t n) {
+    for (int64_t c = 0; c < n; c++) dst[c] = a[c] + b[c];
+}
 
 static void conv_rows(conv_job *j) {
     int64_t k = j->kh * j->kw * j->c_in, plane = j->h_out * j->w_out;
+    int64_t c_final = j->act == AIO_NN_GLU ? j->c_out / 2 : j->c_out;
+    int direct = j->kh == 1 && j->kw == 1 && j->ph == 0 && j->pw == 0 && !j->add;
     size_t run = (size_t)j->c_in * sizeof(float);
     for (int64_t r = j->r0; r < j->r1; r += j->block) {
         int64_t m = j->r1 - r < j->block ? j->r1 - r : j->block;
-        for (int64_t i = 0; i < m; i++) {
-            int64_t row = r + i, n = row / plane, p = row % plane;
-            int64_t oy = p / j->w_out, ox = p % j->w_out;
-            const float *xn = j->x + n * j->h * j->wd * j->c_in;
-            float *dst = j->cols + i * k;
-            for (int64_t a = 0; a < j->kh; a++) {
-                int64_t y = oy + a * j->dh - j->ph;
-                for (int64_t b = 0; b < j->kw; b++, dst += j->c_in) {
-                    int64_t xx = ox + b * j->dw - j->pw;
-                    if (y < 0 || y >= j->h || xx < 0 || xx >= j->wd)
-                        memset(dst, 0, run);
-                    else
-                        memcpy(dst, xn + (y * j->wd + xx) * j->c_in, run);
+        const float *a = j->x + r * j->c_in; /* 1x1: the input rows are the matrix */
+        if (!direct) {
+            for (int64_t i = 0; i < m; i++) {
+                int64_t row = r + i, n = row / plane, p = row % plane;
+                int64_t oy = p / j->w_out, ox = p % j->w_out;
+                int64_t base = n * j->h * j->wd * j->c_in;
+                float *dst = j->cols + i * k;
+                for (int64_t u = 0; u < j->kh; u++) {
+                    int64_t y = oy + u * j->dh - j->ph;
+                    for (int64_t v = 0; v < j->kw; v++, dst += j->c_in) {
+                        int64_t xx = ox + v * j->dw - j->pw;
+                        if (y < 0 || y >= j->h || xx < 0 || xx >= j->wd) {
+                            memset(dst, 0, run);
+                            continue;
+                        }
+                        int64_t at = base + (y * j->wd + xx) * j->c_in;
+                        if (j->add)
+                            gather_add(dst, j->x + at, j->add + at, j->c_in);
+                        else
+                            memcpy(dst, j->x + at, run);
+                    }
                 }
             }
+            a = j->cols;
         }
-        float *o = j->out + r * j->c_out;
+        int fused = j->bias || j->act != AIO_NN_NONE;
+        float *o = fused ? j->tmp : j->out + r * j->c_out;
         j->gemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, (int)m, (int)j->c_out, (int)k, 1.f,
-                j->cols, (int)k, j->w, (int)k, 0.f, o, (int)j->c_out);
-        if (j->bias)
-            for (int64_t i = 0; i < m; i++)
-                for (int64_t c = 0; c < j->c_out; c++) o[i * j->c_out + c] += j->bias[c];
+                a, (int)k, j->w, (int)k, 0.f, o, (int)j->c_out);
+        if (fused) conv_epilogue(o, j->out + r * c_final, m, j->c_out, j->bias, j->act);
     }
 }
 
@@ -568,13 +608,16 @@ static void *run_conv(void *p) {
 }
 
 AIO_API int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, const float *x,
-                          int64_t batch, int64_t h, int64_t w, int64_t c_in, const float *weight,
-                          int64_t c_out, int64_t kh, int64_t kw, int64_t ph, int64_t pw,
-                          int64_t dh, int64_t dw, const float *bias, float *out, int threads,
-                          char *err) {
+                          const float *add, int64_t batch, int64_t h, int64_t w, int64_t c_in,
+                          const float *weight, int64_t c_out, int64_t kh, int64_t kw, int64_t ph,
+                          int64_t pw, int64_t dh, int64_t dw, const float *bias, int act,
+                          float *out, int threads, char *err) {
     if (!sgemm || !x || !weight || !out || batch < 0 || h < 0 || w < 0 || c_in <= 0 ||
         c_out <= 0 || kh <= 0 || kw <= 0 || ph < 0 || pw < 0 || dh <= 0 || dw <= 0)
         return aio_fail(err, AIO_EARG, "bad convolution arguments");
+    if (act < AIO_NN_NONE || act > AIO_NN_GLU || (act == AIO_NN_GLU && c_out % 2))
+        return aio_fail(err, AIO_EARG, "bad activation %d for %lld channels", act,
+                        (long long)c_out);
     int64_t k = kh * kw * c_in;
     int64_t h_out = h + 2 * ph - dh * (kh - 1), w_out = w + 2 * pw - dw * (kw - 1);
     if (k > INT32_MAX / 4 || c_out > INT32_MAX / 4)
@@ -590,12 +633,14 @@ AIO_API int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, con
     if (n > 1 && rows / n < block) block = (rows + n - 1) / n;
     conv_job jobs[MAX_THREADS];
     for (int i = 0; i < n; i++) {
-        jobs[i] = (conv_job){.gemm = (nn_sgemm_fn)sgemm, .x = x, .w = weight, .bias = bias,
-                             .out = out, .h = h, .wd = w, .c_in = c_in, .kh = kh, .kw = kw,
-                             .ph = ph, .pw = pw, .dh = dh, .dw = dw, .h_out = h_out,
+        jobs[i] = (conv_job){.gemm = (nn_sgemm_fn)sgemm, .x = x, .add = add, .w = weight,
+                             .bias = bias, .out = out, .h = h, .wd = w, .c_in = c_in, .kh = kh,
+                             .kw = kw, .ph = ph, .pw = pw, .dh = dh, .dw = dw, .h_out = h_out,
                              .w_out = w_out, .c_out = c_out, .block = block,
-                             .r0 = rows * i / n, .r1 = rows * (i + 1) / n};
-        jobs[i].cols = malloc((size_t)(block * k) * sizeof(float));
+                             .r0 = rows * i / n, .r1 = rows * (i + 1) / n, .act = act};
+        /* one allocation: the gathered rows, then the sgemm's rows before the epilogue */
+        jobs[i].cols = malloc((size_t)(block * (k + c_out)) * sizeof(float));
+        jobs[i].tmp = jobs[i].cols ? jobs[i].cols + block * k : NULL;
         if (!jobs[i].cols) {
             for (int f = 0; f < i; f++) free(jobs[f].cols);
             return aio_fail(err, AIO_ENOMEM, "out of memory (%lld-float im2col block)",

@@ -116,14 +116,17 @@ int aio_nn_softmax(float *x, int64_t rows, int64_t cols, float scale, int thread
 int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_t length, int64_t taps,
                        int64_t stride, int64_t channels, int64_t start, int64_t out_len,
                        const float *bias, int act, int threads, char *err);
-/* A stride-1 2-D convolution (groups 1) of x [batch][h][w][c_in] with zero padding (ph, pw)
-   and dilation (dh, dw): out [batch][h_out][w_out][c_out] = bias[c] (NULL: 0) + the sum over
-   the kernel of weight [c_out][kh][kw][c_in] times the input, h_out = h + 2 ph - dh (kh - 1)
-   (w_out alike). sgemm is a cblas_sgemm; set_threads / get_threads are the BLAS's
-   openblas_set_num_threads / openblas_get_num_threads (NULL: the BLAS is called from this
-   thread only, as it is). Gathers blocks of output positions' receptive fields (im2col in
-   L2-sized pieces) on up to `threads` threads, each calling sgemm on its own. */
+/* A stride-1 2-D convolution (groups 1) of x [batch][h][w][c_in] (plus `add`, same layout,
+   when not NULL: a skip connection summed on the fly) with zero padding (ph, pw) and dilation
+   (dh, dw): out [batch][h_out][w_out][c_out] = act(bias[c] (NULL: 0) + the sum over the
+   kernel of weight [c_out][kh][kw][c_in] times the input), h_out = h + 2 ph - dh (kh - 1)
+   (w_out alike); act is AIO_NN_* (GLU: out has c_out / 2 channels). sgemm is a cblas_sgemm;
+   set_threads / get_threads are the BLAS's openblas_set_num_threads /
+   openblas_get_num_threads (NULL: the BLAS is called from this thread only, as it is).
+   Gathers blocks of output positions' receptive fields (im2col in L2-sized pieces; a 1x1
+   kernel reads x in place) on up to `threads` threads, each calling sgemm on its own. */
 int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, const float *x,
-                  int64_t batch, int64_t h, int64_t w, int64_t c_in, const float *weight,
-                  int64_t c_out, int64_t kh, int64_t kw, int64_t ph, int64_t pw, int64_t dh,
-                  int64_t dw, const float *bias, float *out, int threads, char *err);
+                  const float *add, int64_t batch, int64_t h, int64_t w, int64_t c_in,
+                  const float *weight, int64_t c_out, int64_t kh, int64_t kw, int64_t ph,
+                  int64_t pw, int64_t dh, int64_t dw, const float *bias, int act, float *out,
+                  int threads, char *err);

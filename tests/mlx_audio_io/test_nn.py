@@ -172,6 +172,48 @@ def test_conv2d_on_many_threads_and_blocks_and_half_precision(kernel_path):
     np.testing.assert_allclose(np.asarray(got.astype(mx.float32)), want, atol=0.05)
 
 
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "glu"])
+@pytest.mark.parametrize("kernel,padding", [((3, 3), (1, 1)), ((1, 1), (0, 0))])
+def test_conv2d_fuses_skip_bias_and_activation(kernel_path, kernel, padding, activation):
+    x = mx.random.normal((2, 13, 9, 6), key=mx.random.key(6))
+    skip = mx.random.normal(x.shape, key=mx.random.key(7))
+    w = mx.random.normal((10, *kernel, 6), key=mx.random.key(8)) * 0.3
+    b = mx.random.normal((10,), key=mx.random.key(9))
+    got = nn.conv2d(x, w, padding, bias=b, activation=activation, skip=skip)
+    want = _activate64(_conv2d64(x + skip, w, padding) + np.asarray(b, np.float64), activation)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", [None, "gelu", "glu"])
+@pytest.mark.parametrize("stride,dilation,c_out", [(1, 1, 8), (1, 2, 8), (2, 1, 8), (1, 1, 2)])
+def test_conv_axis_fuses_skip_bias_and_activation(kernel_path, stride, dilation, c_out,
+                                                  activation):  # fmt: skip
+    x = mx.random.normal((2, 17, 8), key=mx.random.key(10))  # 2 outputs: the squeeze path
+    skip = mx.random.normal(x.shape, key=mx.random.key(11))
+    w = mx.random.normal((c_out, 3, 8), key=mx.random.key(12)) * 0.3
+    b = mx.random.normal((c_out,), key=mx.random.key(13))
+    got = nn.conv_axis(x, w, 1, stride, 1, dilation, bias=b, activation=activation, skip=skip)
+    ref = mx.conv1d(x + skip, w, stride, 1, dilation) + b
+    want = _activate64(np.asarray(ref, np.float64), activation)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
+def test_conv_fusions_reject_bad_operands():
+    x, w = mx.zeros((1, 5, 5, 4)), mx.zeros((6, 3, 3, 4))
+    with pytest.raises(ValueError, match="bias"):
+        nn.conv2d(x, w, bias=mx.zeros((5,)))
+    with pytest.raises(ValueError, match="activation"):
+        nn.conv2d(x, w, activation="relu")
+    with pytest.raises(ValueError, match="even"):
+        nn.conv2d(x, mx.zeros((5, 3, 3, 4)), activation="glu")
+    with pytest.raises(ValueError, match="skip"):
+        nn.conv2d(x, w, skip=mx.zeros((1, 5, 4, 4)))
+    with pytest.raises(ValueError, match="channels"):
+        nn.conv_axis(mx.zeros((1, 5, 3)), mx.zeros((2, 3, 4)), 1)
+
+
 def test_conv2d_rejects_mismatched_channels_and_handles_empty_outputs():
     with pytest.raises(ValueError):
         nn.conv2d(mx.zeros((1, 5, 5, 3)), mx.zeros((2, 3, 3, 4)), (1, 1))

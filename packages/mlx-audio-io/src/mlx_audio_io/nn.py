@@ -103,12 +103,47 @@ def conv1d(
 
 
 def _shifted_taps(
-    x3: mx.array, w: mx.array, length: int, inner: int, padding: int, dilation: int
+    x3: mx.array, w: mx.array, length: int, inner: int, padding: int, dilation: int, epi=None
 ) -> mx.array:
     """Stride-1 convolution of ``x3`` = ``[lead, length * inner, c_in]`` along ``length``
-    (``inner`` rows per step): tap j of the output at step t reads the input at step
-    t + j * dilation - padding, which in the flattened rows is a contiguous slice, so no
-    im2col copy is made. Returns ``[lead, out_len * inner, c_out]``."""
+    (``inner`` rows per step), then ``epi`` = (bias, activation, skip) as in
+    :func:`conv_axis`. With OpenBLAS it is :func:`conv2d`'s C kernel; otherwise tap j of
+    the output at step t reads the input at step t + j * dilation - padding, which in the
+    flattened rows is a contiguous slice, so no im2col copy is made. Returns ``[lead,
+    out_len * inner, c_out]`` (halved by a GLU)."""
+    c_out, k, c_in = w.shape
+    lead = x3.shape[0]
+    out_len = length + 2 * padding - dilation * (k - 1)
+    bias, activation, skip = epi or (None, None, None)
+    if k * c_out > c_in and _gemm() is not None:  # blocked im2col + sgemm in C
+        x4 = x3.reshape(lead, length, inner, c_in)
+        skip4 = None if skip is None else skip.reshape(x4.shape)
+        y = _conv_native(x4, w[:, :, None], (padding, 0), (dilation, 1), bias, activation, skip4)
+        return y.reshape(lead, out_len * inner, -1)
+    if skip is not None:
+        x3 = x3 + skip.reshape(x3.shape)
+    return _epilogue(_shifted_taps_mlx(x3, w, length, inner, padding, dilation), bias, activation)
+
+
+def _epilogue(y: mx.array, bias, activation) -> mx.array:
+    return y if bias is None and activation is None else bias_act(y, bias, activation)
+
+
+def _check_conv(name, x, c_in, c_out, bias, activation, skip) -> None:
+    if x.shape[-1] != c_in:
+        raise ValueError(f"{name}: input has {x.shape[-1]} channels, the weight takes {c_in}")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"{name}: activation must be one of {sorted(map(str, _ACTIVATIONS))}, "
+                         f"got {activation!r}")  # fmt: skip
+    if activation == "glu" and c_out % 2:
+        raise ValueError(f"{name}: glu needs an even number of channels, got {c_out}")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"{name}: bias must have shape ({c_out},), got {bias.shape}")
+    if skip is not None and skip.shape != x.shape:
+        raise ValueError(f"{name}: skip must have the input's shape {x.shape}, got {skip.shape}")
+
+
+def _shifted_taps_mlx(x3, w, length, inner, padding, dilation):
     c_out, k, c_in = w.shape
     lead = x3.shape[0]
     out_len = length + 2 * padding - dilation * (k - 1)
@@ -131,10 +166,6 @@ def _shifted_taps(
         if y is None:
             return mx.zeros((lead, out_len * inner, c_out), x3.dtype)
         return y.reshape(lead, out_len * inner, c_out)
-    if _gemm() is not None:  # blocked im2col + sgemm in C
-        x4 = x3.reshape(lead, length, inner, c_in)
-        y = _conv_native(x4, w[:, :, None], (padding, 0), (dilation, 1))
-        return y.reshape(lead, out_len * inner, c_out)
     # else: zero-pad the input, then one accumulating matmul per tap over a row slice
     xp = mx.pad(x3, [(0, 0), (padding * inner, padding * inner), (0, 0)]) if padding else x3
     wt = w.transpose(1, 2, 0)  # [k, c_in, c_out]
@@ -146,7 +177,15 @@ def _shifted_taps(
 
 
 def conv_axis(
-    x: mx.array, weight: mx.array, axis: int, stride: int = 1, padding: int = 0, dilation: int = 1
+    x: mx.array,
+    weight: mx.array,
+    axis: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    bias: mx.array | None = None,
+    activation: str | None = None,
+    skip: mx.array | None = None,
 ) -> mx.array:
     """1-D convolution along any axis of a channels-last array (groups 1): every other axis
     but the last is a batch axis. Lets a model convolve ``[batch, time, freq, channels]``
@@ -162,29 +201,38 @@ def conv_axis(
         x: ``[..., length, ..., in_channels]``, ``length`` at ``axis``.
         weight: ``[out_channels, kernel, in_channels]`` (MLX's layout).
         axis: The axis to convolve over (not the last).
+        bias: ``[out_channels]`` added to the output, or None.
+        activation: None, ``"gelu"``, ``"gelu_tanh"`` or ``"glu"`` (halves the channels),
+            applied after the bias; with the bias fused into the C kernel's output pass.
+        skip: An array shaped as ``x`` added to it first (a U-Net skip connection), fused
+            into the C kernel's gather.
 
     Returns:
         ``x`` with ``axis`` of length ``(length + 2 * padding - dilation * (kernel - 1) - 1)
-        // stride + 1`` and ``out_channels`` channels.
+        // stride + 1`` and ``out_channels`` channels (half with ``"glu"``).
     """
     axis = axis % x.ndim
     c_out, k, c_in = weight.shape
+    _check_conv("conv_axis", x, c_in, c_out, bias, activation, skip)
     out_len = (x.shape[axis] + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     if not _on_cpu():
+        x = x if skip is None else x + skip
         if axis == x.ndim - 2:
             lead = x.shape[:-2]
             y = mx.conv1d(x.reshape(-1, *x.shape[-2:]), weight, stride, padding, dilation)
-            return y.reshape(*lead, *y.shape[-2:])
+            return _epilogue(y.reshape(*lead, *y.shape[-2:]), bias, activation)
         y = conv_axis(mx.swapaxes(x, axis, -2), weight, -2, stride, padding, dilation)
-        return mx.swapaxes(y, axis, -2)
+        return _epilogue(mx.swapaxes(y, axis, -2), bias, activation)
     shape = list(x.shape)
-    shape[axis], shape[-1] = out_len, c_out
+    shape[axis], shape[-1] = out_len, c_out // 2 if activation == "glu" else c_out
     if stride == 1:
         lead, length = math.prod(x.shape[:axis]), x.shape[axis]
         inner = math.prod(x.shape[axis + 1 : -1])
         y = _shifted_taps(x.reshape(lead, length * inner, c_in), weight, length, inner,
-                          padding, dilation)  # fmt: skip
+                          padding, dilation, (bias, activation, skip))  # fmt: skip
         return y.reshape(shape)
+    if skip is not None:
+        x = x + skip
     if axis == x.ndim - 2 and dilation == 1:
         # stride s, kernel k = stride 1, kernel ceil(k / s) over s * c_in channels: frames
         # grouped s at a time (a free reshape), taps zero-padded to a whole number of strides
@@ -196,7 +244,7 @@ def conv_axis(
             xp = xp[..., :need, :]
         xb = xp.reshape(*x.shape[:axis], need // stride, stride * c_in)
         wb = mx.pad(weight, [(0, 0), (0, m * stride - k), (0, 0)]).reshape(c_out, m, -1)
-        return conv_axis(xb, wb, axis, 1, 0, 1)
+        return conv_axis(xb, wb, axis, 1, 0, 1, bias, activation)
     pads = [(0, 0)] * x.ndim
     pads[axis] = (padding, padding)
     xp = mx.pad(x, pads) if padding else x
@@ -207,10 +255,17 @@ def conv_axis(
         index[axis] = slice(j * dilation, j * dilation + span, stride)
         taps.append(xp[tuple(index)])
     cols = mx.concatenate(taps, axis=-1) if k > 1 else taps[0]
-    return cols @ weight.reshape(c_out, k * c_in).T
+    return _epilogue(cols @ weight.reshape(c_out, k * c_in).T, bias, activation)
 
 
-def conv2d(x: mx.array, weight: mx.array, padding: tuple[int, int] = (0, 0)) -> mx.array:
+def conv2d(
+    x: mx.array,
+    weight: mx.array,
+    padding: tuple[int, int] = (0, 0),
+    bias: mx.array | None = None,
+    activation: str | None = None,
+    skip: mx.array | None = None,
+) -> mx.array:
     """2-D convolution, stride 1, as ``mx.conv2d``. On the CPU with OpenBLAS, a C kernel
     gathers blocks of output positions' receptive fields (im2col in L2-sized pieces) and
     multiplies each block by the weight with ``sgemm``, a block per thread at a time.
@@ -221,11 +276,19 @@ def conv2d(x: mx.array, weight: mx.array, padding: tuple[int, int] = (0, 0)) -> 
         x: ``[batch, height, width, in_channels]``.
         weight: ``[out_channels, kernel_h, kernel_w, in_channels]``.
         padding: Zero padding of height and width.
+        bias, activation, skip: As in :func:`conv_axis` (fused into the C kernel).
     """
+    c_out, kh, kw, c_in = weight.shape
+    _check_conv("conv2d", x, c_in, c_out, bias, activation, skip)
+    if _on_cpu() and _gemm() is not None:
+        return _conv_native(x, weight, padding, (1, 1), bias, activation, skip)
+    x = x if skip is None else x + skip
     if not _on_cpu():
-        return mx.conv2d(x, weight, padding=padding)
-    if _gemm() is not None:
-        return _conv_native(x, weight, padding, (1, 1))
+        return _epilogue(mx.conv2d(x, weight, padding=padding), bias, activation)
+    return _epilogue(_conv2d_taps(x, weight, padding), bias, activation)
+
+
+def _conv2d_taps(x: mx.array, weight: mx.array, padding) -> mx.array:
     c_out, kh, kw, c_in = weight.shape
     ph, pw = padding
     n = x.shape[0]
@@ -270,26 +333,27 @@ def _gemm() -> tuple[int, int, int] | None:
     return _GEMM[0]
 
 
-def _conv_native(x: mx.array, weight: mx.array, padding, dilation) -> mx.array:
-    """Stride-1 ``conv2d`` of ``x`` [n, h, w, c_in] with ``weight`` [c_out, kh, kw, c_in] by
-    the C kernel (blocked im2col, each thread's blocks one sgemm); float32 inside."""
+def _conv_native(x, weight, padding, dilation, bias=None, activation=None, skip=None):
+    """Stride-1 ``conv2d`` of ``x`` [n, h, w, c_in] (+ ``skip``) with ``weight`` [c_out, kh,
+    kw, c_in], then bias and activation, by the C kernel (blocked im2col, each thread's
+    blocks one sgemm); float32 inside. Operands checked by the caller."""
     from . import _lib
 
     c_out, kh, kw, c_in = weight.shape
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: input must be [batch, height, width, channels], got {x.shape}")
     n, h, w, _ = x.shape
-    if x.ndim != 4 or x.shape[-1] != c_in:
-        raise ValueError(f"conv2d: input {x.shape} does not match weight {weight.shape} "
-                         f"([batch, h, w, {c_in}] expected)")  # fmt: skip
     h_out = h + 2 * padding[0] - dilation[0] * (kh - 1)
     w_out = w + 2 * padding[1] - dilation[1] * (kw - 1)
+    c_final = c_out // 2 if activation == "glu" else c_out
     if min(n, h_out, w_out) <= 0:
-        return mx.zeros((n, max(h_out, 0), max(w_out, 0), c_out), x.dtype)
-    xv, wv = _f32(x), _f32(weight)
-    out = _scratch_array((n, h_out, w_out, c_out))
+        return mx.zeros((n, max(h_out, 0), max(w_out, 0), c_final), x.dtype)
+    xv, wv, sv, bv = _f32(x), _f32(weight), _f32(skip), _f32(bias)
+    out = _scratch_array((n, h_out, w_out, c_final))
     gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
-    _native("aio_nn_conv2d", gemm, set_threads, get_threads, _ptr(xv), n, h, w, c_in,
-            _ptr(wv), c_out, kh, kw, *padding, *dilation, _lib.ffi.NULL, _ptr(out, True),
-            _threads())  # fmt: skip
+    _native("aio_nn_conv2d", gemm, set_threads, get_threads, _ptr(xv), _ptr(sv), n, h, w, c_in,
+            _ptr(wv), c_out, kh, kw, *padding, *dilation, _ptr(bv), _ACTIVATIONS[activation],
+            _ptr(out, True), _threads())  # fmt: skip
     return _to_mlx(out, x.dtype)
 
 

@@ -62,10 +62,12 @@ class ConvAxis(nn.Module):
         self.bias = mx.zeros((c_out,))
         self.stride, self.padding, self.dilation, self.axis = stride, padding, dilation, axis
 
-    def __call__(self, x, bias=True):
-        """``bias=False`` leaves the bias out, for a fused op after to add."""
-        y = fnn.conv_axis(x, self.weight, self.axis, self.stride, self.padding, self.dilation)
-        return y + self.bias if bias else y
+    def __call__(self, x, bias=True, activation=None, skip=None):
+        """``bias=False`` leaves the bias out, for a fused op after to add; ``activation``
+        and ``skip`` (added to ``x`` first) are fused in as ``nn.conv_axis`` does."""
+        b = self.bias if bias else None
+        return fnn.conv_axis(x, self.weight, self.axis, self.stride, self.padding,
+                             self.dilation, b, activation, skip)  # fmt: skip
 
 
 class Conv2d(nn.Module):
@@ -79,10 +81,10 @@ class Conv2d(nn.Module):
         self.bias = mx.zeros((c_out,))
         self.padding = padding
 
-    def __call__(self, x, bias=True):
-        """``bias=False`` leaves the bias out, for a fused op after to add."""
-        y = fnn.conv2d(x, self.weight, (self.padding, self.padding))
-        return y + self.bias if bias else y
+    def __call__(self, x, bias=True, activation=None, skip=None):
+        """As :meth:`ConvAxis.__call__`."""
+        return fnn.conv2d(x, self.weight, (self.padding, self.padding),
+                          self.bias if bias else None, activation, skip)  # fmt: skip
 
 
 class ConvTransposeAxis(nn.Module):
@@ -154,6 +156,14 @@ def _norm_act(norm, y, activation, bias):
     return fnn.bias_act(y, bias, activation)
 
 
+def _conv_norm_act(norm, conv, x, activation, skip=None):
+    """``activation(norm(conv(x + skip)))``: without a norm the bias and activation are fused
+    into the convolution's output pass, with one into the norm's."""
+    if isinstance(norm, GroupNorm):
+        return norm(conv(x, bias=False, skip=skip), activation, input_bias=conv.bias)
+    return conv(x, activation=activation, skip=skip)
+
+
 class HEncLayer(nn.Module):
     """One encoder layer: strided conv (over frequency or time), optional injection of the
     time branch, GELU, DConv, then a rewrite conv + GLU."""
@@ -182,15 +192,16 @@ class HEncLayer(nn.Module):
                 x = mx.pad(x, [(0, 0), (0, self.stride - rem), (0, 0)])
         if self.empty:
             return self.conv(x)
-        y, bias = self.conv(x, bias=False), self.conv.bias
-        if inject is not None:
-            y = y + bias + (inject[:, :, None] if inject.ndim == 3 and y.ndim == 4 else inject)
-            bias = None
-        y = _norm_act(self.norm1, y, "gelu", bias)
+        if inject is None:
+            y = _conv_norm_act(self.norm1, self.conv, x, "gelu")
+        else:
+            y = self.conv(x)
+            y = y + (inject[:, :, None] if inject.ndim == 3 and y.ndim == 4 else inject)
+            y = _norm_act(self.norm1, y, "gelu", None)
         if self.dconv is not None:
             y = self.dconv(y)
         if self.rewrite is not None:
-            y = _norm_act(self.norm2, self.rewrite(y, bias=False), "glu", self.rewrite.bias)
+            y = _conv_norm_act(self.norm2, self.rewrite, y, "glu")
         return y
 
 
@@ -217,10 +228,10 @@ class HDecLayer(nn.Module):
         if self.freq and x.ndim == 3:  # [B, T, C*F] -> [B, T, F, C]
             x = x.reshape(x.shape[0], x.shape[1], self.chin, -1).swapaxes(2, 3)
         if not self.empty:
-            x = x + skip
-            y = x
-            if self.rewrite is not None:
-                y = _norm_act(self.norm1, self.rewrite(x, bias=False), "glu", self.rewrite.bias)
+            if self.rewrite is not None:  # x + skip summed in the convolution's gather
+                y = _conv_norm_act(self.norm1, self.rewrite, x, "glu", skip)
+            else:
+                y = x + skip
             if self.dconv is not None:
                 y = self.dconv(y)
         else:
