@@ -130,3 +130,11 @@ int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, const float
                   const float *weight, int64_t c_out, int64_t kh, int64_t kw, int64_t ph,
                   int64_t pw, int64_t dh, int64_t dw, const float *bias, int act, float *out,
                   int threads, char *err);
+/* Dense attention out = softmax(scale q k^T) v for each (batch, head): q [batch][heads][lq][d],
+   k and v [batch][heads][lk][d], all contiguous; out is [batch][lq][heads][d]. Queries go in
+   blocks of `block` (0: sized for ~1.5 MB of scores) whose scores stay in cache; sgemm,
+   set_threads and get_threads as for aio_nn_conv2d. scale > 0. */
+int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const float *q,
+                     const float *k, const float *v, float *out, int64_t batch, int64_t heads,
+                     int64_t lq, int64_t lk, int64_t d, float scale, int64_t block, int threads,
+                     char *err);

@@ -275,15 +275,43 @@ def test_activations_match_mlx():
     assert nn.gelu(x.astype(mx.float16)).dtype == mx.float16
 
 
-def test_attention_matches_mlx():
-    q = mx.random.normal((2, 3, 50, 16), key=mx.random.key(5)) * 2
-    k = mx.random.normal((2, 3, 70, 16), key=mx.random.key(6)) * 2
-    v = mx.random.normal((2, 3, 70, 16), key=mx.random.key(7))
-    ref = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.25)
+@pytest.fixture(params=["blocked", "per_head"])
+def attention_path(request, monkeypatch):
+    """The query-block C kernel (with OpenBLAS), and MLX matmuls per head + C softmax."""
+    if request.param == "per_head":
+        monkeypatch.setattr(nn, "_gemm", lambda: None)
+    return request.param
+
+
+@pytest.mark.parametrize("lq,lk", [(50, 70), (700, 3000), (1, 5)])  # 3000 keys: 131-query blocks
+def test_attention_matches_mlx(attention_path, lq, lk):
+    q = mx.random.normal((2, 3, lq, 16), key=mx.random.key(5)) * 2
+    k = mx.random.normal((2, 3, lk, 16), key=mx.random.key(6)) * 2
+    v = mx.random.normal((2, 3, lk, 16), key=mx.random.key(7))
+    q64, k64, v64 = (np.asarray(t, np.float64) for t in (q, k, v))
+    s64 = q64 @ k64.swapaxes(-1, -2) * 0.25
+    p64 = np.exp(s64 - s64.max(-1, keepdims=True))
+    ref = (p64 / p64.sum(-1, keepdims=True)) @ v64
     got = nn.attention(q, k, v, 0.25)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5)
     # the inputs are untouched by the in-place softmax
     np.testing.assert_allclose(np.asarray(nn.attention(q, k, v, 0.25)), np.asarray(got))
+
+
+def test_attention_half_precision_and_negative_scale(attention_path):
+    q = mx.random.normal((1, 2, 33, 8), key=mx.random.key(8))
+    k = mx.random.normal((1, 2, 40, 8), key=mx.random.key(9))
+    v = mx.random.normal((1, 2, 40, 8), key=mx.random.key(10))
+    ref = mx.fast.scaled_dot_product_attention(q, k, v, scale=-0.5)
+    np.testing.assert_allclose(np.asarray(nn.attention(q, k, v, -0.5)), np.asarray(ref), atol=1e-5)
+    got = nn.attention(*(t.astype(mx.float16) for t in (q, k, v)), 0.5)
+    assert got.dtype == mx.float16
+    ref = mx.fast.scaled_dot_product_attention(q, k, v, scale=0.5)
+    np.testing.assert_allclose(np.asarray(got.astype(mx.float32)), np.asarray(ref), atol=5e-3)
+    if attention_path == "blocked":
+        with pytest.raises(ValueError, match="do not match"):
+            nn.attention(q, k[:, :1], v, 0.5)
 
 
 def _group_norm64(x, groups, weight, bias, axes, eps=1e-5):
