@@ -103,15 +103,18 @@ def main(argv=None) -> int:
              lambda: mx.conv1d(xd, wd, padding=9, dilation=9),
              lambda: nn.conv1d(xd, wd, padding=9, dilation=9), runs),
     ]  # fmt: skip
-    rows += htdemucs_rows(runs)
+    with nn.buffer_cache():  # as inside apply_model: intermediates reuse freed buffers
+        rows += htdemucs_rows(runs)
     lines = [
         "# mlx_audio_io.nn: fast CPU layers",
         "",
         "MLX's own CPU kernel or operations against `mlx_audio_io.nn` (matmuls through the "
         "preloaded OpenBLAS, fused C kernels), median of "
         f"{runs} runs after a warm-up, float32, same process (`make bench`, "
-        "`tools/bench/bench_nn.py`). Torch comparisons come with the models that use these "
-        "layers ([benchmarks_sts.md](benchmarks_sts.md)).",
+        "`tools/bench/bench_nn.py`). The rows at HTDemucs' shapes run inside "
+        "`nn.buffer_cache()`, as `apply_model` does (both columns: fresh 66 MB outputs "
+        "otherwise page-fault on every call). Torch comparisons come with the models that use "
+        "these layers ([benchmarks_sts.md](benchmarks_sts.md)).",
         "",
         "| operation | mx kernel ms | mlx_audio_io.nn ms | speed-up | max abs diff |",
         "|---|---:|---:|---:|---:|",
