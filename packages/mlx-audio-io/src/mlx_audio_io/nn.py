@@ -824,12 +824,13 @@ def _attention_native(q, k, v, scale):
     lk = k.shape[2]
     if k.shape != (b, h, lk, d) or v.shape != k.shape:
         raise ValueError(f"attention: q {q.shape}, k {k.shape} and v {v.shape} do not match")
+    if not (lk and lq and b):  # nothing to attend to (MLX's kernel gives NaN for no keys)
+        return mx.zeros((b, h, lq, d), q.dtype)
     qv, kv, vv = (_f32(mx.contiguous(t)) for t in (q, k, v))
-    out = np.empty((b, lq, h, d), np.float32) if lk else np.zeros((b, lq, h, d), np.float32)
-    if lk and lq and b:
-        gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
-        _native("aio_nn_attention", gemm, set_threads, get_threads, _ptr(qv), _ptr(kv),
-                _ptr(vv), _ptr(out, True), b, h, lq, lk, d, scale, 0, _threads())  # fmt: skip
+    out = _scratch_array((b, lq, h, d))
+    gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
+    _native("aio_nn_attention", gemm, set_threads, get_threads, _ptr(qv), _ptr(kv), _ptr(vv),
+            _ptr(out, True), b, h, lq, lk, d, scale, 0, _threads())  # fmt: skip
     # a [batch, heads, queries, dim] view of [batch, queries, heads, dim]: the usual
     # transpose back to [batch, queries, heads * dim] is then free
     return _to_mlx(out, q.dtype).transpose(0, 2, 1, 3)
