@@ -525,6 +525,20 @@ typedef void (*nn_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, i
                             float beta, float *c, int ldc);
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
+/* parallel() for jobs that call sgemm: with several threads the BLAS is set to one thread
+   meanwhile (each job's sgemm on its own core), then restored. n > 1 needs both setters. */
+static void parallel_blas(void *(*fn)(void *), void *jobs, size_t size, int n,
+                          void *set_threads, void *get_threads) {
+    if (n < 2) {
+        parallel(fn, jobs, size, n);
+        return;
+    }
+    int saved = ((int (*)(void))get_threads)();
+    ((void (*)(int))set_threads)(1);
+    parallel(fn, jobs, size, n);
+    ((void (*)(int))set_threads)(saved);
+}
+
 typedef struct {
     nn_sgemm_fn gemm;
     const float *x, *add, *w, *bias;
@@ -647,13 +661,7 @@ AIO_API int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, con
                             (long long)(block * k));
         }
     }
-    int saved = 0;
-    if (n > 1) { /* each thread's sgemm on its own core */
-        saved = ((int (*)(void))get_threads)();
-        ((void (*)(int))set_threads)(1);
-    }
-    parallel(run_conv, jobs, sizeof jobs[0], n);
-    if (n > 1) ((void (*)(int))set_threads)(saved);
+    parallel_blas(run_conv, jobs, sizeof jobs[0], n, set_threads, get_threads);
     for (int i = 0; i < n; i++) free(jobs[i].cols);
     return 0;
 }
@@ -729,13 +737,7 @@ AIO_API int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, 
                             (long long)(block * lk));
         }
     }
-    int saved = 0;
-    if (n > 1) {
-        saved = ((int (*)(void))get_threads)();
-        ((void (*)(int))set_threads)(1);
-    }
-    parallel(run_attn, jobs, sizeof jobs[0], n);
-    if (n > 1) ((void (*)(int))set_threads)(saved);
+    parallel_blas(run_attn, jobs, sizeof jobs[0], n, set_threads, get_threads);
     for (int i = 0; i < n; i++) free(jobs[i].scores);
     return 0;
 }
