@@ -59,6 +59,22 @@ def test_istft_inverts_stft(n_fft, hop, normalized):
     np.testing.assert_allclose(y, x, atol=1e-4)
 
 
+@pytest.mark.parametrize("normalized", [False, True])
+def test_frames_first_is_the_transposed_layout(normalized):
+    x = mx.array(np.random.default_rng(2).standard_normal((2, 3, 5000)).astype(np.float32))
+    spec = dsp.stft(x, 512, 128, normalized=normalized)
+    first = dsp.stft(x, 512, 128, normalized=normalized, frames_first=True)
+    assert first.shape == (2, 3, spec.shape[-1], 257)
+    np.testing.assert_allclose(np.asarray(first), np.asarray(spec.swapaxes(-1, -2)), atol=1e-5)
+    y = dsp.istft(first, 512, 128, normalized=normalized, length=5000, frames_first=True)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-4)
+    # a transposed (non-contiguous) view is read as well as a contiguous array
+    y2 = dsp.istft(
+        spec.swapaxes(-1, -2), 512, 128, normalized=normalized, length=5000, frames_first=True
+    )
+    np.testing.assert_allclose(np.asarray(y2), np.asarray(x), atol=1e-4)
+
+
 def test_hann_and_errors():
     np.testing.assert_allclose(np.asarray(dsp.hann_window(8)), _np_hann(8), atol=1e-6)
     np.testing.assert_allclose(
@@ -68,3 +84,7 @@ def test_hann_and_errors():
         dsp.stft(mx.zeros((10,)), 64)
     with pytest.raises(ValueError, match="frequency bins"):
         dsp.istft(mx.zeros((10, 5), dtype=mx.complex64), 64)
+    with pytest.raises(ValueError, match="frequency bins"):
+        dsp.istft(mx.zeros((33, 5), dtype=mx.complex64), 64, frames_first=True)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        dsp.istft(mx.zeros((33,), dtype=mx.complex64), 64)

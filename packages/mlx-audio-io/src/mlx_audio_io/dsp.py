@@ -58,6 +58,8 @@ def stft(
     center: bool = True,
     pad_mode: str = "reflect",
     normalized: bool = False,
+    *,
+    frames_first: bool = False,
 ) -> mx.array:
     """Short-time Fourier transform, as ``torch.stft(..., return_complex=True, onesided=True)``.
 
@@ -70,6 +72,8 @@ def stft(
         center: Pad ``n_fft // 2`` on both sides so frame t is centred on sample t * hop.
         pad_mode: ``"reflect"`` or ``"constant"`` (zeros), for ``center``.
         normalized: Scale by ``n_fft ** -0.5``.
+        frames_first: Return ``[..., frames, n_fft // 2 + 1]`` (channels-last models' layout,
+            without the transposing copy).
 
     Returns:
         complex64 ``[..., n_fft // 2 + 1, frames]``.
@@ -93,9 +97,9 @@ def stft(
     frames = 1 + (total - n_fft) // hop
     x = mx.contiguous(x)
     framed = mx.as_strided(x, (x.shape[0], frames, n_fft), (total, hop, 1))
-    spec = mx.fft.rfft(framed * win, axis=-1)
-    if normalized:
-        spec = spec * (n_fft**-0.5)
+    spec = mx.fft.rfft(framed * (win * n_fft**-0.5 if normalized else win), axis=-1)
+    if frames_first:
+        return spec.reshape(*lead, frames, n_fft // 2 + 1)
     return spec.swapaxes(-1, -2).reshape(*lead, n_fft // 2 + 1, frames)
 
 
@@ -119,6 +123,8 @@ def istft(
     center: bool = True,
     normalized: bool = False,
     length: int | None = None,
+    *,
+    frames_first: bool = False,
 ) -> mx.array:
     """Inverse STFT, as ``torch.istft`` (windowed overlap-add divided by the window envelope).
 
@@ -126,6 +132,8 @@ def istft(
         spec: complex ``[..., n_fft // 2 + 1, frames]``.
         n_fft, hop_length, win_length, window, center, normalized: As given to :func:`stft`.
         length: Samples to return (trimmed or zero-padded); default all but the centre padding.
+        frames_first: ``spec`` is ``[..., frames, n_fft // 2 + 1]`` (as ``stft(...,
+            frames_first=True)`` returns), read without a transposing copy.
 
     Returns:
         float32 ``[..., samples]``.
@@ -133,13 +141,19 @@ def istft(
     hop = hop_length or n_fft // 4
     win = _window(window, n_fft, win_length or n_fft)
     spec = mx.array(spec) if not isinstance(spec, mx.array) else spec
+    if spec.ndim < 2:
+        raise ValueError(f"spec must have at least 2 dimensions, got shape {spec.shape}")
     lead, (bins, n) = spec.shape[:-2], spec.shape[-2:]
+    if frames_first:
+        bins, n = n, bins
     if bins != n_fft // 2 + 1:
         raise ValueError(f"expected {n_fft // 2 + 1} frequency bins for n_fft={n_fft}, got {bins}")
-    frames = mx.fft.irfft(spec.reshape(-1, bins, n).swapaxes(-1, -2), n=n_fft, axis=-1)
-    if normalized:
-        frames = frames * (n_fft**0.5)
-    y = _overlap_add(frames * win, hop)
+    if frames_first:
+        spec = spec.reshape(-1, n, bins)
+    else:
+        spec = spec.reshape(-1, bins, n).swapaxes(-1, -2)
+    frames = mx.fft.irfft(spec, n=n_fft, axis=-1)
+    y = _overlap_add(frames * (win * n_fft**0.5 if normalized else win), hop)
     envelope = _overlap_add(mx.broadcast_to(win * win, (1, n, n_fft)), hop)
     start = n_fft // 2 if center else 0
     end = y.shape[-1] - (n_fft // 2 if center else 0)

@@ -169,23 +169,20 @@ class HTDemucs(nn.Module):
         le = math.ceil(length / hl)
         pad = hl // 2 * 3
         x = _reflect_pad_time(x, pad, pad + le * hl - length)
-        z = dsp.stft(x, self.nfft, hl, normalized=True)[..., :-1, 2 : 2 + le]  # [B, C, F, T]
-        m = mx.stack([mx.real(z), mx.imag(z)], axis=-1)  # [B, C, F, T, 2]
-        b, c, f, t, _ = m.shape
-        return m.transpose(0, 3, 2, 1, 4).reshape(b, t, f, c * 2)
+        z = dsp.stft(x, self.nfft, hl, normalized=True, frames_first=True)  # [B, C, T, F + 1]
+        z = mx.contiguous(z[..., 2 : 2 + le, :-1].transpose(0, 2, 3, 1))  # [B, T, F, C]
+        return z.view(mx.float32)  # (re, im) of each channel side by side: [B, T, F, 2C]
 
     def _ispec(self, m, length):
         """Waveforms ``[B, S, C, length]`` from CaC output ``[B, T, F, S*2C]``."""
         b, t, f, _ = m.shape
-        s = len(self.sources)
-        m = m.reshape(b, t, f, s, -1, 2).transpose(0, 3, 4, 2, 1, 5)  # [B, S, C, F, T, 2]
-        z = mx.contiguous(m).view(mx.complex64).squeeze(-1)  # (re, im) pairs are complex64
-        z = mx.pad(z, [(0, 0)] * 3 + [(0, 1), (2, 2)])
+        z = mx.contiguous(m).view(mx.complex64)  # (re, im) pairs: [B, T, F, S*C]
+        z = mx.pad(z.transpose(0, 3, 1, 2), [(0, 0), (0, 0), (2, 2), (0, 1)])  # [B, S*C, T+4, F+1]
         hl = self.hop_length
         pad = hl // 2 * 3
         le = hl * math.ceil(length / hl) + 2 * pad
-        x = dsp.istft(z, self.nfft, hl, normalized=True, length=le)
-        return x[..., pad : pad + length]
+        x = dsp.istft(z, self.nfft, hl, normalized=True, length=le, frames_first=True)
+        return x.reshape(b, len(self.sources), -1, le)[..., pad : pad + length]
 
     def __call__(self, mix: mx.array, rng=None, capture: dict | None = None) -> mx.array:
         """Separates ``mix`` ``[batch, channels, samples]``.
