@@ -55,14 +55,16 @@ PARITY_VENV := .parity-venv
 parity: sync
 	test -x $(PARITY_VENV)/bin/python || python3 -m venv $(PARITY_VENV)
 	$(PARITY_VENV)/bin/pip install -q torch==2.13.0 "mlx[cpu]" numpy cffi demucs==4.1.0 \
-	  huggingface_hub pyyaml
+	  kokoro==0.9.4 huggingface_hub pyyaml
 	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
 	  $$($(PARITY_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
 	{ echo "# Parity with PyTorch"; echo; echo '`make parity` (tools/parity/), on random inputs.'; \
 	  echo; echo "## Layers (tools/parity/layers.py)"; echo; \
 	  $(PARITY_VENV)/bin/python tools/parity/layers.py; \
 	  echo; echo "## HTDemucs (tools/parity/htdemucs.py, against demucs 4.1.0)"; echo; \
-	  $(PARITY_VENV)/bin/python tools/parity/htdemucs.py; } > docs/parity.md
+	  $(PARITY_VENV)/bin/python tools/parity/htdemucs.py; \
+	  echo; echo "## Kokoro-82M (tools/parity/kokoro.py, against kokoro 0.9.4)"; echo; \
+	  $(PARITY_VENV)/bin/python tools/parity/kokoro.py; } > docs/parity.md
 	cat docs/parity.md
 
 lint:

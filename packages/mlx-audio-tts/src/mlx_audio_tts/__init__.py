@@ -1,7 +1,5 @@
-"""Text-to-speech models (Kokoro, Orpheus, CSM) on MLX.
-
-Placeholder: installs and imports; its API arrives with its own issue.
-"""
+"""Text-to-speech models on MLX: Kokoro-82M (``mlx_audio_tts.models.kokoro``) so far;
+Orpheus and CSM follow."""
 
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 

@@ -1,0 +1,133 @@
+"""Loading Kokoro from a folder, a file or the Hub, in any of the three layouts:
+
+* hexgrad's (``config.json``, ``kokoro-v1_0.pth``, ``voices/*.pt``), converted on load;
+* the MLX-community copy (``config.json``, ``kokoro-v1_0.safetensors`` in torch layout,
+  ``voices/*.safetensors``), converted on load;
+* ours (``config.json`` with ``model_type: kokoro``, ``*.safetensors`` in MLX layout,
+  possibly quantized), as :func:`save_model` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import ModelConfig
+from .convert import is_torch_layout, sanitize
+from .model import KokoroModel
+
+DEFAULT_REPO = "hexgrad/Kokoro-82M"
+_MODEL_PATTERNS = ["config.json", "*.pth", "kokoro*.safetensors", "model*.safetensors"]
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.glob("*.safetensors"))
+    if not files:
+        files = sorted(folder.glob("*.pth"))
+    return files
+
+
+def _read_weights(path: Path) -> dict:
+    if path.suffix == ".pth":
+        from mlx_audio_io.torchfile import load_torch_file
+
+        state = load_torch_file(path)
+        if not isinstance(state, dict):
+            raise ValueError(f"loading failed for '{path}': not a Kokoro state dict")
+        return state
+    try:
+        return mx.load(str(path))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"loading failed for '{path}': {e}") from e
+
+
+def _quantize_predicate(group_size: int):
+    def predicate(_path, module):
+        return hasattr(module, "to_quantized") and module.weight.shape[-1] % group_size == 0
+
+    return predicate
+
+
+def build_model(config: dict | ModelConfig, weights: dict, where: str = "weights") -> KokoroModel:
+    """A ``KokoroModel`` from a config and a weight dict in either layout, loaded strictly
+    (quantized first when the config says so).
+
+    Raises:
+        ValueError: Missing, unexpected or misshapen weights, naming them and ``where``.
+    """
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    model = KokoroModel(cfg)
+    try:
+        if is_torch_layout(weights) or any(isinstance(v, dict) for v in weights.values()):
+            weights = sanitize(model, weights)
+        quant = cfg.extra.get("quantization")
+        if quant:
+            nn.quantize(model, quant["group_size"], quant["bits"],
+                        class_predicate=_quantize_predicate(quant["group_size"]))  # fmt: skip
+        model.load_weights(list(weights.items()), strict=True)
+    except ValueError as e:
+        raise ValueError(f"loading failed for '{where}': {e}") from e
+    mx.eval(model.parameters())
+    model.eval()
+    return model
+
+
+def load_local(path) -> KokoroModel:
+    """A model from a folder holding ``config.json`` and its weights (a ``.pth`` or
+    ``.safetensors`` file), or from a weight file next to its ``config.json``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: '{path}'")
+    folder = path if path.is_dir() else path.parent
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no config.json in '{folder}'")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"loading failed for '{config_path}': not valid JSON ({e})") from e
+    files = [path] if path.is_file() else _weight_files(folder)
+    if not files:
+        raise FileNotFoundError(f"no Kokoro weights (.safetensors or .pth) in '{folder}'")
+    weights = {}
+    for f in files:
+        weights.update(_read_weights(f))
+    return build_model(config, weights, where=str(path))
+
+
+def load_model(name_or_path=DEFAULT_REPO, revision: str | None = None) -> KokoroModel:
+    """``KokoroModel`` from a local folder or file, or a Hub repo id (``hexgrad/Kokoro-82M``,
+    ``prince-canuma/Kokoro-82M``, ``mlx-community/Kokoro-82M-bf16``, or a folder saved by
+    :func:`save_model` and uploaded). Only the config and the model weights are fetched;
+    voices load on demand (:func:`mlx_audio_tts.models.kokoro.voices.load_voice`).
+
+    Raises:
+        FileNotFoundError: Missing path, unknown repo, or not cached while offline.
+        ValueError: The files do not hold a Kokoro model of their config.
+    """
+    from mlx_audio_io.hub import resolve_model_path
+
+    key = str(name_or_path)
+    if Path(key).expanduser().exists():
+        return load_local(key)
+    return load_local(resolve_model_path(key, revision=revision, allow_patterns=_MODEL_PATTERNS))
+
+
+def save_model(model: KokoroModel, folder, weights: dict | None = None,
+               config: dict | None = None) -> Path:  # fmt: skip
+    """Writes our layout: ``config.json`` (``model_type: kokoro``) and
+    ``model.safetensors``. ``weights``/``config`` default to the model's own (pass
+    :func:`mlx_audio_tts.utils.quantize_model`'s to save a quantized copy)."""
+    from mlx.utils import tree_flatten
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = dict(config or model.config.to_dict())
+    config["model_type"] = "kokoro"
+    weights = weights if weights is not None else dict(tree_flatten(model.parameters()))
+    (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    mx.save_safetensors(str(folder / "model.safetensors"), weights, metadata={"format": "mlx"})
+    return folder
