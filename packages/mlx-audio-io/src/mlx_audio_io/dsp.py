@@ -76,7 +76,8 @@ def stft(
             without the transposing copy).
 
     Returns:
-        complex64 ``[..., n_fft // 2 + 1, frames]``.
+        complex64 ``[..., n_fft // 2 + 1, frames]`` (``[..., frames, n_fft // 2 + 1]`` with
+        ``frames_first``).
     """
     hop = hop_length or n_fft // 4
     win = _window(window, n_fft, win_length or n_fft)
