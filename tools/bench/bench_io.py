@@ -52,9 +52,10 @@ from common import (
     Anchor,
     ExternalPeer,
     Footnotes,
+    cpu_model,
     first_error,
     probe_venv,
-    read_proc,
+    ram_total,
     text_tail,
     version,
 )
@@ -961,13 +962,12 @@ def torch_line(peer: ExternalPeer) -> str:
 
 def machine_section(runs: int, peers: dict[str, ExternalPeer]) -> list[str]:
     """The "Machine" and "Method" lines above the table."""
-    mem_kb = read_proc("/proc/meminfo", "MemTotal")
-    ram = f"{int(mem_kb.split()[0]) / 2**20:.1f} GiB" if mem_kb else "unknown"
     return [
         "## Machine",
         "",
-        f"- CPU: {read_proc('/proc/cpuinfo', 'model name') or platform.processor() or 'unknown'}",
-        f"- Cores: {os.cpu_count()}; RAM: {ram}; OS: {platform.system()} {platform.release()}",
+        f"- CPU: {cpu_model()}",
+        f"- Cores: {os.cpu_count()}; RAM: {ram_total()}; "
+        f"OS: {platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; mlx {version('mlx')}; "
         f"mlx_audio_io (this repo) {version('mlx-audio-io')}; numpy {np.__version__}",
         f"- soundfile {version('soundfile')} (libsndfile {libsndfile_version()}); "

@@ -45,8 +45,8 @@ from common import (
     Anchor,
     Footnotes,
     first_error,
+    machine_line,
     probe_venv,
-    read_proc,
     text_tail,
     version,
 )
@@ -720,9 +720,6 @@ def anchor_line(anchor: Anchor) -> str:
 
 def machine_section(anchor: Anchor) -> list[str]:
     """The Machine lines."""
-    mem_kb = read_proc("/proc/meminfo", "MemTotal")
-    ram = f"{int(mem_kb.split()[0]) / 2**20:.1f} GiB" if mem_kb else "unknown"
-    cpu = read_proc("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
     ours_file = Path(fma.__file__).resolve()
     try:
         ours_file = ours_file.relative_to(ROOT)
@@ -731,8 +728,7 @@ def machine_section(anchor: Anchor) -> list[str]:
     return [
         "## Machine",
         "",
-        f"- CPU: {cpu}; cores: {os.cpu_count()}; RAM: {ram}; "
-        f"OS: {platform.system()} {platform.release()}",
+        machine_line(),
         f"- Python {platform.python_version()}; numpy {np.__version__}; mlx {version('mlx')}; "
         f"lameenc {version('lameenc')}; pedalboard {version('pedalboard')}",
         f"- fast_mp3_augment (ours) {getattr(fma, '__version__', '?')} from `{ours_file}`; it links"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import select
 import shutil
@@ -45,7 +44,7 @@ import mlx.core as mx
 import mlx_audio_sts
 import numpy as np
 from bench_io import blas_state, run_step, setup_venv, worker_env
-from common import Anchor, Footnotes, probe_venv, read_proc, version
+from common import Anchor, Footnotes, machine_line, probe_venv, version
 from mlx_audio_sts.models.htdemucs import convert
 from mp3_worker import make_signal
 
@@ -355,9 +354,6 @@ def run_rows(model, worker: DemucsWorker, mix: np.ndarray, tmp: Path, mode: Mode
 def machine_section(run: Run) -> list[str]:
     """The Machine lines."""
     state = run.state
-    mem_kb = read_proc("/proc/meminfo", "MemTotal")
-    ram = f"{int(mem_kb.split()[0]) / 2**20:.1f} GiB" if mem_kb else "unknown"
-    cpu = read_proc("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
     head = f"- {PEER} (PyPI, own venv `.bench/{VENV.name}`"
     if state.python is None:
         peer = f"{head}): unavailable ({state.setup}: {state.error})"
@@ -370,8 +366,7 @@ def machine_section(run: Run) -> list[str]:
     return [
         "## Machine",
         "",
-        f"- CPU: {cpu}; cores: {os.cpu_count()}; RAM: {ram}; "
-        f"OS: {platform.system()} {platform.release()}",
+        machine_line(),
         f"- Python {platform.python_version()}; mlx {version('mlx')}; mlx_audio_sts (this repo)"
         f" {mlx_audio_sts.__version__}; numpy {np.__version__}; BLAS preload: {blas_state()}",
         peer,

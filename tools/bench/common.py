@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import platform
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +22,23 @@ def read_proc(path: str, key: str) -> str | None:
     except OSError:
         pass
     return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name."""
+    return read_proc("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
+
+
+def ram_total() -> str:
+    """Physical memory, as ``"23.5 GiB"``."""
+    mem_kb = read_proc("/proc/meminfo", "MemTotal")
+    return f"{int(mem_kb.split()[0]) / 2**20:.1f} GiB" if mem_kb else "unknown"
+
+
+def machine_line() -> str:
+    """The ``- CPU: ...; cores: ...; RAM: ...; OS: ...`` line of a Machine section."""
+    return (f"- CPU: {cpu_model()}; cores: {os.cpu_count()}; RAM: {ram_total()}; "
+            f"OS: {platform.system()} {platform.release()}")  # fmt: skip
 
 
 def version(dist: str) -> str:
