@@ -16,10 +16,7 @@ its output's scale.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -36,6 +33,7 @@ from demucs.apply import BagOfModels as RefBag
 from demucs.apply import apply_model as ref_apply
 from demucs.htdemucs import HTDemucs as RefHTDemucs
 from mlx_audio_sts.models.htdemucs import BagOfModels, apply_model, convert
+from parity_common import main, rel_error, write_stage_fixtures
 
 TOL = 1e-4
 
@@ -82,11 +80,6 @@ def save_th(model: RefHTDemucs, kwargs: dict, path: Path) -> None:
     state = {k: v.half() for k, v in model.state_dict().items()}
     package = {"klass": RefHTDemucs, "args": [], "kwargs": kwargs, "state": state}
     torch.save(package, path)
-
-
-def _rel(ours, ref) -> float:
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
 
 
 def stages(ref: RefHTDemucs, ours, mix: np.ndarray) -> dict:
@@ -176,7 +169,7 @@ def run_official() -> int:
     results = {**stages(ref, ours, seg), **apply_cases(ref, ours, mix)}
     results["htdemucs_6s layout (6 sources, reduced config): stems"] = six_sources()
     for name, (a, b) in results.items():
-        err = _rel(b, a)
+        err = rel_error(b, a)
         bad += err > TOL
         print(f"| {name} | {err:.1e} | {'yes' if err <= TOL else 'NO'} |")
     print(f"\n{time.time() - t0:.0f} s. Input: 7.8 s (one segment) and 10 s of stereo noise.")
@@ -197,21 +190,8 @@ def write_fixtures(folder: Path) -> None:
     seg = rng.standard_normal((1, 2, 4000)).astype(np.float32) * 0.3
     mix = rng.standard_normal((1, 2, 9000)).astype(np.float32) * 0.3
     results = {**stages(refs[0], ours[0], seg), **apply_cases(refs[0], ours[0], mix, refs, ours)}
-    arrays = {"segment": seg, "mix": mix}
-    names = {}
-    for i, (name, (a, b)) in enumerate(results.items()):
-        arrays[f"stage{i}"] = a.astype(np.float32)
-        names[f"stage{i}"] = name
-        print(f"{name}: {_rel(b, a):.1e}")
-    np.savez_compressed(folder / "htdemucs_reduced_io.npz", **arrays)
-    (folder / "htdemucs_reduced_io.json").write_text(json.dumps(names, indent=1) + "\n")
+    write_stage_fixtures(folder, "htdemucs_reduced_io", results, {"segment": seg, "mix": mix})
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fixtures", type=Path, help="write reduced-config test fixtures here")
-    opts = parser.parse_args()
-    if opts.fixtures:
-        write_fixtures(opts.fixtures)
-        sys.exit(0)
-    sys.exit(run_official())
+    main(__doc__, run_official, write_fixtures)

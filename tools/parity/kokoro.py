@@ -19,7 +19,6 @@ its output's scale.
 # ruff: noqa: E402  (the official package is imported after a sys.path fix, below)
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -27,13 +26,14 @@ import time
 from pathlib import Path
 from unittest import mock
 
-# this file is named after the model it checks: keep its folder off the path so that
-# "import kokoro" finds the official package, not this script
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-
 # isort: off
 import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
 import mlx.core as mx
+from parity_common import main, rel_error, write_stage_fixtures
+
+# this file is named after the model it checks: keep its folder off the path so that
+# "import kokoro" finds the official package, not this script
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 # isort: on
 import kokoro.istftnet as kist
@@ -137,13 +137,6 @@ def build_reference(cfg: dict, seed: int, folder: Path, half: bool = False):
     torch.save(state, path)
     (folder / "config.json").write_text(json.dumps(cfg, ensure_ascii=False))
     return model, path
-
-
-def _rel(ours, ref) -> float:
-    ours, ref = np.asarray(ours, np.complex128), np.asarray(ref, np.complex128)
-    if ours.shape != ref.shape:
-        return float("inf")
-    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
 
 
 def _sources(samples: int, seed: int):
@@ -268,7 +261,7 @@ def run_official() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results = compare(OFFICIAL, 0, Path(tmp))
     for name, (a, b) in results.items():
-        err = _rel(b, a)
+        err = rel_error(b, a)
         if name == "audio (end to end)":  # see the note printed below
             near = np.mean(np.abs(b - a) <= TOL * np.abs(a).max())
             print(f"| {name} | {err:.1e} ({near:.1%} of samples within 1e-4) | note |")
@@ -296,20 +289,8 @@ def write_fixtures(folder: Path) -> None:
         "tokens": np.array(TOKENS),
         "durations": np.array(DURATIONS),
     }
-    names = {}
-    for i, (name, (a, b)) in enumerate(got["results"].items()):
-        arrays[f"stage{i}"] = np.asarray(a, np.complex64 if np.iscomplexobj(a) else np.float32)
-        names[f"stage{i}"] = name
-        print(f"{name}: {_rel(b, a):.1e}")
-    np.savez_compressed(folder / "kokoro_reduced_io.npz", **arrays)
-    (folder / "kokoro_reduced_io.json").write_text(json.dumps(names, indent=1) + "\n")
+    write_stage_fixtures(folder, "kokoro_reduced_io", got["results"], arrays)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fixtures", type=Path, help="write reduced-config test fixtures here")
-    opts = parser.parse_args()
-    if opts.fixtures:
-        write_fixtures(opts.fixtures)
-        sys.exit(0)
-    sys.exit(run_official())
+    main(__doc__, run_official, write_fixtures)
