@@ -20,22 +20,16 @@ from mlx_audio_sts import BagOfModels, HTDemucs, apply_model, from_pretrained, s
 from mlx_audio_sts.cli import main as cli
 from mlx_audio_sts.models.htdemucs import convert
 from mlx_audio_sts.models.htdemucs.pretrained import load_local
+from parity_io import load_stages, rel_error
 
 FIX = Path(__file__).parent.parent / "fixtures" / "parity"
 TOL = 1e-4
 
 
-def _rel(ours, ref) -> float:
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    assert ours.shape == ref.shape
-    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
-
-
 @pytest.fixture(scope="module")
 def ref():
-    data = np.load(FIX / "htdemucs_reduced_io.npz")
-    names = json.loads((FIX / "htdemucs_reduced_io.json").read_text())
-    return {name: data[key] for key, name in names.items()} | {
+    stages, data = load_stages(FIX / "htdemucs_reduced_io")
+    return stages | {
         "segment": data["segment"],
         "mix": data["mix"],
     }
@@ -59,24 +53,29 @@ def _cf(a):
 def test_stages_match_demucs(model, ref):
     got = {}
     out = model(mx.array(ref["segment"]), capture=got)
-    assert _rel(_cf(got["spec"]), ref["spectrogram (CaC input)"]) < TOL
-    assert _rel(_cf(got["transformer"][0]), ref["transformer, frequency tokens"]) < TOL
-    assert _rel(_cf(got["transformer"][1]), ref["transformer, time tokens"]) < TOL
-    assert _rel(_cf(got["freq"]), ref["frequency branch output"]) < TOL
-    assert _rel(_cf(got["time"]), ref["time branch output"]) < TOL
-    assert _rel(out, ref["model output (stems)"]) < TOL
+    assert rel_error(_cf(got["spec"]), ref["spectrogram (CaC input)"]) < TOL
+    assert rel_error(_cf(got["transformer"][0]), ref["transformer, frequency tokens"]) < TOL
+    assert rel_error(_cf(got["transformer"][1]), ref["transformer, time tokens"]) < TOL
+    assert rel_error(_cf(got["freq"]), ref["frequency branch output"]) < TOL
+    assert rel_error(_cf(got["time"]), ref["time branch output"]) < TOL
+    assert rel_error(out, ref["model output (stems)"]) < TOL
 
 
 def test_apply_model_matches_demucs(model, bag_models, ref):
     mix = ref["mix"]
-    assert _rel(apply_model(model, mix, shifts=0), ref["apply_model split, overlap 0.25"]) < TOL
+    assert (
+        rel_error(apply_model(model, mix, shifts=0), ref["apply_model split, overlap 0.25"]) < TOL
+    )
     # demucs draws shifts from Python's random after random.seed(7): the same offsets here
     assert (
-        _rel(apply_model(model, mix, shifts=2, seed=7), ref["apply_model 2 shifts (seeded)"]) < TOL
+        rel_error(apply_model(model, mix, shifts=2, seed=7), ref["apply_model 2 shifts (seeded)"])
+        < TOL
     )
     weights = [[1.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.5, 1.0], [0.0, 0.0, 1.0, 0.5]]
     bag = BagOfModels(bag_models, weights)
-    assert _rel(apply_model(bag, mix, shifts=0), ref["bag of 3 models, per-source weights"]) < TOL
+    assert (
+        rel_error(apply_model(bag, mix, shifts=0), ref["bag of 3 models, per-source weights"]) < TOL
+    )
 
 
 def test_apply_model_options(model, ref):
@@ -106,7 +105,7 @@ def test_short_input_is_padded_like_demucs(model, ref):
     full = np.array(model(mx.array(ref["segment"])))
     short = ref["segment"][..., :1000]
     padded = np.pad(short, [(0, 0), (0, 0), (0, 3000)])
-    assert _rel(model(mx.array(short)), np.array(model(mx.array(padded)))[..., :1000]) < 1e-6
+    assert rel_error(model(mx.array(short)), np.array(model(mx.array(padded)))[..., :1000]) < 1e-6
     assert full.shape[-1] == 4000
 
 
@@ -225,13 +224,13 @@ def test_separate(model, ref, tmp_path):
     m = mix.mean(axis=1)
     mean, std = m.mean(), m.std(ddof=1) + 1e-8
     want = np.array(apply_model(model, ((mix.T - mean) / std)[None], shifts=0))[0] * std + mean
-    assert _rel(stems["drums"], want[0].T) < 1e-5
+    assert rel_error(stems["drums"], want[0].T) < 1e-5
     raw = separate(mix, model, shifts=0, sample_rate=8000, normalize=False, layout="channels_first")
-    assert _rel(raw["bass"], np.array(apply_model(model, mix.T[None], shifts=0))[0, 1]) < 1e-6
+    assert rel_error(raw["bass"], np.array(apply_model(model, mix.T[None], shifts=0))[0, 1]) < 1e-6
     path = tmp_path / "song.wav"
     aio.save(path, mix, 8000, clip=False)
     from_file = separate(path, model, shifts=0)
-    assert _rel(from_file["other"], stems["other"]) < 1e-5
+    assert rel_error(from_file["other"], stems["other"]) < 1e-5
     mono = separate(mix[:, 0], model, shifts=0, sample_rate=8000)
     assert mono["vocals"].shape == (9000, 2)
     resampled = separate(mix[:4000], model, shifts=0, sample_rate=16000)
@@ -259,7 +258,7 @@ def test_cli_separate_and_convert(model, ref, tmp_path, capsys):
     vocals = np.array(aio.load(out / "htdemucs" / "song" / "vocals.wav")[0])
     want = np.array(separate(song, model, shifts=0)["vocals"])
     want = want / max(1.01 * np.abs(want).max(), 1.0)  # --clip-mode rescale
-    assert _rel(vocals, want) < 1e-5
+    assert rel_error(vocals, want) < 1e-5
     assert cli(args + ["--two-stems", "vocals", "--flac", "-n", "two", "-q"]) == 0
     two = sorted(p.name for p in (out / "two" / "song").iterdir())
     assert two == ["no_vocals.flac", "vocals.flac"]

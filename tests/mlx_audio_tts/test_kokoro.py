@@ -19,24 +19,17 @@ from mlx_audio_tts.models.kokoro.convert import flatten_checkpoint
 from mlx_audio_tts.models.kokoro.istftnet import DepthwiseUpsample
 from mlx_audio_tts.models.kokoro.modules import LSTM
 from mlx_audio_tts.models.kokoro.voices import load_voice, read_voice_file, style_for
+from parity_io import load_stages, rel_error
 
 FIX = Path(__file__).parent.parent / "fixtures" / "kokoro"
 VOICES = FIX / "voices"  # hexgrad's af_heart.pt and af_bella.pt, as released
 TOL = 1e-4
 
 
-def _rel(ours, ref) -> float:
-    ours, ref = np.asarray(ours, np.complex128), np.asarray(ref, np.complex128)
-    assert ours.shape == ref.shape
-    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-12))
-
-
 @pytest.fixture(scope="module")
 def ref():
-    data = dict(np.load(FIX / "kokoro_reduced_io.npz"))
-    names = json.loads((FIX / "kokoro_reduced_io.json").read_text())
-    data["stages"] = {name: data[key] for key, name in names.items()}
-    return data
+    stages, data = load_stages(FIX / "kokoro_reduced_io")
+    return {**data, "stages": stages}
 
 
 def _hexgrad_folder(folder: Path) -> Path:
@@ -86,13 +79,13 @@ def test_every_stage_matches_the_official_model(model, ref):
         * np.exp(1j * np.asarray(cap["har"][..., bins:])),
     }
     for name, ours in checks.items():
-        assert _rel(ours, st[name]) <= TOL, name
+        assert rel_error(ours, st[name]) <= TOL, name
     # the generator on the reference's own source spectrum: conv_post and the audio
     gen_cap = {}
     s = mx.array(ref["ref_s"])[:, :128]
     audio = model.decoder.generator(cap["features"], s, har=mx.array(ref["har"]), capture=gen_cap)
-    assert _rel(gen_cap["post"], st["generator conv_post (same source)"]) <= TOL
-    assert _rel(audio[0], st["audio (same source spectrum)"]) <= TOL
+    assert rel_error(gen_cap["post"], st["generator conv_post (same source)"]) <= TOL
+    assert rel_error(audio[0], st["audio (same source spectrum)"]) <= TOL
     assert out.audio.shape == st["audio (end to end)"].shape == (int(ref["durations"].sum()) * 600,)
     assert np.array_equal(np.asarray(out.pred_dur), ref["durations"])
 
@@ -106,7 +99,7 @@ def test_harmonic_source_matches_torch_rounding(model, ref):
     f0 = mx.repeat(cap["F0"][..., None], gen.upsample_scale, axis=1)
     phase0, noise = _sources(f0.shape[1])
     har = gen.m_source(f0, mx.array(phase0), mx.array(noise))
-    assert _rel(har, ref["stages"]["harmonic source (SineGen + linear + tanh)"]) <= 1e-5
+    assert rel_error(har, ref["stages"]["harmonic source (SineGen + linear + tanh)"]) <= 1e-5
 
 
 def test_pitfalls_of_other_ports_are_ruled_out(model, ref):
