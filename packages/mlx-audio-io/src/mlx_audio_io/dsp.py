@@ -144,15 +144,13 @@ def istft(
     spec = mx.array(spec) if not isinstance(spec, mx.array) else spec
     if spec.ndim < 2:
         raise ValueError(f"spec must have at least 2 dimensions, got shape {spec.shape}")
-    lead, (bins, n) = spec.shape[:-2], spec.shape[-2:]
-    if frames_first:
-        bins, n = n, bins
+    lead = spec.shape[:-2]
+    spec = spec.reshape(-1, *spec.shape[-2:])
+    if not frames_first:
+        spec = spec.swapaxes(-1, -2)  # [batch, frames, bins]
+    n, bins = spec.shape[1:]
     if bins != n_fft // 2 + 1:
         raise ValueError(f"expected {n_fft // 2 + 1} frequency bins for n_fft={n_fft}, got {bins}")
-    if frames_first:
-        spec = spec.reshape(-1, n, bins)
-    else:
-        spec = spec.reshape(-1, bins, n).swapaxes(-1, -2)
     frames = mx.fft.irfft(spec, n=n_fft, axis=-1)
     y = _overlap_add(frames * (win * n_fft**0.5 if normalized else win), hop)
     envelope = _overlap_add(mx.broadcast_to(win * win, (1, n, n_fft)), hop)

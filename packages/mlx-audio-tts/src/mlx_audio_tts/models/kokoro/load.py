@@ -24,7 +24,7 @@ _MODEL_PATTERNS = ["config.json", "*.pth", "kokoro*.safetensors", "model*.safete
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.glob("*.safetensors"))
+    files = sorted(folder.glob("*.safetensors"))
     if not files:
         files = sorted(folder.glob("*.pth"))
     return files
