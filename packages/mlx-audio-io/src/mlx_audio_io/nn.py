@@ -884,12 +884,13 @@ class ConvTranspose1d(nn.Module):
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = conv_transpose1d(x, self.weight, self.stride, self.padding, self.output_padding)
-        return y + self.bias if "bias" in self else y
+        return conv_transpose1d(x, self.weight, self.stride, self.padding, self.output_padding,
+                                bias=self.get("bias"))  # fmt: skip
 
 
 class Conv1d(nn.Module):
-    """``mlx.nn.Conv1d`` with the fast CPU path for dilated kernels."""
+    """``mlx.nn.Conv1d`` (same parameters and weight layout) by :func:`conv_axis`: on the
+    CPU the blocked-im2col C kernel with the bias fused in."""
 
     def __init__(
         self,
@@ -906,8 +907,8 @@ class Conv1d(nn.Module):
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = conv1d(x, self.weight, self.stride, self.padding, self.dilation)
-        return y + self.bias if "bias" in self else y
+        return conv_axis(x, self.weight, 1, self.stride, self.padding, self.dilation,
+                         bias=self.get("bias"))  # fmt: skip
 
 
 class Linear(nn.Linear):

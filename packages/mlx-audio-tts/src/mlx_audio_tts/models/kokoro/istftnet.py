@@ -29,40 +29,6 @@ def snake(x: mx.array, alpha: mx.array) -> mx.array:
     return x + (1.0 / alpha) * mx.square(mx.sin(alpha * x))
 
 
-class Conv(nn.Module):
-    """A 1-D convolution over ``[batch, length, channels]`` with torch's symmetric padding,
-    stride and dilation, ``weight`` in MLX's ``[out, kernel, in]`` layout."""
-
-    def __init__(self, c_in, c_out, kernel, stride=1, padding=0, dilation=1, bias=True):
-        super().__init__()
-        scale = 1.0 / math.sqrt(c_in * kernel)
-        self.weight = mx.random.uniform(-scale, scale, (c_out, kernel, c_in))
-        if bias:
-            self.bias = mx.zeros((c_out,))
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-
-    def __call__(self, x: mx.array) -> mx.array:
-        bias = self.get("bias")
-        if self.weight.shape[1] == 1 and self.stride == 1:  # a per-frame projection
-            y = x @ self.weight[:, 0].T
-            return y + bias if bias is not None else y
-        return fnn.conv_axis(x, self.weight, 1, self.stride, self.padding, self.dilation, bias=bias)
-
-
-class ConvTranspose(nn.Module):
-    """torch's ``ConvTranspose1d`` (groups 1) over ``[batch, length, channels]``."""
-
-    def __init__(self, c_in, c_out, kernel, stride, padding=0):
-        super().__init__()
-        scale = 1.0 / math.sqrt(c_out * kernel)
-        self.weight = mx.random.uniform(-scale, scale, (c_out, kernel, c_in))
-        self.bias = mx.zeros((c_out,))
-        self.stride, self.padding = stride, padding
-
-    def __call__(self, x: mx.array) -> mx.array:
-        return fnn.conv_transpose1d(x, self.weight, self.stride, self.padding, bias=self.bias)
-
-
 class DepthwiseUpsample(nn.Module):
     """The depthwise ``ConvTranspose1d(C, C, 3, stride=2, padding=1, output_padding=1,
     groups=C)`` of an upsampling block: output frame ``2t`` is ``x[t] * w1`` and ``2t + 1``
@@ -111,12 +77,12 @@ class AdainResBlk1d(nn.Module):
         super().__init__()
         self.upsample = upsample
         self.learned_sc = dim_in != dim_out
-        self.conv1 = Conv(dim_in, dim_out, 3, padding=1)
-        self.conv2 = Conv(dim_out, dim_out, 3, padding=1)
+        self.conv1 = fnn.Conv1d(dim_in, dim_out, 3, padding=1)
+        self.conv2 = fnn.Conv1d(dim_out, dim_out, 3, padding=1)
         self.norm1 = AdaIN1d(style_dim, dim_in)
         self.norm2 = AdaIN1d(style_dim, dim_out)
         if self.learned_sc:
-            self.conv1x1 = Conv(dim_in, dim_out, 1, bias=False)
+            self.conv1x1 = fnn.Conv1d(dim_in, dim_out, 1, bias=False)
         if upsample:
             self.pool = DepthwiseUpsample(dim_in)
 
@@ -139,10 +105,9 @@ class AdaINResBlock1(nn.Module):
 
     def __init__(self, channels: int, kernel: int, dilations, style_dim: int):
         super().__init__()
-        self.convs1 = [Conv(channels, channels, kernel, padding=d * (kernel - 1) // 2, dilation=d)
-                       for d in dilations]  # fmt: skip
-        self.convs2 = [Conv(channels, channels, kernel, padding=(kernel - 1) // 2)
-                       for _ in dilations]  # fmt: skip
+        c, k = channels, kernel
+        self.convs1 = [fnn.Conv1d(c, c, k, padding=d * (k - 1) // 2, dilation=d) for d in dilations]
+        self.convs2 = [fnn.Conv1d(c, c, k, padding=(k - 1) // 2) for _ in dilations]
         self.adain1 = [AdaIN1d(style_dim, channels) for _ in dilations]
         self.adain2 = [AdaIN1d(style_dim, channels) for _ in dilations]
         self.alpha1 = [mx.ones((channels,)) for _ in dilations]
@@ -230,18 +195,18 @@ class Generator(nn.Module):
         self.up_specs = []
         for i, (u, k) in enumerate(zip(rates, kernels, strict=True)):
             c = ch0 // 2 ** (i + 1)
-            self.ups.append(ConvTranspose(ch0 // 2**i, c, k, u, padding=(k - u) // 2))
+            self.ups.append(fnn.ConvTranspose1d(ch0 // 2**i, c, k, u, padding=(k - u) // 2))
             for rk, rd in zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"],
                               strict=True):  # fmt: skip
                 self.resblocks.append(AdaINResBlock1(c, rk, rd, style_dim))
             if i + 1 < len(rates):
                 sf = math.prod(rates[i + 1 :])
-                self.noise_convs.append(Conv(n_fft + 2, c, 2 * sf, sf, (sf + 1) // 2))
+                self.noise_convs.append(fnn.Conv1d(n_fft + 2, c, 2 * sf, sf, (sf + 1) // 2))
                 self.noise_res.append(AdaINResBlock1(c, 7, [1, 3, 5], style_dim))
             else:
-                self.noise_convs.append(Conv(n_fft + 2, c, 1))
+                self.noise_convs.append(fnn.Conv1d(n_fft + 2, c, 1))
                 self.noise_res.append(AdaINResBlock1(c, 11, [1, 3, 5], style_dim))
-        self.conv_post = Conv(c, n_fft + 2, 7, padding=3)
+        self.conv_post = fnn.Conv1d(c, n_fft + 2, 7, padding=3)
 
     def source(self, f0: mx.array, phase0=None, noise=None) -> mx.array:
         """The harmonic source's STFT, ``[batch, frames, n_fft + 2]`` (magnitudes, then
@@ -302,9 +267,9 @@ class Decoder(nn.Module):
         self.decode = [AdainResBlk1d(wide, width, style_dim) for _ in range(3)]
         self.decode.append(AdainResBlk1d(wide, cfg["upsample_initial_channel"], style_dim,
                                          upsample=True))  # fmt: skip
-        self.F0_conv = Conv(1, 1, 3, stride=2, padding=1)
-        self.N_conv = Conv(1, 1, 3, stride=2, padding=1)
-        self.asr_res = [Conv(dim_in, residual, 1)]
+        self.F0_conv = fnn.Conv1d(1, 1, 3, stride=2, padding=1)
+        self.N_conv = fnn.Conv1d(1, 1, 3, stride=2, padding=1)
+        self.asr_res = [fnn.Conv1d(dim_in, residual, 1)]
         self.generator = Generator(style_dim, cfg, sample_rate)
 
     def features(self, asr, f0_curve, n_curve, s) -> mx.array:

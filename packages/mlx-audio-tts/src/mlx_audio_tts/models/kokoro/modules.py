@@ -14,7 +14,7 @@ from mlx_audio_io import nn as fnn
 import mlx.core as mx
 import mlx.nn as nn
 
-from .istftnet import AdainResBlk1d, Conv, leaky_relu
+from .istftnet import AdainResBlk1d, leaky_relu
 
 
 class AlbertLayer(nn.Module):
@@ -147,8 +147,8 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(n_symbols, channels)
         pad = (kernel_size - 1) // 2
-        self.cnn = [[Conv(channels, channels, kernel_size, padding=pad), ChannelLayerNorm(channels)]
-                    for _ in range(depth)]  # fmt: skip
+        conv = lambda: fnn.Conv1d(channels, channels, kernel_size, padding=pad)  # noqa: E731
+        self.cnn = [[conv(), ChannelLayerNorm(channels)] for _ in range(depth)]
         self.lstm = LSTM(channels, channels // 2)
 
     def __call__(self, input_ids: mx.array) -> mx.array:
@@ -211,8 +211,8 @@ class ProsodyPredictor(nn.Module):
                 AdainResBlk1d(d_hid, d_hid // 2, style_dim, upsample=True),
                 AdainResBlk1d(d_hid // 2, d_hid // 2, style_dim),
             ])  # fmt: skip
-        self.F0_proj = Conv(d_hid // 2, 1, 1)
-        self.N_proj = Conv(d_hid // 2, 1, 1)
+        self.F0_proj = fnn.Conv1d(d_hid // 2, 1, 1)
+        self.N_proj = fnn.Conv1d(d_hid // 2, 1, 1)
 
     def durations(self, d: mx.array) -> mx.array:
         """Per-token duration logits ``[batch, tokens, max_dur]`` from the encoder output."""
