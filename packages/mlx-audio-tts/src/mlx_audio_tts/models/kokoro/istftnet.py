@@ -19,11 +19,6 @@ import numpy as np
 RSQRT2 = float(np.float32(1.0) / np.sqrt(np.float32(2.0)))  # torch.rsqrt(torch.tensor(2))
 
 
-def leaky_relu(x: mx.array, slope: float) -> mx.array:
-    """``torch.nn.functional.leaky_relu``."""
-    return mx.maximum(x, x * slope)
-
-
 def snake(x: mx.array, alpha: mx.array) -> mx.array:
     """Snake1D as Kokoro writes it: ``x + (1 / alpha) * sin(alpha * x) ** 2``."""
     return x + (1.0 / alpha) * mx.square(mx.sin(alpha * x))
@@ -87,11 +82,11 @@ class AdainResBlk1d(nn.Module):
             self.pool = DepthwiseUpsample(dim_in)
 
     def __call__(self, x: mx.array, s: mx.array) -> mx.array:
-        h = leaky_relu(self.norm1(x, s), 0.2)
+        h = nn.leaky_relu(self.norm1(x, s), 0.2)
         if self.upsample:
             h = self.pool(h)
         h = self.conv1(h)
-        h = leaky_relu(self.norm2(h, s), 0.2)
+        h = nn.leaky_relu(self.norm2(h, s), 0.2)
         h = self.conv2(h)
         sc = mx.repeat(x, 2, axis=1) if self.upsample else x
         if self.learned_sc:
@@ -225,7 +220,7 @@ class Generator(nn.Module):
             har = self.source(f0, phase0, noise)
         n = len(self.ups)
         for i in range(n):
-            x = leaky_relu(x, 0.1)
+            x = nn.leaky_relu(x, 0.1)
             xs = self.noise_res[i](self.noise_convs[i](har), s)
             x = self.ups[i](x)
             if i == n - 1:  # ReflectionPad1d((1, 0))
@@ -236,7 +231,7 @@ class Generator(nn.Module):
             for block in blocks[1:]:
                 xs = xs + block(x, s)
             x = xs / self.num_kernels
-        x = self.conv_post(leaky_relu(x, 0.01))
+        x = self.conv_post(nn.leaky_relu(x, 0.01))
         if capture is not None:
             capture["post"] = x
         return self.spectrum_to_audio(x)

@@ -14,7 +14,7 @@ from mlx_audio_io import nn as fnn
 import mlx.core as mx
 import mlx.nn as nn
 
-from .istftnet import AdainResBlk1d, leaky_relu
+from .istftnet import AdainResBlk1d
 
 
 class AlbertLayer(nn.Module):
@@ -155,7 +155,7 @@ class TextEncoder(nn.Module):
         """``[batch, tokens, channels]``."""
         x = self.embedding(input_ids)
         for conv, norm in self.cnn:
-            x = leaky_relu(norm(conv(x)), 0.2)
+            x = nn.leaky_relu(norm(conv(x)), 0.2)
         return self.lstm(x)
 
 
