@@ -3,5 +3,14 @@
 from .config import ModelConfig
 from .load import load_model, save_model
 from .model import KokoroModel, Output
+from .pipeline import KokoroPipeline, Result
 
-__all__ = ["KokoroModel", "ModelConfig", "Output", "load_model", "save_model"]
+__all__ = [
+    "KokoroModel",
+    "KokoroPipeline",
+    "ModelConfig",
+    "Output",
+    "Result",
+    "load_model",
+    "save_model",
+]

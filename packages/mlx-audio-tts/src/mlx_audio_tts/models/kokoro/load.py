@@ -44,7 +44,10 @@ def _read_weights(path: Path) -> dict:
         raise ValueError(f"loading failed for '{path}': {e}") from e
 
 
-def _quantize_predicate(group_size: int):
+def quantize_predicate(group_size: int):
+    """``nn.quantize``'s class predicate: layers that can be quantized (linear, embedding)
+    and whose input width is a multiple of ``group_size``."""
+
     def predicate(_path, module):
         return hasattr(module, "to_quantized") and module.weight.shape[-1] % group_size == 0
 
@@ -66,7 +69,7 @@ def build_model(config: dict | ModelConfig, weights: dict, where: str = "weights
         quant = cfg.extra.get("quantization")
         if quant:
             nn.quantize(model, quant["group_size"], quant["bits"],
-                        class_predicate=_quantize_predicate(quant["group_size"]))  # fmt: skip
+                        class_predicate=quantize_predicate(quant["group_size"]))  # fmt: skip
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as e:
         raise ValueError(f"loading failed for '{where}': {e}") from e
@@ -95,7 +98,9 @@ def load_local(path) -> KokoroModel:
     weights = {}
     for f in files:
         weights.update(_read_weights(f))
-    return build_model(config, weights, where=str(path))
+    model = build_model(config, weights, where=str(path))
+    model.folder = folder  # where voices/ is looked for first (KokoroPipeline)
+    return model
 
 
 def load_model(name_or_path=DEFAULT_REPO, revision: str | None = None) -> KokoroModel:

@@ -34,6 +34,7 @@ class KokoroModel(nn.Module):
         super().__init__()
         self.config = config
         self.vocab = dict(config.vocab)
+        self.folder = None  # the folder it was loaded from, if any (its voices/ are used first)
         plbert = config.plbert
         self.bert = Albert(plbert, config.n_token)
         self.bert_encoder = nn.Linear(plbert["hidden_size"], config.hidden_dim)
@@ -137,6 +138,11 @@ class KokoroModel(nn.Module):
         cap = capture if capture is not None else {}
         d, t_en, predicted = self.predict(ids, ref_s, speed, cap)
         pred_dur = predicted if pred_dur is None else mx.array(pred_dur, dtype=mx.int32)
+        if pred_dur.shape != (ids.shape[1],):
+            raise ValueError(
+                f"pred_dur must give one duration per token ({ids.shape[1]}), got shape "
+                f"{tuple(pred_dur.shape)}"
+            )
         indices = mx.array(np.repeat(np.arange(ids.shape[1]), np.asarray(pred_dur)))
         en = d[:, indices]  # the one-hot alignment matmul, as a gather
         asr = t_en[:, indices]

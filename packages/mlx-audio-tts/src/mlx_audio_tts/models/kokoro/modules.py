@@ -17,6 +17,14 @@ import mlx.nn as nn
 from .istftnet import AdainResBlk1d
 
 
+def _matmul(x: mx.array, linear: nn.Module) -> mx.array:
+    """``x @ W.T`` of a Linear without its bias (added by a fused kernel), quantized or not."""
+    if isinstance(linear, nn.QuantizedLinear):
+        return mx.quantized_matmul(x, linear.weight, linear.scales, linear.biases, transpose=True,
+                                   group_size=linear.group_size, bits=linear.bits)  # fmt: skip
+    return x @ linear.weight.T
+
+
 class AlbertLayer(nn.Module):
     """One ALBERT layer (post-norm attention and feed-forward, ``gelu_new``)."""
 
@@ -47,7 +55,7 @@ class AlbertLayer(nn.Module):
         ctx = ctx.transpose(0, 2, 1, 3).reshape(b, t, c)
         x = att["LayerNorm"](x + att["dense"](ctx))
         act = "gelu" if self.act == "gelu" else "gelu_tanh"
-        y = self.ffn_output(fnn.bias_act(x @ self.ffn.weight.T, self.ffn.bias, act))
+        y = self.ffn_output(fnn.bias_act(_matmul(x, self.ffn), self.ffn.bias, act))
         return self.full_layer_layer_norm(y + x)
 
 
@@ -77,8 +85,11 @@ class Albert(nn.Module):
         """``attention_mask`` ``[batch, tokens]``, 1 for real tokens (None: all)."""
         emb = self.embeddings
         t = input_ids.shape[1]
-        x = (emb["word_embeddings"](input_ids) + emb["position_embeddings"](mx.arange(t))
-             + emb["token_type_embeddings"].weight[0])  # fmt: skip
+        x = (
+            emb["word_embeddings"](input_ids)
+            + emb["position_embeddings"](mx.arange(t))
+            + emb["token_type_embeddings"](mx.zeros((1,), mx.int32))
+        )  # works quantized too
         x = self.encoder["embedding_hidden_mapping_in"](emb["LayerNorm"](x))
         mask = None
         if attention_mask is not None and not bool(mx.all(attention_mask)):

@@ -1,0 +1,102 @@
+"""Loading any of the package's TTS models by repo id or folder, and quantizing them
+(``mlx_audio.tts.utils``' ``load_model`` and ``quantize_model``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
+
+import mlx.nn as nn
+
+__all__ = ["load_model", "model_type_of", "quantize_model"]
+
+DEFAULT_MODEL = "prince-canuma/Kokoro-82M"
+_BITS = (2, 3, 4, 5, 6, 8)
+_GROUP_SIZES = (32, 64, 128)
+
+
+def model_type_of(config: dict) -> str:
+    """The model family a ``config.json`` describes (``"kokoro"``): its ``model_type``, or
+    for hexgrad's Kokoro config (which has none) the presence of ``istftnet``.
+
+    Raises:
+        ValueError: A family this package does not implement.
+    """
+    kind = str(config.get("model_type", "kokoro" if "istftnet" in config else "")).lower()
+    if kind != "kokoro":
+        raise ValueError(
+            f"model type {kind or 'unknown'!r} is not supported; this package loads: kokoro"
+        )
+    return kind
+
+
+def _config_of(key: str, revision: str | None) -> tuple[dict, str]:
+    path = Path(key).expanduser()
+    if path.exists():
+        folder = path if path.is_dir() else path.parent
+    else:
+        from mlx_audio_io.hub import resolve_model_path
+
+        folder = resolve_model_path(key, revision=revision, allow_patterns=["config.json"])
+    config_path = Path(folder) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no config.json in '{folder}'")
+    try:
+        return json.loads(config_path.read_text()), str(config_path)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"loading failed for '{config_path}': not valid JSON ({e})") from e
+
+
+def load_model(model_path: str | None = None, *, repo_id: str | None = None,
+               revision: str | None = None):  # fmt: skip
+    """A TTS model from a local folder or a Hub repo id, its family read from
+    ``config.json`` (Kokoro in hexgrad's, MLX-community's or our layout, possibly
+    quantized by :func:`quantize_model`).
+
+    Args:
+        model_path: Folder, weight file or repo id (``repo_id=`` is the same, as mlx-audio
+            spells it); default ``prince-canuma/Kokoro-82M``.
+        revision: Hub revision.
+
+    Raises:
+        FileNotFoundError: No such folder or repo, or no config.json.
+        ValueError: An unsupported model family, or weights that do not fit the config.
+    """
+    if model_path is not None and repo_id is not None and model_path != repo_id:
+        raise ValueError(f"give model_path or repo_id, not both ({model_path!r}, {repo_id!r})")
+    key = str(model_path or repo_id or DEFAULT_MODEL)
+    config, _ = _config_of(key, revision)
+    model_type_of(config)
+    from .models.kokoro.load import load_model as load_kokoro
+
+    return load_kokoro(key, revision=revision)
+
+
+def quantize_model(model: nn.Module, config, group_size: int = 64, bits: int = 8):
+    """Quantizes ``model`` in place (its linear and embedding layers whose width is a
+    multiple of ``group_size``: ALBERT, the projections and the AdaIN style layers; the
+    convolutions and LSTMs stay float) and returns ``(weights, config)`` to save: a flat
+    weight dict and the config as a dict with ``quantization`` and ``model_type`` added.
+    :func:`load_model` reads such a folder back.
+
+    Raises:
+        ValueError: Unsupported ``bits`` or ``group_size``.
+    """
+    from mlx.utils import tree_flatten
+
+    if bits not in _BITS:
+        raise ValueError(f"bits must be one of {_BITS}, got {bits!r}")
+    if group_size not in _GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {_GROUP_SIZES}, got {group_size!r}")
+    cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    model_type_of(cfg)
+    from .models.kokoro.load import quantize_predicate
+
+    nn.quantize(model, group_size, bits, class_predicate=quantize_predicate(group_size))
+    cfg["quantization"] = {"group_size": group_size, "bits": bits}
+    cfg["model_type"] = "kokoro"
+    if hasattr(model, "config") and hasattr(model.config, "extra"):
+        model.config.extra["quantization"] = dict(cfg["quantization"])
+    return dict(tree_flatten(model.parameters())), cfg
