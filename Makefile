@@ -79,6 +79,7 @@ demo: sync
 	$(UV_RUN) python tools/demo.py
 
 # bench_sts.py makes .bench/demucs-venv (torch 2.13.0 CPU, demucs 4.1.0) on first use; ~20 min.
+# bench_tts.py makes .bench/kokoro-venv (torch 2.13.0 CPU, kokoro 0.9.4) on first use; ~10 min.
 bench: deps
 	uv sync --all-packages --locked --group bench
 	$(UV_RUN) --group bench python tools/bench/bench_io.py
@@ -86,3 +87,4 @@ bench: deps
 	$(UV_RUN) --group bench python tools/bench/bench_nn.py
 	if [ -f tools/bench/bench_mp3.py ]; then $(UV_RUN) --group bench python tools/bench/bench_mp3.py; fi
 	$(UV_RUN) --group bench python tools/bench/bench_sts.py
+	$(UV_RUN) --group bench python tools/bench/bench_tts.py

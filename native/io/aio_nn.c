@@ -65,6 +65,27 @@ static inline float gelu_tanh(float x) {
 
 static inline float sigmoid(float x) { return 1.f / (1.f + exp_approx(-x)); }
 
+/* sin(y)^2 (period pi, even): y reduced by the nearest multiple of pi in double, then sin's
+   Taylor series to r^11 on [-pi/2, pi/2] (absolute error < 6e-8). Branch-free. */
+static inline float sin2_approx(float y) {
+    double n = floor((double)y * 0.31830988618379067 + 0.5);
+    float r = (float)((double)y - n * 3.141592653589793);
+    float r2 = r * r;
+    float p = -2.5052108e-8f;
+    p = p * r2 + 2.7557319e-6f;
+    p = p * r2 - 1.9841270e-4f;
+    p = p * r2 + 8.3333333e-3f;
+    p = p * r2 - 1.6666667e-1f;
+    p = p * r2 + 1.f;
+    float s = r * p;
+    return s * s;
+}
+
+/* Snake (x + sin(alpha x)^2 / alpha, per-channel alpha), as BigVGAN and iSTFTNet write it. */
+static inline float snake(float x, float alpha) { return x + (1.f / alpha) * sin2_approx(alpha * x); }
+
+static inline float leaky(float x, float slope) { return x > 0.f ? x : x * slope; }
+
 typedef struct {
     /* the problem */
     const float *x, *x_bias;
@@ -81,6 +102,7 @@ typedef struct {
     float *facc;
     double *dacc;
     int act;
+    const float *act_param; /* AIO_NN_SNAKE: alpha per channel; AIO_NN_LEAKY: the slope */
     /* statistics phase: per (mid, group) shift and this thread's sums */
     const float *shift;
     double *sum, *sq;
@@ -187,7 +209,7 @@ static void stats_dense(nn_job *j) {
 
 AIO_CLONES
 static void apply_rows(nn_job *j) {
-    if (j->mid_affine && !j->proj && j->act != AIO_NN_GLU && !j->residual &&
+    if (j->mid_affine && !j->proj && j->act <= AIO_NN_GELU_TANH && !j->residual &&
         j->mid_stride == j->channels) { /* rows of mid x channels as one vector */
         int64_t w = j->mid * j->channels;
         for (int64_t r = j->r0; r < j->r1; r++) {
@@ -223,6 +245,16 @@ static void apply_rows(nn_job *j) {
                 for (int64_t c = 0; c < half; c++)
                     o[c] = (xr[c] * a[c] + b[c]) * sigmoid(xr[c + half] * a[c + half] + b[c + half]);
                 break;
+            case AIO_NN_SNAKE: {
+                const float *alpha = j->act_param;
+                for (int64_t c = 0; c < ch; c++) o[c] = snake(xr[c] * a[c] + b[c], alpha[c]);
+                break;
+            }
+            case AIO_NN_LEAKY: {
+                float slope = j->act_param[0];
+                for (int64_t c = 0; c < ch; c++) o[c] = leaky(xr[c] * a[c] + b[c], slope);
+                break;
+            }
             default:
                 for (int64_t c = 0; c < ch; c++) o[c] = xr[c] * a[c] + b[c];
             }
@@ -293,14 +325,16 @@ AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float 
                             int64_t rows, int64_t mid, int64_t channels, int64_t groups,
                             int normalize, float eps,
                             const float *weight, const float *bias, int act,
-                            const float *residual, const float *res_scale, int threads,
-                            char *err) {
+                            const float *act_param, const float *residual,
+                            const float *res_scale, int threads, char *err) {
     if (!x || !out || outer < 0 || rows < 0 || mid < 0 || channels <= 0 || groups <= 0 ||
         channels % groups)
         return aio_fail(err, AIO_EARG, "bad shape (channels %lld, groups %lld)",
                         (long long)channels, (long long)groups);
-    if (act < AIO_NN_NONE || act > AIO_NN_GLU)
+    if (act < AIO_NN_NONE || act > AIO_NN_LEAKY)
         return aio_fail(err, AIO_EARG, "unknown activation %d", act);
+    if ((act == AIO_NN_SNAKE || act == AIO_NN_LEAKY) && !act_param)
+        return aio_fail(err, AIO_EARG, "activation %d needs its parameter", act);
     if (act == AIO_NN_GLU && channels % 2)
         return aio_fail(err, AIO_EARG, "GLU over an odd channel count (%lld)", (long long)channels);
     if (proj && k_in <= 0) return aio_fail(err, AIO_EARG, "projection from %lld channels",
@@ -340,7 +374,8 @@ AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float 
                        .mid_stride = strides[2], .out = out + o * rows * mid * c_out,
                        .residual = residual ? residual + o * rows * mid * c_out : NULL,
                        .res_scale = res_scale, .rows = rows, .mid = mid, .channels = channels,
-                       .groups = groups, .act = act, .shift = shift, .a = a, .b = b,
+                       .groups = groups, .act = act, .act_param = act_param, .shift = shift,
+                       .a = a, .b = b,
                        .mid_affine = normalize, .proj = proj, .k_in = k_in,
                        .tmp = proj ? shift + slots : NULL};
         if (normalize) {

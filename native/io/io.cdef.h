@@ -88,6 +88,8 @@ const char *aio_version_info(void);
 #define AIO_NN_GELU 1      /* exact (erf) GELU */
 #define AIO_NN_GELU_TANH 2 /* GELU(approximate="tanh") */
 #define AIO_NN_GLU 3       /* first half of the channels times the sigmoid of the second */
+#define AIO_NN_SNAKE 4     /* x + sin(alpha x)^2 / alpha, alpha per channel (norm_act only) */
+#define AIO_NN_LEAKY 5     /* x > 0 ? x : slope x (norm_act only) */
 
 /* x is [outer][rows][mid][channels], channels-last: element (o, r, m, c) at o * strides[0] +
    r * strides[1] + m * strides[2] + c (strides NULL: contiguous). With proj ([k_in][channels]),
@@ -96,15 +98,16 @@ const char *aio_version_info(void);
    first (a preceding layer's bias). With normalize, a GroupNorm of that: statistics per
    (outer, mid, group of channels / groups channels) over rows and the group's channels, then
    y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]; without, y = x * weight[c] + bias[c]
-   (weight, bias may be NULL: 1 and 0). Then out = act(y), and with a residual (laid out as
+   (weight, bias may be NULL: 1 and 0). Then out = act(y) (act_param: AIO_NN_SNAKE's alpha
+   [channels], AIO_NN_LEAKY's slope [1]; NULL for the others), and with a residual (laid out as
    out) out = residual + res_scale[c] * out (res_scale NULL: 1). out is [outer][rows][mid]
    [channels] (AIO_NN_GLU: channels / 2) and must not overlap x. Runs on up to `threads`
    threads. */
 int aio_nn_norm_act(const float *x, const int64_t *strides, const float *proj, int64_t k_in,
                     const float *x_bias, float *out, int64_t outer, int64_t rows, int64_t mid,
                     int64_t channels, int64_t groups, int normalize, float eps,
-                    const float *weight, const float *bias, int act, const float *residual,
-                    const float *res_scale, int threads, char *err);
+                    const float *weight, const float *bias, int act, const float *act_param,
+                    const float *residual, const float *res_scale, int threads, char *err);
 /* Softmax of scale * x over each of `rows` rows of `cols` floats, in place (the row max is
    subtracted first; scale > 0). */
 int aio_nn_softmax(float *x, int64_t rows, int64_t cols, float scale, int threads, char *err);

@@ -401,6 +401,45 @@ def test_bias_act_matches_the_definition(kernel_path, activation):
     np.testing.assert_allclose(np.asarray(got), res + _activate64(x, activation), atol=2e-6)
 
 
+@pytest.mark.parametrize("activation", ["snake", "leaky_relu"])
+def test_parametric_activations_match_the_definition(kernel_path, activation):
+    """Snake (``y + sin(alpha y)^2 / alpha``, per-channel alpha; arguments up to hundreds of
+    radians) and leaky ReLU, fused after group_norm and bias_act."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((2, 50, 3, 16)) * 40).astype(np.float32)
+    w, b = (rng.standard_normal(16).astype(np.float32) for _ in range(2))
+    alpha = rng.uniform(0.2, 9.0, 16).astype(np.float32)
+    param = alpha if activation == "snake" else 0.2
+
+    def act64(y):
+        if activation == "snake":
+            a = alpha.astype(np.float64)
+            return y + np.sin(a * y) ** 2 / a
+        return np.where(y > 0, y, 0.2 * y)
+
+    want = act64(_group_norm64(x, 4, w, b, (1,)))
+    got = nn.group_norm(mx.array(x), 4, mx.array(w), mx.array(b), axes=(1,),
+                        activation=activation, activation_param=param)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)
+    res = rng.standard_normal(x.shape).astype(np.float32)
+    got = nn.bias_act(mx.array(x), mx.array(b), activation, residual=mx.array(res),
+                      activation_param=param)  # fmt: skip
+    want = res + act64(x.astype(np.float64) + b)
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-4 * np.abs(want).max())
+
+
+def test_parametric_activations_check_their_parameter():
+    x = mx.zeros((2, 5, 6))
+    with pytest.raises(ValueError, match="'snake' needs activation_param"):
+        nn.bias_act(x, activation="snake")
+    with pytest.raises(ValueError, match="snake's activation_param must have 6 value"):
+        nn.group_norm(x, 1, activation="snake", activation_param=mx.ones((3,)))
+    with pytest.raises(ValueError, match="leaky_relu's activation_param must have 1 value"):
+        nn.bias_act(x, activation="leaky_relu", activation_param=[0.1, 0.2])
+    with pytest.raises(ValueError, match="'gelu' takes no activation_param"):
+        nn.bias_act(x, activation="gelu", activation_param=0.1)
+
+
 def test_fused_kernels_reject_bad_arguments():
     x = mx.zeros((2, 5, 6))
     with pytest.raises(ValueError, match="unknown activation"):

@@ -155,15 +155,13 @@ def probe_demucs(python: Path) -> dict | None:
     return probe if ok else None
 
 
-def install_demucs(python: Path) -> tuple[str | None, str]:
-    """Creates the venv (``python3 -m venv``) and pip-installs torch, demucs and numpy."""
+def install_pins(venv: Path, pins: list[str]) -> tuple[str | None, str]:
+    """Creates ``venv`` (``python3 -m venv``) when missing and pip-installs ``pins``."""
     steps = []
-    if not python.exists():
-        steps.append(
-            [shutil.which("python3") or sys.executable, "-m", "venv", "--clear", str(VENV)]
-        )
-    pins = [f"torch=={TORCH_VERSION}", f"demucs=={DEMUCS_VERSION}", "numpy"]
-    steps.append([str(VENV / "bin" / "pip"), "install", *pins, "--progress-bar", "off"])
+    if not (venv / "bin" / "python").exists():
+        python3 = shutil.which("python3") or sys.executable
+        steps.append([python3, "-m", "venv", "--clear", str(venv)])
+    steps.append([str(venv / "bin" / "pip"), "install", *pins, "--progress-bar", "off"])
     for cmd in steps:
         err, _ = run_step(cmd, env=worker_env(), echo=True)
         if err:
@@ -174,21 +172,23 @@ def install_demucs(python: Path) -> tuple[str | None, str]:
 def setup_demucs() -> Anchor:
     """The demucs venv, reused when it imports the pinned versions, else (re)installed."""
     what = f"torch=={TORCH_VERSION} + demucs=={DEMUCS_VERSION}"
-    return setup_venv(what, VENV / "bin" / "python", probe_demucs, install_demucs)
+    pins = [f"torch=={TORCH_VERSION}", f"demucs=={DEMUCS_VERSION}", "numpy"]
+    return setup_venv(what, VENV / "bin" / "python", probe_demucs,
+                      lambda _python: install_pins(VENV, pins))  # fmt: skip
 
 
 class WorkerError(RuntimeError):
-    """The demucs worker failed, died or did not answer."""
+    """A peer worker failed, died or did not answer."""
 
 
-class DemucsWorker:
-    """One ``demucs_worker.py`` process: builds the reference model, saves it as ``th`` and
-    times commands on ``mix``."""
+class LineWorker:
+    """One peer worker process in its own venv (``worker_loop.serve_lines``): started with
+    ``spec`` as its first line (its reply is ``.hello``), then answering commands."""
 
-    def __init__(self, python: Path, th: Path, mix: Path, log: Path) -> None:
+    def __init__(self, python: Path, script: Path, spec: dict, log: Path) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            [str(python), "-I", str(WORKER)],
+            [str(python), "-I", str(script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=open(log, "w"),  # noqa: SIM115  (the child owns it)
@@ -196,7 +196,6 @@ class DemucsWorker:
             bufsize=1,
             env=worker_env(),
         )
-        spec = {"th": str(th), "seed": MODEL_SEED, "mix": str(mix), "threads": THREADS}
         try:
             self.hello = self.ask(spec)
         except WorkerError:
@@ -248,7 +247,7 @@ def ours_call(fn: Callable[[], object]) -> Callable[[], tuple[object, float]]:
     return run
 
 
-def peer_call(worker: DemucsWorker, cmd: dict, npy: Path) -> Callable[[bool], float]:
+def peer_call(worker: LineWorker, cmd: dict, npy: Path) -> Callable[[bool], float]:
     """A worker command returning the worker's own timing in seconds; ``save`` makes it write
     its output to ``npy`` (outside the timing)."""
     return lambda save: worker.ask({**cmd, "npy": str(npy) if save else None})["ms"] / 1e3
@@ -307,7 +306,7 @@ def stems(out: dict) -> np.ndarray:
     return np.stack([np.asarray(a).T for a in out.values()])[None]
 
 
-def run_rows(model, worker: DemucsWorker, mix: np.ndarray, tmp: Path, mode: Mode) -> list[Row]:
+def run_rows(model, worker: LineWorker, mix: np.ndarray, tmp: Path, mode: Mode) -> list[Row]:
     """Every row: one forward pass of one segment, apply_model with shifts 0 and 1, and
     ``separate()`` as a user calls it (ours only, against demucs' shifts=1 output)."""
     seconds = mix.shape[-1] / SR
@@ -524,8 +523,9 @@ def measure_all(run: Run) -> None:
         np.save(tmp / "mix.npy", mix)
         print(f"building the reference model in {PEER} ...", file=sys.stderr)
         try:
-            worker = DemucsWorker(run.state.python, tmp / "htdemucs.th", tmp / "mix.npy",
-                                  CACHE / "demucs_worker.log")  # fmt: skip
+            spec = {"th": str(tmp / "htdemucs.th"), "seed": MODEL_SEED,
+                    "mix": str(tmp / "mix.npy"), "threads": THREADS}  # fmt: skip
+            worker = LineWorker(run.state.python, WORKER, spec, CACHE / "demucs_worker.log")
         except (OSError, WorkerError, ValueError) as e:
             run.error = f"the {PEER} worker failed to start: {e}"
             return

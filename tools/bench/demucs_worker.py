@@ -28,7 +28,6 @@ A failing command answers ``{"error": "..."}``.
 
 from __future__ import annotations
 
-import ast
 import random
 import sys
 import time
@@ -37,30 +36,6 @@ from pathlib import Path
 
 PARITY = Path(__file__).resolve().parents[1] / "parity" / "htdemucs.py"
 PARITY_NAMES = ("OFFICIAL", "build_reference", "save_th")
-
-
-def parity_reference(namespace: dict) -> dict:
-    """``OFFICIAL``, ``build_reference`` and ``save_th`` of ``tools/parity/htdemucs.py``.
-
-    That module imports MLX at the top, and ``mlx_audio_io`` would preload OpenBLAS globally
-    into torch's process; so only those three definitions are taken from its source, executed
-    in ``namespace`` (which supplies ``torch``, ``RefHTDemucs``, ``Fraction`` and ``Path``).
-    """
-    tree = ast.parse(PARITY.read_text(), str(PARITY))
-
-    def wanted(node: ast.stmt) -> bool:
-        if isinstance(node, ast.FunctionDef):
-            return node.name in PARITY_NAMES
-        return isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id in PARITY_NAMES for t in node.targets
-        )
-
-    body = [node for node in tree.body if wanted(node)]
-    exec(compile(ast.Module(body, type_ignores=[]), str(PARITY), "exec"), namespace)
-    missing = [name for name in PARITY_NAMES if name not in namespace]
-    if missing:
-        raise RuntimeError(f"{PARITY} no longer defines {', '.join(missing)}")
-    return namespace
 
 
 def timed(fn) -> tuple[object, float]:
@@ -97,10 +72,11 @@ def _setup(spec: dict) -> tuple:
     import torch
     from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs
+    from worker_loop import definitions_from
 
     torch.set_num_threads(int(spec["threads"]))
     ns = {"torch": torch, "RefHTDemucs": HTDemucs, "Fraction": Fraction, "Path": Path}
-    ref = parity_reference(ns)
+    ref = definitions_from(PARITY, PARITY_NAMES, ns)
     model = ref["build_reference"](ref["OFFICIAL"], seed=int(spec["seed"]))
     ref["save_th"](model, ref["OFFICIAL"], Path(spec["th"]))
     mix = torch.from_numpy(np.load(spec["mix"]))[None]

@@ -4,12 +4,14 @@ mp3 and demucs workers). Standard library and NumPy only: it runs inside the pee
 
 from __future__ import annotations
 
+import ast
 import json
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 
 def frames_of(out) -> int | None:
@@ -75,6 +77,31 @@ def serve(label: str, make_fn, save_npy, extra_notes=lambda task: []) -> int:
         print(f"  {task['name']:<36} {'(' + label + ')':<13} {shown}", file=sys.stderr)
     print(json.dumps(results))
     return 0
+
+
+def definitions_from(path, names: tuple[str, ...], namespace: dict) -> dict:
+    """The top-level functions and assignments called ``names`` in the module at ``path``,
+    executed in ``namespace`` (which must supply what they use) and returned in it.
+
+    The parity tools import MLX at the top, and ``mlx_audio_io`` would preload OpenBLAS
+    globally into torch's process: so a worker takes only the definitions it needs from
+    their source.
+    """
+    tree = ast.parse(Path(path).read_text(), str(path))
+
+    def wanted(node: ast.stmt) -> bool:
+        if isinstance(node, ast.FunctionDef):
+            return node.name in names
+        return isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id in names for t in node.targets
+        )
+
+    body = [node for node in tree.body if wanted(node)]
+    exec(compile(ast.Module(body, type_ignores=[]), str(path), "exec"), namespace)
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        raise RuntimeError(f"{path} no longer defines {', '.join(missing)}")
+    return namespace
 
 
 def serve_lines(setup: Callable[[dict], tuple], handle: Callable[[dict, object], dict]) -> int:

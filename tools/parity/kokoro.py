@@ -105,9 +105,12 @@ def _small_decoder(cfg: dict) -> torch.nn.Module:
     return dec
 
 
-def build_reference(cfg: dict, seed: int, folder: Path, half: bool = False):
+def build_reference(cfg: dict, seed: int, folder: Path, half: bool = False,
+                    mean_frames: float | None = None):  # fmt: skip
     """The official model with every parameter perturbed; saved as hexgrad's ``.pth``
-    (float16, and the model rounded to match, with ``half``: smaller test fixtures)."""
+    (float16, and the model rounded to match, with ``half``: smaller test fixtures).
+    ``mean_frames`` sets the duration head to about that many frames per token (a speaking
+    rate; random weights otherwise saturate at about 25), for benchmarks."""
     torch.manual_seed(seed)
     official = {k: v for k, v in cfg.items() if k not in ("decoder_width", "decoder_residual")}
     empty = folder / "empty.pth"
@@ -124,6 +127,10 @@ def build_reference(cfg: dict, seed: int, folder: Path, half: bool = False):
         f0 = model.predictor.F0_proj
         f0.weight.mul_(0.2)
         f0.bias.fill_(140.0)  # voiced (> 10 Hz) pitch around 140 Hz
+        if mean_frames:  # each of max_dur sigmoids at mean_frames / max_dur
+            proj = model.predictor.duration_proj.linear_layer
+            proj.weight.mul_(0.05)
+            proj.bias.fill_(float(torch.logit(torch.tensor(mean_frames / cfg["max_dur"]))))
         if half:
             for p in model.parameters():
                 p.copy_(p.half().float())

@@ -397,6 +397,8 @@ def var(x: mx.array, axes, ddof: int = 0) -> tuple[mx.array, mx.array]:
 
 
 _ACTIVATIONS = {None: 0, "gelu": 1, "gelu_tanh": 2, "glu": 3}
+# bias_act and group_norm also take activations with a parameter (activation_param)
+_NORM_ACTIVATIONS = {**_ACTIVATIONS, "snake": 4, "leaky_relu": 5}
 
 
 def _threads() -> int:
@@ -511,7 +513,7 @@ def _check_operands(x, c, activation, vectors, residual, residual_scale) -> None
 
 
 def _norm_act_native(x, split, x_bias, groups, normalize, eps, weight, bias, activation,
-                     residual, residual_scale, projection=None):  # fmt: skip
+                     residual, residual_scale, projection=None, act_param=None):  # fmt: skip
     """The fused C kernel (``aio_nn_norm_act``) on ``x`` viewed as [outer, rows, mid, C]
     (``split``: see :func:`_as_3d`); reads strided views of ``x`` (MLX slices) in place.
     ``projection`` ([C, x's channels]) is a 1x1 convolution applied to ``x`` on the fly."""
@@ -526,20 +528,24 @@ def _norm_act_native(x, split, x_bias, groups, normalize, eps, weight, bias, act
         layout = _as_3d(v, split)
     (outer, rows, mid), strides = layout
     proj = None if projection is None else projection.T
-    arrays = [_f32(a) for a in (proj, x_bias, weight, bias, residual, residual_scale)]
-    pp, xbp, wp, bp, rp, sp = (_ptr(a) for a in arrays)
+    arrays = [_f32(a) for a in (proj, x_bias, weight, bias, residual, residual_scale, act_param)]
+    pp, xbp, wp, bp, rp, sp, ap = (_ptr(a) for a in arrays)
     out = _scratch_array((*x.shape[:-1], c_out))
     xp = _lib.ffi.cast("float *", v.__array_interface__["data"][0])  # a strided view
     _native(
         "aio_nn_norm_act", xp, _lib.ffi.new("int64_t[3]", strides), pp, x.shape[-1], xbp,
         _ptr(out), outer, rows, mid, c, groups, int(normalize), eps, wp, bp,
-        _ACTIVATIONS[activation], rp, sp, _threads(),
+        _NORM_ACTIVATIONS[activation], ap, rp, sp, _threads(),
     )  # fmt: skip
     return _to_mlx(out, x.dtype)
 
 
-def _activate(y: mx.array, activation: str | None) -> mx.array:
+def _activate(y: mx.array, activation: str | None, param: mx.array | None = None) -> mx.array:
     """``activation`` with MLX's own operations (the path off the CPU)."""
+    if activation == "snake":
+        return y + (1.0 / param) * mx.square(mx.sin(param * y))
+    if activation == "leaky_relu":
+        return mx.where(y > 0, y, y * param)
     if activation == "gelu":
         return nn.gelu(y)
     if activation == "gelu_tanh":
@@ -556,11 +562,25 @@ def _residual(y, residual, residual_scale):
     return residual + (y * residual_scale if residual_scale is not None else y)
 
 
-def _check_activation(activation: str | None) -> None:
-    if activation not in _ACTIVATIONS:
+def _check_activation(activation: str | None, param, channels: int) -> mx.array | None:
+    """Checks ``activation`` and its parameter; returns the parameter as an array (snake's
+    alpha ``[channels]``, leaky_relu's slope ``[1]``) or None."""
+    if activation not in _NORM_ACTIVATIONS:
         raise ValueError(
-            f"unknown activation {activation!r}; expected one of None, 'gelu', 'gelu_tanh', 'glu'"
+            f"unknown activation {activation!r}; expected one of None, 'gelu', 'gelu_tanh', "
+            "'glu', 'snake', 'leaky_relu'"
         )
+    if activation not in ("snake", "leaky_relu"):
+        if param is not None:
+            raise ValueError(f"activation {activation!r} takes no activation_param")
+        return None
+    if param is None:
+        raise ValueError(f"activation {activation!r} needs activation_param")
+    p = mx.array(param, dtype=mx.float32).reshape(-1)
+    want = channels if activation == "snake" else 1
+    if p.size != want:
+        raise ValueError(f"{activation}'s activation_param must have {want} value(s), got {p.size}")
+    return p
 
 
 def _native_ok() -> bool:
@@ -575,6 +595,7 @@ def bias_act(
     activation: str | None = None,
     residual: mx.array | None = None,
     residual_scale: mx.array | None = None,
+    activation_param=None,
 ) -> mx.array:
     """``residual + residual_scale * activation(x + bias)`` over the last (channel) axis in
     one pass: on the CPU a fused, threaded C kernel; elsewhere MLX's operations.
@@ -583,18 +604,21 @@ def bias_act(
         x: ``[..., channels]``.
         bias: ``[channels]`` or None.
         activation: None, ``"gelu"`` (exact, erf), ``"gelu_tanh"`` (torch's
-            ``approximate="tanh"``) or ``"glu"`` (first half of the channels times the sigmoid
-            of the second half; the output has half the channels).
+            ``approximate="tanh"``), ``"glu"`` (first half of the channels times the sigmoid
+            of the second half; the output has half the channels), ``"snake"`` (``y + sin(alpha
+            y)^2 / alpha``, BigVGAN's and iSTFTNet's) or ``"leaky_relu"``.
         residual: None, or an array shaped as the output.
         residual_scale: None (1), or ``[output channels]`` (a LayerScale).
+        activation_param: Snake's ``alpha`` (``[channels]``) or leaky_relu's negative slope
+            (a float); None for the others.
     """
-    _check_activation(activation)
+    param = _check_activation(activation, activation_param, x.shape[-1])
     _check_operands(x, x.shape[-1], activation, {"bias": bias}, residual, residual_scale)
     if not _native_ok() or x.size == 0:
         y = x + bias if bias is not None else x
-        return _residual(_activate(y, activation), residual, residual_scale)
+        return _residual(_activate(y, activation, param), residual, residual_scale)
     return _norm_act_native(x, None, bias, 1, False, 0.0, None, None, activation, residual,
-                            residual_scale)  # fmt: skip
+                            residual_scale, act_param=param)  # fmt: skip
 
 
 # up to this many input channels, group_norm's projection is computed inside the kernel (twice,
@@ -616,6 +640,7 @@ def group_norm(
     residual_scale: mx.array | None = None,
     input_bias: mx.array | None = None,
     projection: mx.array | None = None,
+    activation_param=None,
 ) -> mx.array:
     """torch's ``GroupNorm(groups, channels)`` over a channels-last array, optionally followed
     by an activation and a scaled residual add, as :func:`bias_act` (on the CPU all of it in
@@ -629,7 +654,7 @@ def group_norm(
             run of axes between the first and the last (default: all of them, torch's
             GroupNorm). demucs' DConv normalises ``[B, T, F, C]`` with ``axes=(1,)``: each
             frequency row on its own.
-        activation, residual, residual_scale: As in :func:`bias_act`.
+        activation, residual, residual_scale, activation_param: As in :func:`bias_act`.
         input_bias: ``[channels]`` added to ``x`` before normalising (the bias of the layer
             before, fused into the same passes), or None.
         projection: ``[channels, x_channels]``, or None: the weight of a 1x1 convolution (a
@@ -637,7 +662,6 @@ def group_norm(
             instead of written out when ``x`` has at most 8 channels and the statistics
             leave a ``mid`` axis (demucs' DConv widens 6 to 96 channels per frequency row).
     """
-    _check_activation(activation)
     nd = x.ndim
     if nd < 2:
         raise ValueError(f"group_norm needs [batch, ..., channels], got shape {x.shape}")
@@ -655,6 +679,7 @@ def group_norm(
             f"{projection.shape}"
         )
     c = x.shape[-1] if projection is None else projection.shape[0]
+    param = _check_activation(activation, activation_param, c)
     if groups < 1 or c % groups:
         raise ValueError(f"{c} channels do not split into {groups} groups")
     vectors = {"weight": weight, "bias": bias, "input_bias": input_bias}
@@ -669,14 +694,14 @@ def group_norm(
             scale = scale * weight.reshape(groups, -1)
         shift = -mean_ * scale + (bias.reshape(groups, -1) if bias is not None else 0)
         y = (xg * scale + shift).reshape(x.shape)
-        return _residual(_activate(y, activation), residual, residual_scale)
+        return _residual(_activate(y, activation, param), residual, residual_scale)
     split = (spatial[0], spatial[-1] + 1) if spatial else (1, 1)
     if projection is not None and (
         projection.shape[1] > _FUSED_PROJECTION_MAX_IN or math.prod(x.shape[split[1] : -1]) == 1
     ):  # computing it twice inside the kernel would not pay: one matmul instead
         x, projection = x @ projection.T, None
     return _norm_act_native(x, split, input_bias, groups, True, eps, weight, bias, activation,
-                            residual, residual_scale, projection)  # fmt: skip
+                            residual, residual_scale, projection, param)  # fmt: skip
 
 
 def gelu(x: mx.array, approximate: str = "none") -> mx.array:

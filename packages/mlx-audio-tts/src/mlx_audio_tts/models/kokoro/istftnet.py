@@ -19,11 +19,6 @@ import numpy as np
 RSQRT2 = float(np.float32(1.0) / np.sqrt(np.float32(2.0)))  # torch.rsqrt(torch.tensor(2))
 
 
-def snake(x: mx.array, alpha: mx.array) -> mx.array:
-    """Snake1D as Kokoro writes it: ``x + (1 / alpha) * sin(alpha * x) ** 2``."""
-    return x + (1.0 / alpha) * mx.square(mx.sin(alpha * x))
-
-
 class DepthwiseUpsample(nn.Module):
     """The depthwise ``ConvTranspose1d(C, C, 3, stride=2, padding=1, output_padding=1,
     groups=C)`` of an upsampling block: output frame ``2t`` is ``x[t] * w1`` and ``2t + 1``
@@ -53,15 +48,20 @@ class AdaIN1d(nn.Module):
         self.fc = nn.Linear(style_dim, 2 * channels)
         self.norm = {"weight": mx.ones((channels,)), "bias": mx.zeros((channels,))}
 
-    def __call__(self, x: mx.array, s: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, s: mx.array, activation: str | None = None,
+                 param=None) -> mx.array:  # fmt: skip
+        """``activation`` (``"snake"`` with ``param`` alpha, ``"leaky_relu"`` with the slope)
+        of the normalised ``x``, fused into the same pass on the CPU."""
         c = x.shape[-1]
         h = self.fc(s)  # [batch, 2C]
         gamma, beta = 1.0 + h[:, :c], h[:, c:]
         w, b = self.norm["weight"], self.norm["bias"]
         if x.shape[0] == 1:  # the style's affine folds into the norm's own: one fused pass
-            return fnn.group_norm(x, c, w * gamma[0], b * gamma[0] + beta[0], eps=1e-5)
+            return fnn.group_norm(x, c, w * gamma[0], b * gamma[0] + beta[0], eps=1e-5,
+                                  activation=activation, activation_param=param)  # fmt: skip
         y = fnn.group_norm(x, c, w, b, eps=1e-5)
-        return y * gamma[:, None] + beta[:, None]
+        return fnn.bias_act(y * gamma[:, None] + beta[:, None], None, activation,
+                            activation_param=param)  # fmt: skip
 
 
 class AdainResBlk1d(nn.Module):
@@ -82,11 +82,11 @@ class AdainResBlk1d(nn.Module):
             self.pool = DepthwiseUpsample(dim_in)
 
     def __call__(self, x: mx.array, s: mx.array) -> mx.array:
-        h = nn.leaky_relu(self.norm1(x, s), 0.2)
+        h = self.norm1(x, s, "leaky_relu", 0.2)
         if self.upsample:
             h = self.pool(h)
         h = self.conv1(h)
-        h = nn.leaky_relu(self.norm2(h, s), 0.2)
+        h = self.norm2(h, s, "leaky_relu", 0.2)
         h = self.conv2(h)
         sc = mx.repeat(x, 2, axis=1) if self.upsample else x
         if self.learned_sc:
@@ -113,8 +113,8 @@ class AdaINResBlock1(nn.Module):
             self.convs1, self.convs2, self.adain1, self.adain2, self.alpha1, self.alpha2,
             strict=True,
         ):  # fmt: skip
-            xt = c1(snake(n1(x, s), a1))
-            xt = c2(snake(n2(xt, s), a2))
+            xt = c1(n1(x, s, "snake", a1))
+            xt = c2(n2(xt, s, "snake", a2))
             x = xt + x
         return x
 
