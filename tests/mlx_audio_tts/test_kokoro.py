@@ -240,3 +240,19 @@ def test_random_model_builds_from_the_default_config():
     cfg = ModelConfig.from_dict({"decoder": {"upsample_initial_channel": 512}, "foo": 1})
     assert cfg.istftnet["upsample_rates"] == [10, 6] and cfg.extra == {"foo": 1}
     assert cfg.to_dict()["foo"] == 1 and cfg.hop_samples == 600
+
+
+def test_adain_batches_as_single_items():
+    """The batch-of-one path folds the style into the fused norm; larger batches normalise,
+    then apply the style; both with the fused activations."""
+    from mlx_audio_tts.models.kokoro.istftnet import AdaIN1d
+
+    ada = AdaIN1d(8, 6)
+    x = mx.random.normal((2, 40, 6), key=mx.random.key(1)) * 3
+    s = mx.random.normal((2, 8), key=mx.random.key(2))
+    alpha = mx.random.uniform(0.5, 2.0, (6,), key=mx.random.key(3))
+    for act, param in ((None, None), ("snake", alpha), ("leaky_relu", 0.2)):
+        both = ada(x, s, act, param)
+        for i in range(2):
+            one = ada(x[i : i + 1], s[i : i + 1], act, param)
+            np.testing.assert_allclose(np.asarray(both[i]), np.asarray(one[0]), atol=1e-5)

@@ -59,9 +59,10 @@ class AdaIN1d(nn.Module):
         if x.shape[0] == 1:  # the style's affine folds into the norm's own: one fused pass
             return fnn.group_norm(x, c, w * gamma[0], b * gamma[0] + beta[0], eps=1e-5,
                                   activation=activation, activation_param=param)  # fmt: skip
-        y = fnn.group_norm(x, c, w, b, eps=1e-5)
-        return fnn.bias_act(y * gamma[:, None] + beta[:, None], None, activation,
-                            activation_param=param)  # fmt: skip
+        y = fnn.group_norm(x, c, w, b, eps=1e-5) * gamma[:, None] + beta[:, None]
+        return (
+            y if activation is None else fnn.bias_act(y, None, activation, activation_param=param)
+        )
 
 
 class AdainResBlk1d(nn.Module):

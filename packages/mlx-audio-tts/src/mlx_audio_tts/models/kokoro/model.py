@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlx_audio_io import nn as fnn
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -135,6 +137,10 @@ class KokoroModel(nn.Module):
             raise ValueError(
                 f"style vector must have {2 * self.config.style_dim} values, got {ref_s.shape[1]}"
             )
+        with fnn.buffer_cache():  # the generator's many same-shaped intermediates
+            return self._forward(ids, ref_s, speed, pred_dur, phase0, noise, capture)
+
+    def _forward(self, ids, ref_s, speed, pred_dur, phase0, noise, capture) -> Output:
         cap = capture if capture is not None else {}
         d, t_en, predicted = self.predict(ids, ref_s, speed, cap)
         pred_dur = predicted if pred_dur is None else mx.array(pred_dur, dtype=mx.int32)
@@ -151,6 +157,7 @@ class KokoroModel(nn.Module):
         x = self.decoder.features(asr, f0, n, s)
         har = self.decoder.generator.source(f0, phase0, noise)
         audio = self.decoder.generator(x, s, har=har)[0]
+        mx.eval(audio)  # inside buffer_cache
         cap.update(pred_dur=pred_dur, en=en, asr=asr, F0=f0, N=n, features=x, har=har,
                    audio=audio)  # fmt: skip
         return Output(audio=audio, pred_dur=pred_dur)

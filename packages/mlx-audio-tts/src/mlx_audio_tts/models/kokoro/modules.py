@@ -116,28 +116,39 @@ class LSTM(nn.Module):
             setattr(self, f"bias_ih_{suffix}", mx.zeros((4 * hidden_size,)))
             setattr(self, f"bias_hh_{suffix}", mx.zeros((4 * hidden_size,)))
 
-    def _direction(self, x: mx.array, suffix: str, reverse: bool) -> mx.array:
+    def __call__(self, x: mx.array) -> mx.array:
+        """``[batch, steps, input]`` -> ``[batch, steps, 2 * hidden]`` (forward, backward).
+
+        Both directions step together, as a batch of two (the backward one on the reversed
+        sequence), through one compiled cell per step."""
         b, t, _ = x.shape
         n = self.hidden_size
-        w_hh = getattr(self, f"weight_hh_{suffix}").T
-        bias = getattr(self, f"bias_ih_{suffix}") + getattr(self, f"bias_hh_{suffix}")
-        xg = x @ getattr(self, f"weight_ih_{suffix}").T + bias  # every step's input gates
-        h = mx.zeros((b, n), x.dtype)
-        c = mx.zeros((b, n), x.dtype)
-        outs = [None] * t
-        for step in range(t - 1, -1, -1) if reverse else range(t):
-            g = xg[:, step] + h @ w_hh
-            i, f = mx.sigmoid(g[:, :n]), mx.sigmoid(g[:, n : 2 * n])
-            c = f * c + i * mx.tanh(g[:, 2 * n : 3 * n])
-            h = mx.sigmoid(g[:, 3 * n :]) * mx.tanh(c)
-            outs[step] = h
-        return mx.stack(outs, axis=1) if t else mx.zeros((b, 0, n), x.dtype)
+        if t == 0:
+            return mx.zeros((b, 0, 2 * n), x.dtype)
+        gates, w_hh = [], []
+        for suffix in ("l0", "l0_reverse"):
+            bias = getattr(self, f"bias_ih_{suffix}") + getattr(self, f"bias_hh_{suffix}")
+            gates.append(x @ getattr(self, f"weight_ih_{suffix}").T + bias)  # every step's
+            w_hh.append(getattr(self, f"weight_hh_{suffix}").T)
+        xg = mx.stack([gates[0], gates[1][:, ::-1]])  # [2, batch, steps, 4 * hidden]
+        w = mx.stack(w_hh)  # [2, hidden, 4 * hidden]
+        h = mx.zeros((2, b, n), x.dtype)
+        c = mx.zeros((2, b, n), x.dtype)
+        outs = []
+        for step in range(t):
+            h, c = _lstm_cell(xg[:, :, step] + h @ w, c)
+            outs.append(h)
+        hs = mx.stack(outs, axis=2)  # [2, batch, steps, hidden]
+        return mx.concatenate([hs[0], hs[1][:, ::-1]], axis=-1)
 
-    def __call__(self, x: mx.array) -> mx.array:
-        """``[batch, steps, input]`` -> ``[batch, steps, 2 * hidden]`` (forward, backward)."""
-        fwd = self._direction(x, "l0", False)
-        bwd = self._direction(x, "l0_reverse", True)
-        return mx.concatenate([fwd, bwd], axis=-1)
+
+@mx.compile
+def _lstm_cell(g: mx.array, c: mx.array) -> tuple[mx.array, mx.array]:
+    """One LSTM step from its gate pre-activations (i, f, g, o) and the cell state."""
+    n = c.shape[-1]
+    i, f = mx.sigmoid(g[..., :n]), mx.sigmoid(g[..., n : 2 * n])
+    c = f * c + i * mx.tanh(g[..., 2 * n : 3 * n])
+    return mx.sigmoid(g[..., 3 * n :]) * mx.tanh(c), c
 
 
 class ChannelLayerNorm(nn.Module):
