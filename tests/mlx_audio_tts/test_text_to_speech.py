@@ -261,3 +261,19 @@ def test_load_and_quantize_errors(model, folder, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "orpheus"}))
     with pytest.raises(ValueError, match="model type 'orpheus' is not supported"):
         load_model(tmp_path)
+
+
+def test_seed_flow_through_the_hub(folder, english, hub_server, hub_env, tmp_path):
+    """The seed's calls against a (loopback) Hub repo: utils.load_model(repo_id=...), then
+    a pipeline whose voice is fetched from the same repo, then generate_audio by repo id."""
+    repo = tmp_path / "repo"
+    shutil.copytree(folder, repo)
+    hub_server.add_repo("prince-canuma/Kokoro-82M", repo)
+    model = load_model(repo_id="prince-canuma/Kokoro-82M")
+    pipeline = KokoroPipeline(lang_code="a", model=model, repo_id="prince-canuma/Kokoro-82M",
+                              g2p=english)  # fmt: skip
+    (graphemes, phonemes, audio), *_ = pipeline("The MLX King lives.", voice="af_bella")
+    assert graphemes == "The MLX King lives." and audio.shape[0] == 1
+    (path,) = generate_audio("Let him cook!", voice="af_heart", file_prefix=tmp_path / "cook",
+                             join_audio=True, verbose=False)  # fmt: skip
+    assert aio.info(path).frames > 0
