@@ -81,15 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``mlx-audio-tts`` command."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    from mlx_audio_io.cli import run_subcommand
+
+    return run_subcommand(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
