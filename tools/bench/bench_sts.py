@@ -139,22 +139,6 @@ class Run:
 # --------------------------------------------------------------------------------------------
 
 
-PROBE = (
-    "import json, platform, importlib.metadata as m, torch, demucs.apply; print(json.dumps("
-    "{'torch': torch.__version__, 'demucs': m.version('demucs'), 'numpy': m.version('numpy'),"
-    " 'python': platform.python_version()}))"
-)
-
-
-def probe_demucs(python: Path) -> dict | None:
-    """torch's and demucs' versions in the venv, or None unless they are the ones we pin."""
-    probe = probe_venv(python, PROBE, worker_env())
-    if not probe:
-        return None
-    ok = probe["torch"].split("+")[0] == TORCH_VERSION and probe["demucs"] == DEMUCS_VERSION
-    return probe if ok else None
-
-
 def install_pins(venv: Path, pins: list[str]) -> tuple[str | None, str]:
     """Creates ``venv`` (``python3 -m venv``) when missing and pip-installs ``pins``."""
     steps = []
@@ -169,12 +153,24 @@ def install_pins(venv: Path, pins: list[str]) -> tuple[str | None, str]:
     return None, "installed with pip"
 
 
-def setup_demucs() -> Anchor:
-    """The demucs venv, reused when it imports the pinned versions, else (re)installed."""
-    what = f"torch=={TORCH_VERSION} + demucs=={DEMUCS_VERSION}"
-    pins = [f"torch=={TORCH_VERSION}", f"demucs=={DEMUCS_VERSION}", "numpy"]
-    return setup_venv(what, VENV / "bin" / "python", probe_demucs,
-                      lambda _python: install_pins(VENV, pins))  # fmt: skip
+def setup_torch_peer(venv: Path, dist: str, pin: str, module: str) -> Anchor:
+    """A torch peer's own venv (``torch==TORCH_VERSION``, ``dist==pin``, numpy), reused
+    when it imports ``module`` at the pinned versions, else (re)installed with pip. Its probe
+    reports the versions of torch, ``dist`` and numpy, and Python's."""
+    code = (
+        f"import json, platform, importlib.metadata as m, torch, {module}; print(json.dumps("
+        f"{{'torch': torch.__version__, {dist!r}: m.version({dist!r}), "
+        "'numpy': m.version('numpy'), 'python': platform.python_version()}))"
+    )
+
+    def probe(python: Path) -> dict | None:
+        found = probe_venv(python, code, worker_env())
+        ok = found and found["torch"].split("+")[0] == TORCH_VERSION and found[dist] == pin
+        return found if ok else None
+
+    pins = [f"torch=={TORCH_VERSION}", f"{dist}=={pin}", "numpy"]
+    return setup_venv(" + ".join(pins[:2]), venv / "bin" / "python", probe,
+                      lambda _python: install_pins(venv, pins))  # fmt: skip
 
 
 class WorkerError(RuntimeError):
@@ -544,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report path")
     args = parser.parse_args(argv)
     CACHE.mkdir(parents=True, exist_ok=True)
-    run = Run(QUICK if args.quick else FULL, args.quick, setup_demucs())
+    state = setup_torch_peer(VENV, "demucs", DEMUCS_VERSION, "demucs.apply")
+    run = Run(QUICK if args.quick else FULL, args.quick, state)
     measure_all(run)
     report = render(run)
     print(report)

@@ -39,20 +39,20 @@ import mlx.core as mx
 # isort: on
 import mlx_audio_tts
 import numpy as np
-from bench_io import blas_state, setup_venv, worker_env
+from bench_io import blas_state
 from bench_sts import (
     LineWorker,
     Result,
     WorkerError,
     alternate,
     cell,
-    install_pins,
     load_average,
     ours_call,
     paired,
     rtf,
+    setup_torch_peer,
 )
-from common import Anchor, Footnotes, machine_line, probe_venv, version
+from common import Anchor, Footnotes, machine_line, version
 from mlx_audio_tts.g2p import load_g2p
 from mlx_audio_tts.models.kokoro import KokoroPipeline, load_model
 from mlx_audio_tts.models.kokoro.voices import load_voice, style_for
@@ -122,29 +122,6 @@ class Run:
     )
 
 
-PROBE = (
-    "import json, platform, importlib.metadata as m, torch, kokoro; print(json.dumps("
-    "{'torch': torch.__version__, 'kokoro': m.version('kokoro'), 'numpy': m.version('numpy'),"
-    " 'python': platform.python_version()}))"
-)
-
-
-def probe_kokoro(python: Path) -> dict | None:
-    """torch's and kokoro's versions in the venv, or None unless they are the ones we pin."""
-    probe = probe_venv(python, PROBE, worker_env())
-    if not probe:
-        return None
-    ok = probe["torch"].split("+")[0] == TORCH_VERSION and probe["kokoro"] == KOKORO_VERSION
-    return probe if ok else None
-
-
-def setup_kokoro() -> Anchor:
-    """The kokoro venv, reused when it imports the pinned versions, else (re)installed."""
-    pins = [f"torch=={TORCH_VERSION}", f"kokoro=={KOKORO_VERSION}", "numpy"]
-    return setup_venv(" + ".join(pins[:2]), VENV / "bin" / "python", probe_kokoro,
-                      lambda _python: install_pins(VENV, pins))  # fmt: skip
-
-
 def vocab_for(*phoneme_strings: str) -> dict[str, int]:
     """A vocabulary holding every symbol the benchmark's phonemes use (ids < 178). The real
     one comes with the released config.json; the compute does not depend on the ids."""
@@ -185,11 +162,10 @@ def first_audio(model, g2p, mode: Mode) -> dict:
     """Seconds from calling a sentence-splitting KokoroPipeline to its first segment
     (normalisation, G2P and the first sentence's synthesis), median over the rounds."""
     pipeline = KokoroPipeline("a", model=model, g2p=g2p)
-    pipeline._voices["af_heart"] = load_voice(VOICE)
     times = []
     for _ in range(sum(mode.runs)):
         t0 = time.perf_counter()
-        result = next(iter(pipeline(PARAGRAPH, "af_heart", split_pattern=r"(?<=[.!?])\s+")))
+        result = next(iter(pipeline(PARAGRAPH, str(VOICE), split_pattern=r"(?<=[.!?])\s+")))
         mx.eval(result.audio)
         times.append(time.perf_counter() - t0)
     timed = times[mode.runs[0] :]
@@ -403,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report path")
     args = parser.parse_args(argv)
     CACHE.mkdir(parents=True, exist_ok=True)
-    run = Run(QUICK if args.quick else FULL, args.quick, setup_kokoro())
+    state = setup_torch_peer(VENV, "kokoro", KOKORO_VERSION, "kokoro")
+    run = Run(QUICK if args.quick else FULL, args.quick, state)
     measure_all(run)
     report = render(run)
     print(report)
