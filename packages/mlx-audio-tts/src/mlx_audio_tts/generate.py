@@ -90,8 +90,7 @@ def generate_audio(
     pipeline = KokoroPipeline(lang_code, model=model, repo_id=model_path)
     prefix = Path(file_prefix).expanduser()
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    encoding = {"wav": "float32", "flac": "pcm24", "mp3": None}[fmt]
-    options = {"encoding": encoding} if encoding else {}
+    options = {"wav": {"encoding": "float32"}, "flac": {"encoding": "pcm24"}, "mp3": {}}[fmt]
     written: list[Path] = []
     writer = None
     total_audio = 0.0

@@ -167,6 +167,4 @@ class KokoroPipeline:
                         yield Result(graphemes, phonemes)
                         continue
                     out = self.model(phonemes, style_for(pack, len(phonemes)), speed)
-                    audio = out.audio.reshape(1, -1)
-                    mx.eval(audio)
-                    yield Result(graphemes, phonemes, audio, out.pred_dur)
+                    yield Result(graphemes, phonemes, out.audio.reshape(1, -1), out.pred_dur)
