@@ -30,7 +30,13 @@ struct aio_file {
     char *path;  /* the file, or for memory input a name whose extension hints the format */
     const unsigned char *mem; /* memory input (owned by the caller), or NULL */
     int64_t mem_size;
+    int64_t size; /* bytes in the file (or in memory) when opened */
 };
+
+/* libav opens paths as literal files: "file:" + path, with only the file protocol allowed
+   (a name such as "pipe:0" or "tcp://..." is a file name here, never a URL). Returns a
+   malloc'd string (NULL: out of memory). */
+char *aio_literal_url(const char *path);
 
 /* Positional reads from a file descriptor or from memory. */
 typedef struct {

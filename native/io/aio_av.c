@@ -112,6 +112,8 @@ typedef struct {
     AVFrame *frm;
     int si;
     int64_t last_pts; /* best-effort timestamp of the last decoded frame */
+    int64_t data_start; /* the byte position after the header (PCM: where samples start) */
+    int pcm_align;      /* bytes per frame of a PCM stream, else 0 */
     float *pend; /* decoded frames not yet handed out */
     int64_t pend_cap, pend_len, pend_pos;
     int demux_eof;
@@ -153,8 +155,19 @@ static int av_setup_decoder(av_impl *a, aio_file *f, char *err) {
         a->fmt->pb = a->io;
         a->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
     }
-    int r = avformat_open_input(&a->fmt, f->path, NULL, NULL);
+    int r;
+    if (f->mem) {
+        r = avformat_open_input(&a->fmt, f->path, NULL, NULL);
+    } else {
+        char *url = aio_literal_url(f->path);
+        AVDictionary *opts = NULL;
+        av_dict_set(&opts, "protocol_whitelist", "file", 0);
+        r = url ? avformat_open_input(&a->fmt, url, NULL, &opts) : AVERROR(ENOMEM);
+        av_dict_free(&opts);
+        free(url);
+    }
     if (r < 0) return av_fail(err, AIO_EDECODE, "not a recognised audio file or corrupt", r);
+    a->data_start = a->fmt->pb ? avio_tell(a->fmt->pb) : -1;
     if (!header_is_complete(a->fmt) && (r = avformat_find_stream_info(a->fmt, NULL)) < 0)
         return av_fail(err, AIO_EDECODE, "cannot read stream information", r);
     const AVCodec *codec = NULL;
@@ -290,7 +303,11 @@ static int64_t av_next(av_impl *a, int ch, float *dst, int64_t room, char *err) 
             continue;
         }
         if (r < 0) return av_fail(err, AIO_EDECODE, "reading failed", r);
-        if (a->pkt->stream_index == a->si) r = avcodec_send_packet(a->dec, a->pkt);
+        if (a->pkt->stream_index == a->si) {
+            /* a truncated PCM file ends in a partial frame: the whole frames before it count */
+            if (a->pcm_align > 0) a->pkt->size -= a->pkt->size % a->pcm_align;
+            r = a->pkt->size > 0 ? avcodec_send_packet(a->dec, a->pkt) : 0;
+        }
         av_packet_unref(a->pkt);
         if (r < 0 && r != AVERROR(EAGAIN)) return av_fail(err, AIO_EDECODE, "decoding failed", r);
     }
@@ -431,7 +448,7 @@ static const char *container_of(const char *iformat, const char *path) {
 }
 
 /* Frame count the container states exactly, or -1. Packet-based guesses are not trusted. */
-static int64_t declared_frames(av_impl *a) {
+static int64_t declared_frames(av_impl *a, int64_t file_size) {
     AVStream *st = a->fmt->streams[a->si];
     const char *fmt = a->fmt->iformat->name;
     enum AVCodecID id = st->codecpar->codec_id;
@@ -441,7 +458,13 @@ static int64_t declared_frames(av_impl *a) {
                 (pcm && (strcmp(fmt, "aiff") == 0 || strcmp(fmt, "caf") == 0 ||
                          strcmp(fmt, "w64") == 0 || strcmp(fmt, "wav") == 0));
     if (!exact || st->duration == AV_NOPTS_VALUE || st->duration <= 0) return -1;
-    return av_rescale_q(st->duration, st->time_base, (AVRational){1, a->dec->sample_rate});
+    int64_t n = av_rescale_q(st->duration, st->time_base, (AVRational){1, a->dec->sample_rate});
+    /* a PCM header promising more samples than the file holds (truncated): count instead */
+    int align = st->codecpar->block_align;
+    if (pcm && align > 0 && a->data_start >= 0 && file_size >= 0 &&
+        n > (file_size - a->data_start) / align)
+        return -1;
+    return n;
 }
 
 int aio_av_open(aio_file *f, char *err) {
@@ -455,11 +478,16 @@ int aio_av_open(aio_file *f, char *err) {
         return rc;
     }
     AVStream *st = a->fmt->streams[a->si];
+    enum AVCodecID id = st->codecpar->codec_id;
+    int bits = av_get_bits_per_sample(id), ch = st->codecpar->ch_layout.nb_channels;
+    if (id >= AV_CODEC_ID_PCM_S16LE && id < AV_CODEC_ID_ADPCM_IMA_QT && bits % 8 == 0 &&
+        st->codecpar->block_align == bits / 8 * ch) /* plain interleaved samples, no headers */
+        a->pcm_align = st->codecpar->block_align;
     f->be = &AV;
     f->impl = a;
     f->info.sample_rate = a->dec->sample_rate;
     f->info.channels = a->dec->ch_layout.nb_channels;
-    f->info.frames = declared_frames(a);
+    f->info.frames = declared_frames(a, f->size);
     aio_set_str(f->info.subtype, sizeof f->info.subtype, subtype_of(st->codecpar->codec_id));
     aio_set_str(f->info.container, sizeof f->info.container,
                 container_of(a->fmt->iformat->name, f->path));
@@ -577,7 +605,6 @@ struct aio_writer {
     int64_t frame_size, pts;
     float *staged;       /* interleaved frames waiting for a full encoder frame */
     int64_t staged_len;
-    char *path;
 };
 
 static void writer_free(aio_writer *w, int failed) {
@@ -594,10 +621,8 @@ static void writer_free(aio_writer *w, int failed) {
     avformat_free_context(w->oc);
     av_frame_free(&w->fr);
     av_packet_free(&w->pkt);
-    if (failed && w->path) unlink(w->path);
     if (failed) free(w->mem.data);
     free(w->staged);
-    free(w->path);
     free(w);
 }
 
@@ -617,7 +642,7 @@ static int writer_open(const char *path, const char *container, const aio_audio 
     w->channels = a->channels;
     w->sample_rate = a->sample_rate;
     int rc = 0, r;
-    if ((path && !(w->path = strdup(path))) || !(w->fr = av_frame_alloc()) ||
+    if (!(w->fr = av_frame_alloc()) ||
         !(w->pkt = av_packet_alloc()) ||
         avformat_alloc_output_context2(&w->oc, NULL, spec->muxer, path) < 0 || !w->oc ||
         !(w->st = avformat_new_stream(w->oc, NULL))) {
@@ -630,8 +655,13 @@ static int writer_open(const char *path, const char *container, const aio_audio 
         goto fail;
     }
     w->st->time_base = w->enc->time_base;
-    if (path) {
-        r = avio_open(&w->oc->pb, path, AVIO_FLAG_WRITE);
+    if (path) { /* a literal file name, never a URL (see aio_literal_url) */
+        char *url = aio_literal_url(path);
+        AVDictionary *opts = NULL;
+        av_dict_set(&opts, "protocol_whitelist", "file", 0);
+        r = url ? avio_open2(&w->oc->pb, url, AVIO_FLAG_WRITE, NULL, &opts) : AVERROR(ENOMEM);
+        av_dict_free(&opts);
+        free(url);
     } else {
         w->oc->pb = mem_avio(&w->mem, 1);
         w->oc->flags |= AVFMT_FLAG_CUSTOM_IO;

@@ -113,6 +113,16 @@ static int open_backend(aio_file *f, aio_src src, const unsigned char *head, siz
     return aio_av_open(f, err);
 }
 
+char *aio_literal_url(const char *path) {
+    size_t n = strlen(path);
+    char *url = malloc(n + 6);
+    if (url) {
+        memcpy(url, "file:", 5);
+        memcpy(url + 5, path, n + 1);
+    }
+    return url;
+}
+
 static aio_file *new_file(const char *path, char *err) {
     aio_file *f = calloc(1, sizeof *f);
     if (!f || !(f->path = strdup(path ? path : ""))) {
@@ -142,7 +152,7 @@ AIO_API int aio_open_memory(const void *data, int64_t size, const char *name, ai
     aio_file *f = new_file(name, err);
     if (!f) return AIO_ENOMEM;
     f->mem = data;
-    f->mem_size = size;
+    f->mem_size = f->size = size;
     aio_src src = {-1, data, size};
     size_t got = size < 64 ? (size_t)size : 64;
     return finish_open(f, open_backend(f, src, data, got, err), out, info);
@@ -150,7 +160,8 @@ AIO_API int aio_open_memory(const void *data, int64_t size, const char *name, ai
 
 AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) return aio_fail(err, AIO_ENOENT, "file not found");
         return aio_fail(err, AIO_EIO, "cannot open file: %s", strerror(errno));
@@ -159,7 +170,13 @@ AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         int is_dir = S_ISDIR(st.st_mode);
         close(fd);
-        return aio_fail(err, AIO_EIO, is_dir ? "is a directory" : "not a regular file");
+        return aio_fail(err, AIO_EIO, is_dir ? "is a directory"
+                                             : "not a regular file (a device, FIFO or socket)");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+        close(fd);
+        return aio_fail(err, AIO_EIO, "cannot open file: %s", strerror(errno));
     }
     if (st.st_size == 0) {
         close(fd);
@@ -177,6 +194,7 @@ AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err
         close(fd);
         return AIO_ENOMEM;
     }
+    f->size = st.st_size;
     aio_src src = {fd, NULL, st.st_size};
     return finish_open(f, open_backend(f, src, head, (size_t)got, err), out, info);
 }

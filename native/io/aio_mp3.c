@@ -1,10 +1,12 @@
 /* MP3 (and MPEG layer 1/2) decoding with libmpg123: float output, gapless trimming from the
    LAME/Xing tag, exact length from a frame scan, sample-accurate seeks. */
+#include <fcntl.h>
 #include <mpg123.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "aio.h"
 
@@ -83,6 +85,44 @@ static void mp3_close(aio_file *f) {
 
 static const aio_backend MP3 = {"mp3", mp3_read, mp3_seek, mp3_count, mp3_close};
 
+/* The first bytes of the file (at most cap), from memory or a fresh literal open. */
+static size_t read_head(const aio_file *f, unsigned char *buf, size_t cap) {
+    if (f->mem) {
+        size_t n = f->mem_size < (int64_t)cap ? (size_t)f->mem_size : cap;
+        memcpy(buf, f->mem, n);
+        return n;
+    }
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = pread(fd, buf, cap, 0);
+    close(fd);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* True when the Xing/Info tag of the first frame states more stream bytes than the file has
+   after that frame's start: the file was cut short, and the tag's length is not what
+   decoding gives. */
+static int tag_exceeds_file(const aio_file *f) {
+    unsigned char b[4096];
+    size_t n = read_head(f, b, sizeof b), off = 0;
+    if (n >= 10 && memcmp(b, "ID3", 3) == 0) /* ID3v2: syncsafe size, optional footer */
+        off = 10 + ((size_t)(b[6] & 127) << 21 | (size_t)(b[7] & 127) << 14 |
+                    (size_t)(b[8] & 127) << 7 | (b[9] & 127)) + (b[5] & 0x10 ? 10 : 0);
+    if (off + 4 > n || b[off] != 0xFF || (b[off + 1] & 0xE0) != 0xE0) return 0;
+    int mpeg1 = ((b[off + 1] >> 3) & 3) == 3, mono = (b[off + 3] >> 6) == 3;
+    size_t tag = off + 4 + (mpeg1 ? (mono ? 17 : 32) : (mono ? 9 : 17));
+    if (tag + 16 > n || (memcmp(b + tag, "Xing", 4) != 0 && memcmp(b + tag, "Info", 4) != 0))
+        return 0;
+    uint32_t flags = be32(b + tag + 4);
+    if (!(flags & 2)) return 0;
+    int64_t bytes = be32(b + tag + 8 + (flags & 1 ? 4 : 0));
+    return f->size > 0 && bytes > f->size - (int64_t)off;
+}
+
 int aio_mp3_open(aio_file *f, char *err) {
     pthread_once(&mpg_once, mpg_init);
     if (mpg_init_rc != MPG123_OK) return aio_fail(err, AIO_EFORMAT, "libmpg123 failed to initialise");
@@ -112,8 +152,10 @@ int aio_mp3_open(aio_file *f, char *err) {
                               mpg123_open_handle(mh, m) == MPG123_OK
                         : mpg123_open(mh, f->path) == MPG123_OK;
     int ok = opened && mpg123_getformat(mh, &rate, &ch, &enc) == MPG123_OK;
-    /* A LAME/Info tag states frames, delay and padding: the length is exact without a scan */
-    if (ok && (mpg123_getstate(mh, MPG123_ENC_DELAY, &delay, &unused) != MPG123_OK || delay < 0))
+    /* A LAME/Info tag states frames, delay and padding: the length is exact without a scan,
+       unless the file is shorter than the tag says */
+    if (ok && (mpg123_getstate(mh, MPG123_ENC_DELAY, &delay, &unused) != MPG123_OK ||
+               delay < 0 || tag_exceeds_file(f)))
         ok = mpg123_scan(mh) == MPG123_OK;
     if (!ok) {
         int code = mpg123_errcode(mh);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "aio.h"
@@ -174,7 +175,8 @@ int aio_wav_open(aio_file *f, aio_src src, char *err) {
     if (kind < 0 || bits < 1 || bits > bytes * 8)
         return AIO_EFORMAT; /* another codec in a WAV container: libav decodes it */
 
-    if (data_bytes < 0 || data_off + data_bytes > size) data_bytes = size - data_off; /* streamed */
+    /* streamed, truncated, or a size that lies (an RF64 ds64 near INT64_MAX): what the file has */
+    if (data_bytes < 0 || data_bytes > size - data_off) data_bytes = size - data_off;
     wav_impl *w = calloc(1, sizeof *w);
     if (!w || !(w->buf = malloc(WAV_BUF_BYTES))) {
         free(w);
@@ -350,12 +352,15 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
     int64_t data = a->frames * a->channels * bytes;
     int64_t pad = w64 ? (8 - (data & 7)) & 7 : (data & 1);
     aio_sink out = {-1, NULL, 0, 0};
+    int regular = 0;
     if (path) {
         /* Overwrite in place and cut to size at the end rather than O_TRUNC: truncating a
            cached file frees its pages, and ext4 then flushes on close (auto_da_alloc), which
            tripled the time of re-saving a file. The result is the same file as with O_TRUNC. */
         out.fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (out.fd < 0) return aio_fail(err, AIO_EIO, "cannot open for writing: %s", strerror(errno));
+        struct stat st; /* a device or FIFO is written through: no truncation to size */
+        regular = fstat(out.fd, &st) == 0 && S_ISREG(st.st_mode);
     } else {
         out.cap = (int64_t)hlen + data + pad; /* exact: one allocation */
         if (!(out.buf = malloc(out.cap ? (size_t)out.cap : 1)))
@@ -378,11 +383,10 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
     }
     static const unsigned char zeros[8] = {0};
     if (rc == 0 && pad) rc = aio_sink_write(&out, zeros, (size_t)pad);
-    if (rc == 0 && path && ftruncate(out.fd, (off_t)((int64_t)hlen + data + pad)) != 0) rc = -1;
+    if (rc == 0 && regular && ftruncate(out.fd, (off_t)((int64_t)hlen + data + pad)) != 0) rc = -1;
     int saved_errno = errno;
     if (path && close(out.fd) != 0 && rc == 0) rc = -1, saved_errno = errno;
-    if (rc != 0) {
-        if (path) unlink(path);
+    if (rc != 0) { /* the caller owns the path (a temporary file it removes, or a device) */
         free(out.buf);
         return aio_fail(err, AIO_EIO, "write failed: %s", strerror(saved_errno));
     }

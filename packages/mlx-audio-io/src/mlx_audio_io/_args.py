@@ -26,20 +26,37 @@ QUALITIES = {
 MONO_MODES = {"mean": 1, "equal_power": 2}
 
 
+#: the largest value a C int parameter (sample rates, channels) takes
+INT_MAX = 2**31 - 1
+#: the largest frame count or position passed to the native layer (int64, with headroom)
+FRAMES_MAX = 2**62
+
+
 def as_path(path) -> str:
-    """A filesystem path as str; rejects other input with a TypeError."""
+    """A filesystem path as str; rejects other input with a TypeError, and a NUL inside it
+    (which the operating system would read as the end of the name) with a ValueError."""
     if isinstance(path, (str, os.PathLike)):
         p = os.fspath(path)
         if isinstance(p, str):
+            if "\0" in p:
+                raise AudioFormatError(f"path must not contain a NUL character, got {p!r}")
             return p
     raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
 
 
-def positive_int(name: str, value) -> int:
-    """An integer > 0 (Python or NumPy int, or an integral float)."""
+def native_path(path: str) -> bytes:
+    """The path's bytes for the native layer: the file system's encoding, so names that are
+    not valid UTF-8 (held by Python as surrogate escapes) open the very same file."""
+    return os.fsencode(path)
+
+
+def positive_int(name: str, value, maximum: int = INT_MAX) -> int:
+    """An integer in [1, maximum] (Python or NumPy int, or an integral float)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(value, numbers.Integral) or float(value).is_integer():
+    if isinstance(value, numbers.Integral) or (math.isfinite(value) and value.is_integer()):
+        if int(value) > maximum:
+            raise AudioFormatError(f"{name} must be at most {maximum}, got {value!r}")
         if int(value) > 0:
             return int(value)
     raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")

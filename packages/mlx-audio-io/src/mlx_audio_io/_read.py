@@ -9,8 +9,9 @@ memory owned by an ``mx.array``; small ones go through a NumPy buffer (see ``_Ou
 from __future__ import annotations
 
 import os
+import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -19,7 +20,7 @@ import numpy as np
 from . import _args
 from ._lib import check, errbuf, ffi, lib
 from ._source import NativeFile
-from .errors import AudioFormatError
+from .errors import AudioDecodeError, AudioFormatError
 
 _CHUNK_UNKNOWN = 1 << 16  # frames per read when a format does not state its length
 
@@ -55,7 +56,12 @@ def _free(pipe, handle) -> None:
 
 
 class _Source:
-    """An open file with a read pipeline; native resources are freed on close or collection."""
+    """An open file with a read pipeline; native resources are freed on close or collection.
+
+    A lock pairs every native read with close: closing from another thread (an error or
+    Ctrl-C in the caller while a worker decodes) waits for the read in progress, and a read
+    after close raises instead of touching freed memory.
+    """
 
     def __init__(
         self,
@@ -73,6 +79,7 @@ class _Source:
         self.op = op
         self.source = source
         self.mix = (mono, mono_mode)
+        self._lock = threading.Lock()
         out_sr = _args.optional_rate("sr", sr)
         offset = _args.seconds("offset", offset, allow_zero=True)
         if duration is not None:
@@ -88,9 +95,13 @@ class _Source:
         self.subtype = ffi.string(nf.info.subtype).decode()
         if window is not None:  # (start, count) in frames, for split decoding
             start, count = window
-        else:
-            start = round(offset * native_sr)
-            count = -1 if duration is None else max(1, round(duration * native_sr))
+        else:  # far past any end (1e300 s) is just past the end: zero frames
+            start = round(min(offset * native_sr, _args.FRAMES_MAX))
+            count = (
+                -1
+                if duration is None
+                else max(1, round(min(duration * native_sr, _args.FRAMES_MAX)))
+            )
         self.start = start
         err = errbuf()
         pipe_p = ffi.new("aio_pipe **")
@@ -106,23 +117,30 @@ class _Source:
     def read_into(self, ptr, frames: int, frame_stride: int, chan_stride: int) -> int:
         """Decodes up to `frames` output frames into ptr (no GIL, no MLX); returns the count."""
         err = errbuf()
-        n = lib.aio_pipe_read(self._pipe, ptr, frames, frame_stride, chan_stride, err)
+        with self._lock:
+            if not self._finalizer.alive:
+                raise AudioFormatError(f"{self.op} failed for '{self.path}': the file is closed")
+            n = lib.aio_pipe_read(self._pipe, ptr, frames, frame_stride, chan_stride, err)
         return check(n, err, self.op, self.path)
 
-    def read_unknown(self) -> np.ndarray:
-        """Reads to the end when the length is not known in advance: [frames, channels]."""
-        parts = []
-        while True:
-            buf = np.empty((_CHUNK_UNKNOWN, self.channels), dtype=np.float32)
-            n = self.read_into(ffi.from_buffer("float[]", buf), _CHUNK_UNKNOWN, self.channels, 1)
-            parts.append(buf[:n])
-            if n < _CHUNK_UNKNOWN:
+    def read_pieces(self, limit: int | None = None) -> np.ndarray:
+        """Reads up to `limit` frames (None: to the end) in bounded pieces, for when the
+        length is not known in advance: [frames, channels]."""
+        parts, n = [], 0
+        while limit is None or n < limit:
+            step = _CHUNK_UNKNOWN if limit is None else min(_CHUNK_UNKNOWN, limit - n)
+            buf = np.empty((step, self.channels), dtype=np.float32)
+            got = self.read_into(ffi.from_buffer("float[]", buf), step, self.channels, 1)
+            parts.append(buf[:got])
+            n += got
+            if got < step:
                 break
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def close(self) -> None:
-        self._finalizer()
-        self._keep = None
+        with self._lock:
+            self._finalizer()
+            self._keep = None
 
 
 _SMALL_OUTPUT_BYTES = 1 << 20
@@ -190,12 +208,18 @@ class _LoadJob:
         total, ch = self.src.total, self.src.channels
         if total >= 0:
             shape = (total, ch) if self.layout == "channels_last" else (ch, total)
-            self.out = _Output(shape)
+            try:
+                self.out = _Output(shape)
+            except (MemoryError, RuntimeError, ValueError) as e:
+                raise AudioDecodeError(
+                    f"{self.src.op} failed for '{self.src.path}': cannot allocate "
+                    f"{total} frames x {ch} channels ({4 * total * ch / 2**30:.1f} GiB): {e}"
+                ) from e
 
     def fill(self) -> None:
         src = self.src
         if self.out is None:
-            self.unknown = src.read_unknown()
+            self.unknown = src.read_pieces()
         elif self.split and _splittable(src):
             self.n = _split_read(src, self.out.ptr, self._strides())
         else:
@@ -263,9 +287,13 @@ def _split_read(src: _Source, ptr, strides: tuple[int, int]) -> int:
     def run(k: int) -> int:
         return sources[k].read_into(ptr + bounds[k] * fs, bounds[k + 1] - bounds[k], fs, cs)
 
+    futures = [_split_pool.submit(run, k) for k in range(parts)]
     try:
-        counts = list(_split_pool.map(run, range(parts)))
+        wait(futures)  # every segment has finished writing into ptr before anything closes
+        counts = [f.result() for f in futures]
     finally:
+        for f in futures:
+            f.cancel()
         for extra in sources[1:]:
             extra.close()
     if counts != [bounds[k + 1] - bounds[k] for k in range(parts)]:  # ended early: truncated
@@ -408,7 +436,7 @@ class AudioStreamReader:
         self._dtype = _args.dtype(dtype)
         self._squeeze = _args.flag("squeeze_mono", squeeze_mono)
         if chunk_frames is not None:
-            chunk_frames = _args.positive_int("chunk_frames", chunk_frames)
+            chunk_frames = _args.positive_int("chunk_frames", chunk_frames, _args.FRAMES_MAX)
         else:
             chunk_duration = _args.seconds("chunk_duration", chunk_duration, allow_zero=False)
         self._src = _Source(
@@ -441,16 +469,22 @@ class AudioStreamReader:
         """The next chunk as ``[frames, channels]``, or None at the end of the file."""
         if self._eof:
             return None
-        buf = _Output((self.chunk_frames, self.channels))
-        n = self._src.read_into(buf.ptr, self.chunk_frames, self.channels, 1)
-        self.frames_read += n
         total = self._src.total
+        # a chunk larger than what is left (chunk_frames=10**12) holds only what is left
+        want = self.chunk_frames if total < 0 else min(self.chunk_frames, total - self.frames_read)
+        if want > _CHUNK_UNKNOWN and total < 0:
+            out = mx.array(self._src.read_pieces(want))
+            n = out.shape[0]
+        else:
+            buf = _Output((max(want, 0), self.channels))
+            n = self._src.read_into(buf.ptr, want, self.channels, 1) if want > 0 else 0
+            out = buf.array(n) if n else None
+        self.frames_read += n
         if n < self.chunk_frames or (total >= 0 and self.frames_read >= total):
             self._eof = True
             self._src.close()
         if n == 0:
             return None
-        out = buf.array(n)
         if self._dtype != mx.float32:
             out = out.astype(self._dtype)
         if self._squeeze:

@@ -50,11 +50,15 @@ class NativeFile:
         self.info = ffi.new("aio_info *")
         if isinstance(source, (str, os.PathLike)):
             self.keep = None
-            rc = lib.aio_open(self.label.encode(), handle_p, self.info, err)
+            rc = lib.aio_open(_args.native_path(self.label), handle_p, self.info, err)
         else:
             self.keep = _memory_of(source)
             buf = ffi.from_buffer("char[]", self.keep)
-            hint = self.label.encode() if not self.label.startswith("<") else ffi.NULL
+            hint = (
+                self.label.encode("utf-8", "replace")
+                if not self.label.startswith("<")
+                else ffi.NULL
+            )
             rc = lib.aio_open_memory(buf, len(buf), hint, handle_p, self.info, err)
             self.keep = (self.keep, buf)
         check(rc, err, op, self.label)

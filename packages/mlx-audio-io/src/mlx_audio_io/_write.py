@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
 
 from . import _args
+from ._atomic import OutputFile
 from ._lib import check, errbuf, ffi, lib
 from .errors import AudioFormatError
 
@@ -63,6 +65,13 @@ _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 6400
 _OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 _BITRATE_RANGES = {"aac": (16000, 320000), "vorbis": (32000, 500000), "opus": (6000, 510000)}
 _MAX_CHANNELS = {"mp3": 2, "m4a": 8, "flac": 8, "ogg": 8, "opus": 8}
+#: bytes per sample of the RIFF/W64 PCM encodings: the fmt chunk's block align (16 bits) and
+#: byte rate (32 bits) bound channels and sample rate
+_WAV_BYTES = {"float32": 4, "pcm16": 2, "pcm24": 3, "pcm8": 1, "ulaw": 1, "alaw": 1}
+#: writers whose files hold no stream at all without a frame (libav's, as ffmpeg's own output)
+_NEED_FRAMES = {"mp3": "MP3", "m4a": "M4A", "opus": "Ogg Opus"}
+_LOSSY = ("aac", "vorbis", "opus")  # and MP3, whose codec goes by its container
+_warned_bitrates: set[tuple[int, int]] = set()
 _FLAC_LEVELS = {"default": -1, "fast": 0}
 
 
@@ -121,6 +130,8 @@ def prepare_save(audio, layout="auto") -> PreparedAudio:
         and float64 are converted to float32.
     """
     if isinstance(audio, mx.array):
+        if audio.dtype == mx.bfloat16:  # NumPy has no bfloat16
+            audio = audio.astype(mx.float32)
         mx.eval(audio)
     arr = np.asarray(audio)
     if not np.issubdtype(arr.dtype, np.floating):
@@ -138,7 +149,7 @@ def prepare_save(audio, layout="auto") -> PreparedAudio:
     if arr.dtype != np.float32:
         arr = arr.astype(np.float32)
     frames, channels = arr.shape
-    if channels > 64 and frames < channels:
+    if channels > 64 and frames < channels and layout != "channels_first":
         raise AudioFormatError(
             f"audio has shape {tuple(np.shape(audio))}, which with layout={layout!r} means "
             f"{channels} channels of {frames} frames; pass layout='channels_first' if the "
@@ -181,13 +192,7 @@ def _bitrate(container: str, codec: str, bitrate, sr: int, channels: int, where:
         )
     bps = int(m.group(1)) * (1000 if m.group(2) else 1)
     if container == "mp3":
-        allowed = next(v for k, v in _MP3_RATES.items() if sr in k)
-        if bps % 1000 or bps // 1000 not in allowed:
-            raise AudioFormatError(
-                f"{where}: MP3 at {sr} Hz takes bitrates "
-                f"{', '.join(f'{b}k' for b in allowed)}; got {bitrate!r}"
-            )
-        return bps
+        return 1000 * _mp3_kbps(sr, bps, bitrate)
     lo, hi = _BITRATE_RANGES[codec]
     hi *= max(1, channels // 2)
     if not lo <= bps <= hi:
@@ -196,6 +201,64 @@ def _bitrate(container: str, codec: str, bitrate, sr: int, channels: int, where:
             f"channel(s), got {bitrate!r}"
         )
     return bps
+
+
+def _mp3_kbps(sr: int, bps: int, asked) -> int:
+    """The MP3 bitrate (kbit/s) nearest to bps that the MPEG version at sr carries; a bitrate
+    it cannot carry (192k at 22.05 kHz) is replaced, with one warning per combination."""
+    allowed = next(v for k, v in _MP3_RATES.items() if sr in k)
+    kbps = min(allowed, key=lambda b: (abs(1000 * b - bps), -b))
+    if 1000 * kbps != bps and (sr, bps) not in _warned_bitrates:
+        _warned_bitrates.add((sr, bps))
+        warnings.warn(
+            f"bitrate={asked!r} cannot be coded as MP3 at {sr} Hz; using {kbps}k (MPEG-1 "
+            "carries 32k-320k at 32-48 kHz, MPEG-2 8k-160k at 16-24 kHz, MPEG-2.5 8k-64k at "
+            "8-12 kHz)",
+            UserWarning,
+            stacklevel=5,
+        )
+    return kbps
+
+
+def _check_limits(container: str, encoding: str, sr: int, channels: int, where: str) -> None:
+    """What the container's header fields can hold, checked before anything is written."""
+    if container in ("wav", "w64") and encoding in _WAV_BYTES:
+        block = channels * _WAV_BYTES[encoding]
+        if block > 0xFFFF:
+            raise AudioFormatError(
+                f"{where}: .{container} with {encoding} holds at most "
+                f"{0xFFFF // _WAV_BYTES[encoding]} channels (a frame is at most 65535 bytes), "
+                f"got {channels}"
+            )
+        if sr * block > 0xFFFFFFFF:
+            raise AudioFormatError(
+                f"{where}: .{container} with {channels} {encoding} channel(s) holds sample "
+                f"rates up to {0xFFFFFFFF // block} Hz (the byte rate is 32 bits), got {sr}"
+            )
+
+
+def _check_samples(container: str, codec: str, samples: np.ndarray, clip: bool, where: str):
+    """Lossy encoders abort on NaN or infinite input (LAME asserts): say so instead. With
+    clip=True the native layer maps NaN to 0 and clamps infinities, so only clip=False
+    needs the scan."""
+    need = _NEED_FRAMES.get(container) or ("Ogg Opus" if codec == "opus" else None)
+    if samples.shape[0] == 0 and need:
+        raise AudioFormatError(
+            f"{where}: an {need} file needs at least one frame (with none, "
+            "the file holds no audio stream that a decoder could read back); use .wav, "
+            ".flac, .aiff, .caf or .ogg for empty audio"
+        )
+    if clip or (container != "mp3" and codec not in _LOSSY):
+        return
+    finite = np.isfinite(samples)
+    if not finite.all():
+        frame = int(np.argwhere(~finite)[0][0])
+        encoder = "mp3" if container == "mp3" else codec
+        raise AudioFormatError(
+            f"{where}: the {encoder} encoder cannot take NaN or infinite samples (first at "
+            f"frame {frame}); pass clip=True (NaN becomes 0, infinities +-1) or clean the "
+            "audio first"
+        )
 
 
 def _check_rate(container: str, codec: str, sr: int, channels: int, where: str) -> None:
@@ -266,13 +329,21 @@ def save_prepared(
         sr = 48000
     frames, channels = samples.shape
     _check_rate(container, codec, sr, channels, where)
+    _check_limits(container, encoding, sr, channels, where)
     bps = _bitrate(container, codec, bitrate, sr, channels, where)
     level = _flac_level(flac_compression)
+    _check_samples(container, codec, samples, bool(clip), where)
     ptr, fs, cs = _pointer(samples)
     args = (ptr, frames, channels, fs, cs, sr, _CODES[codec], bps, bool(clip), level)
     err = errbuf()
-    if to_file:
-        check(lib.aio_save(name.encode(), container.encode(), *args, err), err, "save", name)
+    if to_file:  # into a temporary file, renamed over the target once complete
+        out = OutputFile(name, "save")
+        try:
+            rc = lib.aio_save(_args.native_path(out.write_path), container.encode(), *args, err)
+            check(rc, err, "save", name)
+            out.commit()
+        finally:
+            out.discard()
         return
     out, size = ffi.new("unsigned char **"), ffi.new("int64_t *")
     check(
@@ -355,8 +426,13 @@ def resample(audio, in_sr, out_sr, quality="default", layout="channels_last"):
         dtype = mx.float32
     frames, channels = arr.shape
     n_out = lib.aio_resample_frames(frames, in_sr, out_sr)
+    if n_out * channels >= 2**31:  # an MLX array's size limit
+        raise AudioFormatError(
+            f"resample from {in_sr} to {out_sr} Hz would make {n_out} frames x {channels} "
+            "channel(s), more than one array holds; check in_sr and out_sr"
+        )
     if in_sr == out_sr:
-        out = mx.array(arr)
+        out = mx.array(np.ascontiguousarray(arr))
     else:
         src = np.ascontiguousarray(arr)
         out = mx.zeros((n_out, channels), dtype=mx.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import weakref
@@ -9,19 +10,22 @@ import weakref
 import numpy as np
 
 from . import _args
+from ._atomic import OutputFile
 from ._lib import check, errbuf, ffi, lib
 from ._write import (
     _ALLOWED,
     _CODES,
     _bitrate,
+    _check_limits,
     _check_rate,
+    _check_samples,
     _codec,
     _container,
     _flac_level,
     _pointer,
     prepare_save,
 )
-from .errors import AudioFormatError
+from .errors import AudioDecodeError, AudioFormatError, AudioIOError
 
 _WAV_BYTES = {"float32": 4, "pcm16": 2, "pcm24": 3}
 
@@ -35,6 +39,8 @@ class _WavAppender:
         self.rate, self.channels, self.encoding, self.clip = sample_rate, channels, encoding, clip
         self.bytes_per = _WAV_BYTES[encoding]
         self.data = 0
+        # a FIFO or a device cannot be rewound: one header whose sizes say "to the end"
+        self.seekable = self.f.seekable()
         self._header()
 
     def _header(self) -> None:
@@ -62,19 +68,24 @@ class _WavAppender:
             fmt = struct.pack(
                 "<HHIIHH", tag, self.channels, self.rate, self.rate * block, block, bits
             )
+        riff, data = (4 + 8 + len(fmt) + 8 + self.data, self.data)
+        if not self.seekable:
+            riff = data = 0xFFFFFFFF
         head = (
             b"RIFF"
-            + struct.pack("<I", 4 + 8 + len(fmt) + 8 + self.data)
+            + struct.pack("<I", min(riff, 0xFFFFFFFF))
             + b"WAVE"
             + b"fmt "
             + struct.pack("<I", len(fmt))
             + fmt
             + b"data"
-            + struct.pack("<I", self.data)
+            + struct.pack("<I", min(data, 0xFFFFFFFF))
         )
-        self.f.seek(0)
+        if self.seekable:
+            self.f.seek(0)
         self.f.write(head)
-        self.f.seek(0, os.SEEK_END)
+        if self.seekable:
+            self.f.seek(0, os.SEEK_END)
 
     def write(self, frames: np.ndarray) -> None:
         if self.encoding == "float32":
@@ -92,26 +103,37 @@ class _WavAppender:
             )
         self.f.write(raw)
         self.data += len(raw)
-        self._header()
+        if self.seekable:
+            self._header()
         self.f.flush()
 
     def close(self) -> None:
-        if self.data & 1:
-            self.f.write(b"\0")
-        self.f.close()
+        try:
+            if self.data & 1:
+                self.f.write(b"\0")
+        finally:
+            self.f.close()
 
 
-def _close_native(handle) -> None:
-    err = errbuf()
-    lib.aio_writer_close(handle, err)
+def _abandon(handle, wav, out: OutputFile) -> None:
+    """A writer collected without close(): frees its native state; a file that never got a
+    successful write is removed (the target keeps what it held)."""
+    if handle is not None:
+        lib.aio_writer_close(handle, errbuf())
+    if wav is not None:
+        wav.f.close()
+    out.discard()
 
 
 class AudioWriter:
     """Writes audio chunk by chunk to a file, in every format :func:`save` writes but W64.
 
-    What was written stays readable if the process dies before :meth:`close`: WAV headers are
-    rewritten after every write, other formats are flushed packet by packet (FLAC, MP3 and Ogg
-    decode up to the last packet; M4A needs :meth:`close` to write its index).
+    Nothing at the path changes until the first successful :meth:`write`: the stream starts
+    in a temporary file beside it, which then replaces the old file (a device or FIFO is
+    written straight through). From then on what was written stays readable, even if the
+    process dies before :meth:`close` or a later write fails: WAV headers are rewritten after
+    every write, other formats are flushed packet by packet (FLAC, MP3 and Ogg decode up to
+    the last packet; M4A needs :meth:`close` to write its index).
 
     Args:
         path: Output path; the extension picks the format (or ``format=``).
@@ -145,67 +167,136 @@ class AudioWriter:
         self.channels = _args.positive_int("channels", channels)
         self.clip = bool(clip)
         self.frames_written = 0
-        codec = _codec(container, encoding)
+        self._container = container
+        self._codec = codec = _codec(container, encoding)
         if codec == "opus" and self.sample_rate not in (8000, 12000, 16000, 24000, 48000):
             raise AudioFormatError(
                 f"{where}: Opus codes 8, 12, 16, 24 or 48 kHz; resample the "
                 f"stream first (got {self.sample_rate})"
             )
         _check_rate(container, codec, self.sample_rate, self.channels, where)
+        _check_limits(container, encoding, self.sample_rate, self.channels, where)
         bps = _bitrate(container, codec, bitrate, self.sample_rate, self.channels, where)
+        level = _flac_level(flac_compression)
         self._wav = self._native = None
         if container == "w64":
             raise AudioFormatError(
                 f"{where}: AudioWriter writes every format save() does but "
                 ".w64; use save() for it, or .wav"
             )
-        if container == "wav" and encoding in _WAV_BYTES:
-            self._wav = _WavAppender(self.path, self.sample_rate, self.channels, encoding, clip)
-            return
+        self._out = OutputFile(self.path, "AudioWriter")
+        try:
+            if container == "wav" and encoding in _WAV_BYTES:
+                self._wav = _WavAppender(
+                    self._out.write_path, self.sample_rate, self.channels, encoding, clip
+                )
+            else:
+                self._native = self._open_native(container, codec, bps, level)
+        except BaseException:
+            self._out.discard()
+            raise
+        self._finalizer = weakref.finalize(self, _abandon, self._native, self._wav, self._out)
+
+    def _open_native(self, container: str, codec: str, bps: int, level: int):
         err, out = errbuf(), ffi.new("aio_writer **")
         rc = lib.aio_writer_open(
-            self.path.encode(),
+            _args.native_path(self._out.write_path),
             container.encode(),
             self.channels,
             self.sample_rate,
             _CODES[codec],
             bps,
-            _flac_level(flac_compression),
+            level,
             out,
             err,
         )
         check(rc, err, "AudioWriter", self.path)
-        self._native = out[0]
-        self._finalizer = weakref.finalize(self, _close_native, self._native)
+        return out[0]
 
     def write(self, audio, layout="auto") -> None:
-        """Appends audio: ``mx.array`` or NumPy, 1-D (mono) or 2-D (``layout`` as in save)."""
+        """Appends audio: ``mx.array`` or NumPy, 1-D (mono) or 2-D (``layout`` as in save).
+
+        Raises:
+            ValueError: Wrong channel count, a closed writer, or NaN/infinite samples for a
+                lossy encoder with ``clip=False``.
+            RuntimeError: The write failed (e.g. the disk is full); what earlier writes put
+                in the file stays there.
+        """
         samples = prepare_save(audio, layout).samples
         if samples.shape[1] != self.channels:
             raise AudioFormatError(
                 f"AudioWriter for '{self.path}' takes {self.channels} "
                 f"channel(s), got {samples.shape[1]}"
             )
-        if self._wav is not None:
-            self._wav.write(samples)
-        elif self._native is not None:
-            ptr, fs, cs = _pointer(samples)
-            err = errbuf()
-            rc = lib.aio_writer_write(self._native, ptr, samples.shape[0], fs, cs, self.clip, err)
-            check(rc, err, "AudioWriter", self.path)
-        else:
+        where = f"AudioWriter failed for '{self.path}'"
+        if samples.shape[0]:
+            _check_samples(self._container, self._codec, samples, self.clip, where)
+        if self._wav is None and self._native is None:
             raise AudioFormatError(f"AudioWriter for '{self.path}' is closed")
+        good = self._out.size()
+        try:
+            if self._wav is not None:
+                try:
+                    self._wav.write(samples)
+                except OSError as e:
+                    raise AudioDecodeError(f"{where}: write failed: {e.strerror or e}") from e
+            else:
+                ptr, fs, cs = _pointer(samples)
+                err = errbuf()
+                rc = lib.aio_writer_write(
+                    self._native, ptr, samples.shape[0], fs, cs, self.clip, err
+                )
+                check(rc, err, "AudioWriter", self.path)
+        except AudioIOError:
+            self._fail(good)
+            raise
         self.frames_written += samples.shape[0]
+        self._out.commit()  # the first successful write replaces what the path held
+
+    def _fail(self, good: int | None) -> None:
+        """After a failed write: the writer closes, and the file keeps what the earlier writes
+        put there (finished if the format can still be finished, else cut back to them)."""
+        self._finalizer.detach()
+        wav, handle, self._wav, self._native = self._wav, self._native, None, None
+        finished = False
+        with contextlib.suppress(OSError):
+            if wav is not None:
+                wav.f.close()
+            elif handle is not None:
+                finished = lib.aio_writer_close(handle, errbuf()) == 0
+        if not finished:
+            self._out.truncate(good)
+        self._out.discard()  # nothing written before: the old file stays
 
     def close(self) -> None:
-        """Finishes the file (idempotent)."""
-        if self._wav is not None:
-            self._wav.close()
-            self._wav = None
-        if self._native is not None:
-            self._finalizer.detach()
-            err, handle, self._native = errbuf(), self._native, None
-            check(lib.aio_writer_close(handle, err), err, "AudioWriter", self.path)
+        """Finishes the file (idempotent).
+
+        Raises:
+            ValueError: Nothing was written to an MP3, M4A or Opus file (which cannot hold
+                zero frames); the path keeps what it held before.
+            RuntimeError: Finishing the file failed.
+        """
+        if self._wav is None and self._native is None:
+            return
+        self._finalizer.detach()
+        wav, handle, self._wav, self._native = self._wav, self._native, None, None
+        where = f"AudioWriter failed for '{self.path}'"
+        try:
+            if wav is not None:
+                try:
+                    wav.close()
+                except OSError as e:
+                    raise AudioDecodeError(f"{where}: write failed: {e.strerror or e}") from e
+            else:
+                err = errbuf()
+                check(lib.aio_writer_close(handle, err), err, "AudioWriter", self.path)
+            if not self.frames_written:
+                _check_samples(
+                    self._container, self._codec, np.zeros((0, 1), np.float32), True, where
+                )
+            self._out.commit()
+        finally:
+            self._out.discard()  # only when nothing was committed: the old file stays
 
     def __enter__(self):
         return self
