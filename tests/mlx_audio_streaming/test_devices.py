@@ -113,3 +113,61 @@ def test_cli_play_routes_to_the_speaker(tmp_path):
     np.testing.assert_allclose(played[:22050, 0], x / 2, atol=2 / 32768)
     np.testing.assert_allclose(played[:22050, 1], -x / 2, atol=2 / 32768)
     assert aio.info(tmp_path / "out.wav").frames == 22050  # the file was written too
+
+
+NO_DEVICE = """
+pcm.!default { type hw card 99 }
+ctl.!default { type hw card 99 }
+"""
+
+
+def test_no_sound_device_is_one_error_line(tmp_path):
+    # ALSA's default points at a card that is not there, so PortAudio finds no device; the
+    # error surfaces when the sink is made, before any output is written
+    import mlx_audio_io as aio
+
+    (tmp_path / ".asoundrc").write_text(NO_DEVICE)
+    aio.save(tmp_path / "in.wav", np.zeros((4000, 2), np.float32), 8000)
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    cli = str(__import__("pathlib").Path(sys.executable).with_name("mlx-audio-stream"))
+    for extra in ([], ["--quiet"]):
+        r = subprocess.run([cli, "in.wav", "out.wav", "--play", *extra], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert r.stderr.startswith("mlx-audio-stream: error: opening the sound output failed "
+                                   "for device 'default': ")  # fmt: skip
+        assert not (tmp_path / "out.wav").exists()
+    code = """
+        import mlx_audio_streaming as ms
+        for make in (ms.SpeakerSink, ms.MicrophoneSource):
+            try:
+                make()
+            except ms.AudioDeviceError as e:
+                assert isinstance(e, RuntimeError) and e.__cause__ is not None
+                print(e)
+    """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0].startswith("opening the sound output failed for device 'default'")
+    assert out[1].startswith("opening the sound input failed for device 'default'")
+
+
+def test_speaker_sink_refuses_a_chunk_at_another_rate(tmp_path):
+    _run(
+        tmp_path,
+        """
+        import numpy as np, mlx_audio_streaming as ms
+        def gen():
+            yield np.zeros((2, 1600), np.float32)
+        sink = ms.SpeakerSink(sample_rate=44100)
+        p = ms.StreamingPipeline(ms.CallbackSource(gen, 16000, 2), None, sink)
+        p.start()
+        try:
+            p.wait()
+            raise SystemExit("16 kHz audio was played at 44.1 kHz")
+        except ms.PipelineError as e:
+            assert "it plays 44100 Hz, got a 16000 Hz chunk" in str(e), e
+    """,
+    )

@@ -64,3 +64,50 @@ def test_metrics_against_definitions_and_mir_eval():
     assert set(result) == {"si_sdr", "sdr", "snr", "correlation"}
     with pytest.raises(ValueError, match="shapes differ"):
         ms.sdr(est[:, :10], ref)
+
+
+@pytest.mark.parametrize("bad", [-5, -1, 2.5, True, "3", None])
+def test_ring_buffer_read_takes_only_a_count(bad):
+    rb = ms.AudioRingBuffer(capacity=100, channels=2)
+    rb.write(np.ones((2, 10), np.float32))
+    with pytest.raises(ValueError, match=f"num_frames must be an int >= 0, got {bad!r}"):
+        rb.read(bad)
+    assert (rb.available, rb.free) == (10, 90)  # untouched
+    assert rb.read(0).shape == (2, 0) and rb.read(np.int64(4)).shape == (2, 4)
+    assert rb.available == 6
+
+
+@pytest.mark.parametrize(
+    "capacity, channels, name",
+    [(0, 1, "capacity"), (-3, 1, "capacity"), (10.5, 1, "capacity"), (True, 1, "capacity"),
+     ("8", 1, "capacity"), (10, 0, "channels"), (10, None, "channels"), (10, 2.0, "channels")],
+)  # fmt: skip
+def test_ring_buffer_needs_whole_sizes(capacity, channels, name):
+    with pytest.raises(ValueError, match=f"{name} must be an int >= 1"):
+        ms.AudioRingBuffer(capacity, channels)
+
+
+@pytest.mark.parametrize(
+    "audio, message",
+    [
+        (np.zeros((3, 4), np.float32), r"expected 2 channels, got shape \(3, 4\)"),
+        (np.zeros(4, np.float32), r"expected 2 channels, got shape \(1, 4\)"),
+        (np.zeros((2, 2, 2), np.float32), r"got shape \(2, 2, 2\)"),
+        (np.float32(1.0), r"got shape \(\)"),
+        (np.zeros((2, 3), np.complex64), "real-valued"),
+        ("abc", "real-valued"),
+        ([[1.0, "a"], [2.0, 3.0]], "real-valued"),
+    ],
+)
+def test_ring_buffer_write_rejects_what_is_not_its_audio(audio, message):
+    rb = ms.AudioRingBuffer(capacity=10, channels=2)
+    with pytest.raises(ValueError, match=message):
+        rb.write(audio)
+    assert rb.available == 0
+
+
+def test_context_needs_positive_ints():
+    with pytest.raises(ValueError, match="sample_rate must be an int >= 1, got 0"):
+        ms.StreamingContext(sample_rate=0)
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1, got 10.5"):
+        ms.StreamingContext(chunk_size=10.5)

@@ -1,5 +1,8 @@
 """Pipelines: file -> processors -> file, stop, errors, threads, stats, reset."""
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -210,3 +213,259 @@ def test_file_sink_wav_is_valid_after_every_chunk(tmp_path):
         sink.write(ms.StreamChunk(mx.full((2, 100), 0.25), 8000, 2))
         assert aio.info(tmp_path / "grow.wav").frames == 100 * i  # before close()
     sink.close()
+
+
+def _chunks(*rates, channels=2, frames=100):
+    class Source(ms.AudioSource):  # a source whose chunks carry the given rates in turn
+        sample_rate, channels_ = rates[0], channels
+
+        def __init__(self):
+            self.channels = channels
+            self.it = iter(rates)
+
+        def read(self):
+            rate = next(self.it, None)
+            return None if rate is None else ms.StreamChunk(mx.full((channels, frames), 0.1),
+                                                            rate, channels)  # fmt: skip
+
+    return Source()
+
+
+def test_file_sink_refuses_a_chunk_at_another_rate(tmp_path):
+    sink = ms.FileSink(tmp_path / "one.wav")
+    sink.write(ms.StreamChunk(mx.full((2, 100), 0.1), 44100, 2))
+    with pytest.raises(ValueError, match="were 44100 Hz, this one is 16000 Hz; a file has one"):
+        sink.write(ms.StreamChunk(mx.full((2, 100), 0.1), 16000, 2))
+    with pytest.raises(ValueError, match="had 2 channel"):
+        sink.write(ms.StreamChunk(mx.full((1, 100), 0.1), 44100, 1))
+    sink.close()
+    info = aio.info(tmp_path / "one.wav")
+    assert (info.sample_rate, info.frames) == (44100, 100)  # nothing at the wrong speed
+    # through a pipeline, and with resampling on (which holds the chunks until the end)
+    for options in ({}, {"sample_rate": 8000}):
+        p = ms.StreamingPipeline(_chunks(16000, 16000, 44100), None,
+                                 ms.FileSink(tmp_path / "two.wav", **options))  # fmt: skip
+        p.start()
+        with pytest.raises(ms.PipelineError, match="the sink stage failed: ValueError") as e:
+            p.wait(timeout=10)
+        assert "this one is 44100 Hz" in str(e.value)
+    with pytest.raises(ValueError, match=r"sample_rate must be None or an int > 0 \(Hz\), got 0"):
+        ms.FileSink(tmp_path / "x.wav", sample_rate=0)
+    with pytest.raises(ValueError, match="chunk sample_rate must be an int > 0"):
+        ms.FileSink(tmp_path / "x.wav").write(ms.StreamChunk(mx.zeros((1, 4)), 0, 1))
+
+
+class _Failing(ms.AudioSink):
+    def __init__(self, write_error=None, close_error=None):
+        self.write_error, self.close_error, self.closed = write_error, close_error, 0
+
+    def write(self, chunk):
+        raise self.write_error
+
+    def close(self):
+        self.closed += 1
+        if self.close_error is not None:
+            raise self.close_error
+
+
+def test_the_first_error_wins_and_the_later_ones_are_noted():
+    def gen():
+        yield np.zeros((1, 64), np.float32)
+
+    sink = _Failing(ValueError("write failed: disk full"), RuntimeError("close failed too"))
+    p = ms.StreamingPipeline(ms.CallbackSource(gen, 8000, 1), None, sink)
+    p.start()
+    with pytest.raises(ms.PipelineError, match="sink stage failed: ValueError: write failed") as e:
+        p.wait(timeout=10)
+    assert isinstance(e.value.__cause__, ValueError) and sink.closed == 1
+    assert e.value.__cause__.__notes__ == [
+        "closing the sink failed too: RuntimeError: close failed too"
+    ]
+
+    class BadSource(ms.AudioSource):  # read fails, then close fails; then the sink's close
+        sample_rate, channels = 8000, 1
+
+        def read(self):
+            raise OSError("device unplugged")
+
+        def close(self):
+            raise RuntimeError("source close failed")
+
+    p = ms.StreamingPipeline(BadSource(), None, _Failing(close_error=OSError("sink close")))
+    p.start()
+    with pytest.raises(ms.PipelineError, match="source stage failed: OSError: device") as e:
+        p.wait(timeout=10)
+    assert e.value.__cause__.__notes__ == [
+        "closing the source failed too: RuntimeError: source close failed"
+    ]
+    assert e.value.__notes__ == ["then the sink stage failed too: OSError: sink close"]
+
+
+def test_file_sink_closes_its_writer_and_keeps_the_file_after_a_write_error(
+    song, tmp_path, monkeypatch
+):
+    writers = []
+
+    class FullDisk(aio.AudioWriter):  # the third write finds the disk full
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.writes, self.closes = 0, 0
+            writers.append(self)
+
+        def write(self, audio, layout="auto"):
+            self.writes += 1
+            if self.writes == 3:
+                raise OSError(28, "No space left on device")
+            super().write(audio, layout)
+
+        def close(self):
+            self.closes += 1
+            super().close()
+
+    monkeypatch.setattr(aio, "AudioWriter", FullDisk)
+    path, x = song
+    out = tmp_path / "out.wav"
+    sink = ms.FileSink(out)
+    p = ms.StreamingPipeline(ms.FileSource(path, chunk_size=1000), None, sink)
+    p.start()
+    with pytest.raises(ms.PipelineError, match="No space left on device") as e:
+        p.wait(timeout=10)
+    assert isinstance(e.value.__cause__, OSError) and e.value.__cause__.filename == str(out)
+    assert [w.closes for w in writers] == [1]  # closed once, by the pipeline
+    sink.close()  # idempotent
+    assert [w.closes for w in writers] == [1]
+    y, sr = aio.load(out)  # what was written before the error is there
+    assert y.shape == (2000, 2)
+    np.testing.assert_allclose(np.asarray(y), x[:2000], atol=1e-6)
+
+
+def test_a_full_disk_leaves_the_file_with_what_was_written(tmp_path):
+    # RLIMIT_FSIZE stands in for a full disk: a write past it fails (EFBIG) and leaves what
+    # came before. FileSink's promise: the file holds every chunk written before the error.
+    code, out, err = _script(
+        tmp_path,
+        """
+        import resource, signal, numpy as np, mlx_audio_io as aio, mlx_audio_streaming as ms
+        x = np.random.default_rng(0).uniform(-0.5, 0.5, (44100, 2)).astype(np.float32)
+        aio.save("in.wav", x, 44100)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+        p = ms.StreamingPipeline(ms.FileSource("in.wav", chunk_size=1000), None,
+                                 ms.FileSink("out.wav"))
+        p.start()
+        try:
+            p.wait()
+        except ms.PipelineError as e:
+            print(e)
+        """,
+    )
+    assert code == 0, err
+    assert out.startswith("the sink stage failed: ")  # naming the file and the reason
+    assert "File too large" in out and "'out.wav'" in out
+    x = np.asarray(aio.load(tmp_path / "in.wav")[0])
+    y = np.asarray(aio.load(tmp_path / "out.wav")[0])
+    assert len(y) == 12000  # the 12 chunks of 8000 bytes that fit in 100 kB
+    np.testing.assert_array_equal(y, x[:12000])
+
+
+def test_multi_file_sink_closes_every_stem_when_one_fails(tmp_path):
+    sink = ms.MultiFileSink(tmp_path / "stems", ["a", "b", "c"])
+    sink.write(ms.StreamChunk(mx.zeros((3, 2, 50)), 8000, 2))
+
+    def fail():
+        raise OSError(5, "I/O error")
+
+    sink.sinks[0]._writer.close = fail
+    with pytest.raises(OSError, match="I/O error"):
+        sink.close()
+    assert [s._writer for s in sink.sinks] == [None, None, None]  # b and c were closed too
+    for name in "bc":
+        assert aio.info(tmp_path / "stems" / f"{name}.wav").frames == 50
+
+
+def _script(tmp_path, *parts: str, timeout: float = 60):
+    code = "\n".join(textwrap.dedent(part) for part in parts)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return r.returncode, r.stdout, r.stderr
+
+
+STUCK = """
+    import threading, time, numpy as np, mlx_audio_streaming as ms
+
+    class Stuck(ms.AudioSource):  # a device that stopped delivering: read() never returns
+        sample_rate, channels = 8000, 1
+        def read(self):
+            threading.Event().wait()
+
+    class Blocking(ms.AudioSink):  # a device whose write() never returns
+        def write(self, chunk):
+            threading.Event().wait()
+
+    def endless():
+        while True:
+            yield np.zeros((1, 256), np.float32)
+"""
+
+
+def test_stop_times_out_naming_the_stuck_stage(tmp_path):
+    code, out, err = _script(
+        tmp_path,
+        STUCK,
+        """
+    for source, sink in ((Stuck(), ms.CallbackSink(lambda *a: None)),
+                         (ms.CallbackSource(endless, 8000, 1), Blocking())):
+        p = ms.StreamingPipeline(source, None, sink)
+        p.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        try:
+            p.stop(timeout=0.5)
+        except ms.PipelineTimeoutError as e:
+            assert isinstance(e, TimeoutError) and p.is_running
+            print(e.stage, e.stuck, round(time.monotonic() - t0, 1), flush=True)
+    print("exiting", flush=True)
+    """,
+    )
+    assert code == 0, err
+    assert out.splitlines() == [
+        "source {'source': 'Stuck.read()'} 0.5",
+        "sink {'sink': 'Blocking.write()'} 0.5",
+        "exiting",
+    ]
+    assert err == ""  # the stuck pipelines were reported by stop(): not again at exit
+
+
+def test_interpreter_exit_stops_running_pipelines(tmp_path):
+    # a stage thread running MLX code while the interpreter finalizes used to abort it
+    # ("terminate called without an active exception", exit code 134)
+    for _ in range(2):
+        code, out, err = _script(
+            tmp_path,
+            STUCK,
+            """
+        import mlx_audio_streaming.pipeline as pl
+        pl.STOP_TIMEOUT = 1.0
+        running = ms.StreamingPipeline(ms.CallbackSource(endless, 8000, 1),
+                                       ms.GainProcessor(0.5), ms.FileSink("live.wav"))
+        stuck = ms.StreamingPipeline(Stuck(), None, ms.CallbackSink(lambda *a: None))
+        running.start(); stuck.start()
+        time.sleep(0.3)
+        print("exiting", flush=True)
+        """,
+        )
+        assert (code, out) == (0, "exiting\n"), err
+        assert "terminate called" not in err
+        assert err.strip().startswith("mlx_audio_streaming: at exit, stopping the pipeline "
+                                      "timed out after 1 s: the source stage is still in "
+                                      "Stuck.read()")  # fmt: skip
+        written = aio.info(tmp_path / "live.wav").frames  # the sink was closed at exit
+        assert written > 0 and written % 256 == 0
+
+
+def test_stop_timeout_must_be_a_number():
+    p = ms.StreamingPipeline(ms.CallbackSource(lambda: iter(()), 8000, 1), None,
+                             ms.CallbackSink(lambda *a: None))  # fmt: skip
+    for bad in (-1, "1", True):
+        with pytest.raises(ValueError, match="timeout must be None or a number >= 0"):
+            p.stop(timeout=bad)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -221,6 +222,23 @@ def test_cli_generate_and_quantize(folder, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["quantization"]["bits"] == 4
     assert cli.main(["generate", "--text", "Hi", "--model", str(tmp_path / "none")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_play_without_a_sound_device_is_one_error_line(folder, tmp_path):
+    # ALSA's default points at a card that is not there, so PortAudio finds no device: checked
+    # before the model loads and anything is written, reported as the README promises
+    (tmp_path / ".asoundrc").write_text(
+        "pcm.!default { type hw card 99 }\nctl.!default { type hw card 99 }\n"
+    )
+    r = subprocess.run(
+        [str(Path(sys.executable).with_name("mlx-audio-tts")), "generate", "--text", "Hello.",
+         "--model", str(folder), "--file_prefix", str(tmp_path / "out"), "--play"],
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: playing failed for the default output device: ")
+    assert "Traceback" not in r.stderr and not list(tmp_path.glob("out*"))
 
 
 def _text_side(model, phonemes, pack):

@@ -3,9 +3,9 @@
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 
 from .core import AudioRingBuffer, StreamChunk, StreamingContext
-from .devices import MicrophoneSource, SpeakerSink
+from .devices import AudioDeviceError, MicrophoneSource, SpeakerSink
 from .metrics import SeparationMetrics, correlation, sdr, si_sdr, snr
-from .pipeline import PipelineError, PipelineStats, StreamingPipeline
+from .pipeline import PipelineError, PipelineStats, PipelineTimeoutError, StreamingPipeline
 from .processors import GainProcessor, IdentityProcessor, ProcessorChain, StreamProcessor
 from .sinks import AudioSink, CallbackSink, FileSink, MultiFileSink
 from .sources import AudioSource, CallbackSource, FileSource
@@ -13,6 +13,7 @@ from .sources import AudioSource, CallbackSource, FileSource
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioDeviceError",
     "AudioRingBuffer",
     "AudioSink",
     "AudioSource",
@@ -26,6 +27,7 @@ __all__ = [
     "MultiFileSink",
     "PipelineError",
     "PipelineStats",
+    "PipelineTimeoutError",
     "ProcessorChain",
     "SeparationMetrics",
     "SpeakerSink",

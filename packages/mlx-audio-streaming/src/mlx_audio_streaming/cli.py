@@ -12,7 +12,7 @@ import mlx_audio_io as aio  # first: the BLAS preload must run before mlx.core
 
 from .pipeline import PipelineError, StreamingPipeline
 from .processors import GainProcessor
-from .sinks import AudioSink, FileSink
+from .sinks import AudioSink, FileSink, _close_all
 
 
 class _Tee(AudioSink):
@@ -26,8 +26,7 @@ class _Tee(AudioSink):
             s.write(chunk)
 
     def close(self) -> None:
-        for s in self.sinks:
-            s.close()
+        _close_all(self.sinks)
 
 
 def _parse(argv):
@@ -62,22 +61,28 @@ def _line(pipeline, total: float, elapsed: float, end: str = "") -> None:
     sys.stderr.flush()
 
 
+def _error(e: BaseException) -> int:
+    print(f"mlx-audio-stream: error: {e}", file=sys.stderr)
+    return 1
+
+
 def main(argv=None) -> int:
-    """Runs the command; returns the exit code (130 after Ctrl-C)."""
+    """Runs the command; returns the exit code (1 after an error, 130 after Ctrl-C)."""
     args = _parse(argv)
     from .sources import FileSource
 
     try:
         source = FileSource(args.input, chunk_size=args.chunk_size)
         total = aio.info(args.input).duration
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"mlx-audio-stream: {e}", file=sys.stderr)
-        return 1
-    sinks = [FileSink(args.output)] if args.output else []
-    if args.play:
-        from .devices import SpeakerSink
+        sinks = []
+        if args.play:  # before any output is written: no sound device is an error up front
+            from .devices import SpeakerSink
 
-        sinks.append(SpeakerSink())
+            sinks.append(SpeakerSink())
+    except (OSError, ValueError, RuntimeError, ImportError) as e:
+        return _error(e)
+    if args.output:
+        sinks.insert(0, FileSink(args.output))
     pipeline = StreamingPipeline(
         source, GainProcessor(gain_db=args.gain_db), sinks[0] if len(sinks) == 1 else _Tee(sinks)
     )
@@ -90,18 +95,20 @@ def main(argv=None) -> int:
     pipeline.start()
     if reporter:
         reporter.start()
+    failure = None
     try:
         pipeline.wait()
         code = 0
     except KeyboardInterrupt:
         code = 130
     except PipelineError as e:
-        print(f"\nmlx-audio-stream: {e}", file=sys.stderr)
-        code = 1
+        failure, code = e, 1
     finally:
         done.set()
         if reporter:
-            reporter.join()
+            reporter.join()  # ends the progress line before any message
+    if failure is not None:
+        return _error(failure)
     if code == 130:
         print("stopped", file=sys.stderr)
     return code

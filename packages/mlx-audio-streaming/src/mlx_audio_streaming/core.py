@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import numbers
 import threading
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
+
+
+def _count(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (Python or NumPy integers only: a float or a bool
+    would be truncated or mistaken for a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _note(error: BaseException, text: str) -> None:
+    """Attaches ``text`` to ``error`` as a note (``BaseException.add_note``, shown under its
+    traceback; the same ``__notes__`` list on Python 3.10)."""
+    if hasattr(error, "add_note"):
+        error.add_note(text)
+    else:
+        error.__notes__ = [*getattr(error, "__notes__", []), text]
 
 
 @dataclass
@@ -43,6 +61,10 @@ class StreamingContext:
     channels: int = 2
     chunk_size: int = 1024
 
+    def __post_init__(self):
+        for name in ("sample_rate", "channels", "chunk_size"):
+            setattr(self, name, _count(name, getattr(self, name), 1))
+
     @property
     def chunk_duration_ms(self) -> float:
         """Duration of one chunk in milliseconds."""
@@ -53,14 +75,19 @@ class AudioRingBuffer:
     """Fixed-capacity FIFO of multichannel audio for one writer and one reader thread.
 
     Storage is allocated once; ``write`` and ``read`` copy into and out of it under a lock.
-    Audio goes in and comes out channels first, ``[channels, samples]``.
+    Audio goes in and comes out channels first, ``[channels, samples]``, float32.
+
+    Args:
+        capacity: Frames it holds, an int >= 1.
+        channels: Channels of the audio, an int >= 1.
+
+    Raises:
+        ValueError: ``capacity`` or ``channels`` is not an int >= 1.
     """
 
     def __init__(self, capacity: int, channels: int):
-        if capacity < 1 or channels < 1:
-            raise ValueError(f"capacity and channels must be >= 1, got {capacity}, {channels}")
-        self.capacity = int(capacity)
-        self.channels = int(channels)
+        self.capacity = _count("capacity", capacity, 1)
+        self.channels = _count("channels", channels, 1)
         self._data = np.zeros((self.channels, self.capacity), dtype=np.float32)
         self._start = 0
         self._count = 0
@@ -77,16 +104,31 @@ class AudioRingBuffer:
         return self.capacity - self._count
 
     def write(self, audio) -> int:
-        """Appends ``[channels, n]`` audio (mx or NumPy; 1-D for one channel).
+        """Appends ``[channels, n]`` audio (mx or NumPy, real numbers; 1-D for one channel).
 
         Returns:
             Frames written: fewer than n when the buffer is full (the rest is dropped).
+
+        Raises:
+            ValueError: Not numbers, not 1-D/2-D, or another channel count than the buffer's.
         """
-        data = np.asarray(audio, dtype=np.float32)
+        try:
+            data = np.asarray(audio)
+            if data.dtype.kind not in "biuf":  # complex would lose its imaginary part
+                raise TypeError(f"dtype {data.dtype}")
+            data = data.astype(np.float32, copy=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"audio must be a real-valued [channels, samples] array, got "
+                f"{type(audio).__name__} ({e})"
+            ) from e
         if data.ndim == 1:
             data = data[None, :]
-        if data.shape[0] != self.channels:
-            raise ValueError(f"expected {self.channels} channels, got shape {data.shape}")
+        if data.ndim != 2 or data.shape[0] != self.channels:
+            raise ValueError(
+                f"audio must be [channels, samples] (1-D for one channel): expected "
+                f"{self.channels} channels, got shape {data.shape}"
+            )
         with self._lock:
             n = min(data.shape[1], self.capacity - self._count)
             end = (self._start + self._count) % self.capacity
@@ -97,9 +139,14 @@ class AudioRingBuffer:
         return n
 
     def read(self, num_frames: int) -> mx.array:
-        """Removes and returns up to ``num_frames`` frames as ``[channels, n]``."""
+        """Removes and returns up to ``num_frames`` frames as ``[channels, n]``.
+
+        Raises:
+            ValueError: ``num_frames`` is not an int >= 0.
+        """
+        num_frames = _count("num_frames", num_frames, 0)
         with self._lock:
-            n = min(int(num_frames), self._count)
+            n = min(num_frames, self._count)
             first = min(n, self.capacity - self._start)
             out = np.concatenate(
                 [self._data[:, self._start : self._start + first], self._data[:, : n - first]],

@@ -2,26 +2,74 @@
 
 from __future__ import annotations
 
+import atexit
+import numbers
 import queue
+import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import mlx.core as mx
 
-from .core import StreamChunk
+from .core import StreamChunk, _note
 from .processors import IdentityProcessor, ProcessorChain, StreamProcessor
 
 _END = object()  # end of stream marker
 _POLL = 0.05  # seconds between checks of the stop flag while blocked on a queue
+_STAGES = ("source", "processor", "sink")
+STOP_TIMEOUT = 10.0  # seconds stop() waits by default for the stages to end
 
 
 class PipelineError(RuntimeError):
-    """A stage of a pipeline failed; ``stage`` names it and ``__cause__`` is the error."""
+    """A stage of a pipeline failed; ``stage`` names it and ``__cause__`` is the error.
+
+    The first failure wins: errors that followed it (the sink's ``close()`` failing after its
+    ``write()`` did, another stage failing on the way down) are attached to ``__cause__`` or
+    to this error as notes (``__notes__``)."""
 
     def __init__(self, stage: str, error: BaseException):
         super().__init__(f"the {stage} stage failed: {type(error).__name__}: {error}")
         self.stage = stage
+
+
+class PipelineTimeoutError(PipelineError, TimeoutError):
+    """:meth:`StreamingPipeline.stop` timed out: a stage did not end. ``stage`` names the
+    first such stage and ``stuck`` maps each to the call it is in (``"SpeakerSink.write()"``).
+    Its thread is left running; it is a daemon thread, so it does not keep Python alive."""
+
+    def __init__(self, stuck: dict[str, str], timeout: float):
+        what = "; ".join(f"the {stage} stage is still in {call}" for stage, call in stuck.items())
+        RuntimeError.__init__(
+            self,
+            f"stopping the pipeline timed out after {timeout:g} s: {what}; its thread is left "
+            "running (a stage must return from each call within about a chunk for stop() to "
+            "end it: a source's read() or a sink's write() must not block for ever)",
+        )
+        self.stage = next(iter(stuck))
+        self.stuck = dict(stuck)
+
+
+# Pipelines still running when the interpreter exits are stopped by an atexit hook (atexit
+# runs before daemon threads are frozen): a stage thread that comes back from MLX while Python
+# finalizes is ended by pthread_exit inside C++ code, which aborts the process ("terminate
+# called without an active exception"). Stopping also closes the sink: its file is complete.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+_HOOK = threading.Lock()
+_hooked = False
+
+
+def _stop_at_exit() -> None:
+    # a pipeline whose stop() already timed out was reported then: not waited for again
+    running = [p for p in list(_LIVE) if p.is_running and not p._abandoned]
+    for p in running:
+        p._stop.set()  # all at once, then wait for each
+    for p in running:
+        try:
+            p.stop(timeout=STOP_TIMEOUT)
+        except PipelineTimeoutError as e:
+            print(f"mlx_audio_streaming: at exit, {e}", file=sys.stderr)
 
 
 @dataclass
@@ -93,6 +141,9 @@ class StreamingPipeline:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._error: PipelineError | None = None
+        self._error_lock = threading.Lock()
+        self._doing: dict[str, str | None] = dict.fromkeys(_STAGES)  # call each stage is in
+        self._abandoned = False  # stop() timed out: a stage thread may never end
 
     @property
     def is_running(self) -> bool:
@@ -101,10 +152,18 @@ class StreamingPipeline:
 
     def start(self) -> None:
         """Starts the three threads and returns at once."""
+        global _hooked
         if self.is_running:
             raise RuntimeError("the pipeline is already running")
+        with _HOOK:
+            if not _hooked:
+                atexit.register(_stop_at_exit)
+                _hooked = True
+        _LIVE.add(self)
         self._stop.clear()
         self._error = None
+        self._abandoned = False
+        self._doing = dict.fromkeys(_STAGES)
         to_proc, to_sink = queue.Queue(self.queue_size), queue.Queue(self.queue_size)
         stages = [
             ("source", self._run_source, (to_proc,)),
@@ -130,7 +189,8 @@ class StreamingPipeline:
             True when every stage has finished, False when ``timeout`` passed first.
 
         Raises:
-            PipelineError: A stage failed (the pipeline has stopped).
+            PipelineError: A stage failed (the pipeline has stopped); the first failure, with
+                any that followed it attached as notes.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -140,19 +200,47 @@ class StreamingPipeline:
                     if left is not None and left <= 0:
                         return False
                     t.join(_POLL if left is None else min(_POLL, left))
-        except KeyboardInterrupt:
-            self.stop()
+        except KeyboardInterrupt as interrupt:
+            try:
+                self.stop()
+            except PipelineTimeoutError as e:
+                _note(interrupt, str(e))
             raise
         if self._error is not None:
             raise self._error from self._error.__cause__
         return True
 
-    def stop(self) -> None:
-        """Asks every stage to stop; they end within one chunk and the sink is closed."""
+    def stop(self, timeout: float | None = STOP_TIMEOUT) -> None:
+        """Asks every stage to stop and waits for them; they end within one chunk and the
+        sink is closed.
+
+        Args:
+            timeout: Seconds to wait for the stages (default 10); None waits for ever.
+
+        Raises:
+            PipelineTimeoutError: A stage is still running after ``timeout`` seconds (a
+                source's ``read()`` or a sink's ``write()`` that blocks); it names the stage
+                and the call. The thread is left running (a daemon thread).
+            ValueError: ``timeout`` is negative or not a number.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0
+        ):
+            raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
         self._stop.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
         for t in self._threads:
-            if t is not threading.current_thread():
-                t.join()
+            if t is not me:
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        stuck = {
+            stage: self._doing[stage] or "between calls"
+            for stage, t in zip(_STAGES, self._threads, strict=False)
+            if t is not me and t.is_alive()
+        }
+        if stuck:
+            self._abandoned = True
+            raise PipelineTimeoutError(stuck, timeout)
 
     def reset(self) -> None:
         """Rewinds the source, clears processor state and statistics (when stopped)."""
@@ -166,10 +254,32 @@ class StreamingPipeline:
         try:
             fn(*args)
         except BaseException as e:  # any failure stops the whole pipeline; wait() raises it
-            if self._error is None:
-                self._error = PipelineError(stage, e)
-                self._error.__cause__ = e
+            with self._error_lock:
+                if self._error is None:  # the first failure wins, later ones become notes
+                    self._error = PipelineError(stage, e)
+                    self._error.__cause__ = e
+                else:
+                    _note(
+                        self._error, f"then the {stage} stage failed too: {type(e).__name__}: {e}"
+                    )
             self._stop.set()
+
+    def _call(self, stage: str, name: str, fn, *args):
+        """``fn(*args)``, remembering what the stage is in, for stop() to name it."""
+        self._doing[stage] = name
+        result = fn(*args)
+        self._doing[stage] = None
+        return result
+
+    def _close(self, stage: str, obj, error: BaseException | None) -> None:
+        """Closes the source or sink; after ``error`` a failing close() must not hide it, so
+        its error is attached to ``error`` as a note."""
+        try:
+            self._call(stage, f"{type(obj).__name__}.close()", obj.close)
+        except Exception as e:
+            if error is None:
+                raise
+            _note(error, f"closing the {stage} failed too: {type(e).__name__}: {e}")
 
     def _put(self, q: queue.Queue, item) -> bool:
         while not self._stop.is_set():
@@ -189,9 +299,11 @@ class StreamingPipeline:
         return _END
 
     def _run_source(self, out: queue.Queue) -> None:
+        read = f"{type(self.source).__name__}.read()"
+        error = None
         try:
             while not self._stop.is_set():
-                chunk = self.source.read()
+                chunk = self._call("source", read, self.source.read)
                 # live sources and sinks count what they had to drop or could not play
                 self.stats.dropped_chunks = getattr(self.source, "dropped_chunks", 0)
                 if chunk is None:
@@ -201,15 +313,21 @@ class StreamingPipeline:
                 mx.eval(chunk.audio)
                 if not self._put(out, (time.perf_counter(), chunk)):
                     break
+        except BaseException as e:
+            error = e
+            raise
         finally:
             self._put(out, _END)
-            self.source.close()
+            self._close("source", self.source, error)
 
     def _run_processor(self, inq: queue.Queue, out: queue.Queue) -> None:
+        name = type(self.processor).__name__
         while True:
             item = self._get(inq)
             if item is _END:
-                tail = self.processor.flush() if not self._stop.is_set() else None
+                tail = None
+                if not self._stop.is_set():
+                    tail = self._call("processor", f"{name}.flush()", self.processor.flush)
                 if tail is not None:
                     mx.eval(tail.audio)
                     self._put(out, (time.perf_counter(), tail))
@@ -217,8 +335,10 @@ class StreamingPipeline:
                 return
             t_in, chunk = item
             t0 = time.perf_counter()
+            self._doing["processor"] = f"{name}.process()"  # MLX runs it in the eval
             result = self.processor.process(chunk)
             mx.eval(result.audio)
+            self._doing["processor"] = None
             self._count(chunk, time.perf_counter() - t0)
             if not self._put(out, (t_in, result)):
                 return
@@ -231,14 +351,19 @@ class StreamingPipeline:
         s.processing_time += seconds
 
     def _run_sink(self, inq: queue.Queue) -> None:
+        write = f"{type(self.sink).__name__}.write()"
+        error = None
         try:
             while True:
                 item = self._get(inq)
                 if item is _END:
                     return
                 t_in, chunk = item
-                self.sink.write(chunk)
+                self._call("sink", write, self.sink.write, chunk)
                 self.stats.latencies.append(time.perf_counter() - t_in)
                 self.stats.underruns = getattr(self.sink, "underruns", 0)
+        except BaseException as e:
+            error = e
+            raise
         finally:
-            self.sink.close()
+            self._close("sink", self.sink, error)

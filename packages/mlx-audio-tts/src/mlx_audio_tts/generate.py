@@ -20,13 +20,31 @@ __all__ = ["AUDIO_FORMATS", "generate_audio"]
 AUDIO_FORMATS = ("wav", "mp3", "flac")
 
 
+_NO_DEVICE = "is a sound device there? `python -m sounddevice` lists them"
+
+
 def _player():
+    """sounddevice, once an output device is known to be there: checked before the model
+    loads, so that ``play`` with no sound device fails at once with one line."""
     try:
         import sounddevice
     except (ImportError, OSError) as e:
         raise RuntimeError(f"play=True needs sounddevice and PortAudio: pip install "
                            f"sounddevice ({e})") from e  # fmt: skip
+    try:
+        sounddevice.query_devices(kind="output")
+    except (sounddevice.PortAudioError, ValueError) as e:
+        raise RuntimeError(f"playing failed for the default output device: {e} (PortAudio); "
+                           f"{_NO_DEVICE}") from e  # fmt: skip
     return sounddevice
+
+
+def _play(player, audio: np.ndarray, sample_rate: int) -> None:
+    try:
+        player.play(audio, sample_rate, blocking=True)
+    except (player.PortAudioError, ValueError) as e:
+        raise RuntimeError(f"playing failed for the default output device: {e} (PortAudio); "
+                           f"{_NO_DEVICE}") from e  # fmt: skip
 
 
 def generate_audio(
@@ -115,7 +133,7 @@ def generate_audio(
                 print(f"segment {i}: {seconds:.2f} s of audio, {took:.2f} s since start, "
                       f"{result.graphemes[:60]!r}", file=sys.stderr)  # fmt: skip
             if player is not None:
-                player.play(audio, sample_rate, blocking=True)
+                _play(player, audio, sample_rate)
     finally:
         if writer is not None:
             writer.close()
