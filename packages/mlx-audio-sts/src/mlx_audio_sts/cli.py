@@ -10,19 +10,26 @@ from pathlib import Path
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 
 
-def _progress_bar(label: str):
-    start = time.monotonic()
+class _ProgressBar:
+    """``progress(done, total)`` drawn as a bar on stderr; :meth:`end` ends its line early
+    (a failed track)."""
 
-    def show(done: int, total: int) -> None:
+    def __init__(self, label: str):
+        self.label, self.start, self.open = label, time.monotonic(), False
+
+    def __call__(self, done: int, total: int) -> None:
         width = 30
-        filled = int(width * done / max(total, 1))
+        filled = min(width, int(width * done / max(total, 1)))
         bar = "#" * filled + "-" * (width - filled)
-        elapsed = time.monotonic() - start
-        end = "\n" if done >= total else ""
-        print(f"\r{label} [{bar}] {done}/{total} windows, {elapsed:.1f} s", end=end,
-              file=sys.stderr, flush=True)  # fmt: skip
+        elapsed = time.monotonic() - self.start
+        self.open = done < total
+        print(f"\r{self.label} [{bar}] {done}/{total} windows, {elapsed:.1f} s",
+              end="" if self.open else "\n", file=sys.stderr, flush=True)  # fmt: skip
 
-    return show
+    def end(self) -> None:
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
 
 
 def _finish(wav, clip_mode: str):
@@ -35,15 +42,58 @@ def _finish(wav, clip_mode: str):
     return wav
 
 
+def _extension(args) -> str:
+    return "mp3" if args.mp3 else "flac" if args.flac else "wav"
+
+
+def _check_args(args, model) -> None:
+    """Every option that can fail, checked against the model before any track is separated
+    (not after minutes of work, once per track)."""
+    from .separate import check_options
+
+    check_options(model, args.shifts, args.overlap, args.segment)
+    sources = list(model.sources)
+    if args.stem is not None and args.stem not in sources:
+        raise ValueError(
+            f"--two-stems must be one of the model's sources ({', '.join(sources)}), "
+            f"got {args.stem!r}"
+        )
+    try:
+        args.filename.format(track="t", trackext="t.wav", stem="s", ext="wav")
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        raise ValueError(
+            "--filename must use only {track}, {trackext}, {stem} and {ext}, got "
+            f"{args.filename!r} ({type(e).__name__}: {e})"
+        ) from e
+    if args.mp3:
+        args.mp3_bps = _mp3_bitrate(args.mp3_bitrate, model)
+
+
+def _mp3_bitrate(kbps: int, model) -> int:
+    """The bit rate (bit/s) save() will code MP3 at the model's rate with, by mlx-audio-io's
+    own rules: an error, or its warning that it takes the nearest rate MP3 carries there,
+    comes before the separation rather than after it."""
+    import warnings
+
+    from mlx_audio_io._write import _bitrate, _check_rate
+
+    sr, channels = model.samplerate, model.audio_channels
+    _check_rate("mp3", "mp3", sr, channels, f"--mp3 for the model's {sr} Hz")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bps = _bitrate("mp3", "mp3", f"{kbps}k", sr, channels, f"--mp3-bitrate {kbps}")
+    for w in caught:
+        print(f"warning: --mp3-bitrate {kbps}: {w.message}", file=sys.stderr)
+    return bps
+
+
 def _save_stems(stems: dict, track: Path, args, sample_rate: int) -> list[Path]:
     import mlx_audio_io as aio
 
     import numpy as np
 
-    ext = "mp3" if args.mp3 else "flac" if args.flac else "wav"
+    ext = _extension(args)
     if args.stem:
-        if args.stem not in stems:
-            raise ValueError(f"--two-stems: no stem {args.stem!r} (have {', '.join(stems)})")
         rest = sum(np.array(v) for k, v in stems.items() if k != args.stem)
         stems = {args.stem: stems[args.stem], f"no_{args.stem}": rest}
     written = []
@@ -54,7 +104,7 @@ def _save_stems(stems: dict, track: Path, args, sample_rate: int) -> list[Path]:
         wav = _finish(np.array(audio), args.clip_mode)
         kw = {}
         if ext == "mp3":
-            kw["bitrate"] = args.mp3_bitrate * 1000
+            kw["bitrate"] = args.mp3_bps
         elif ext == "wav":
             kw["encoding"] = "float32" if args.float32 else "pcm24" if args.int24 else "pcm16"
         else:
@@ -64,22 +114,46 @@ def _save_stems(stems: dict, track: Path, args, sample_rate: int) -> list[Path]:
     return written
 
 
+def _failed(track: Path, e: Exception) -> None:
+    msg = str(e)
+    if str(track) not in msg:  # most errors already name the file
+        msg = f"separation failed for '{track}': {msg}"
+    print(f"error: {msg}", file=sys.stderr)
+
+
 def _separate(args) -> int:
+    """Separates every track; one that fails is reported and the others go on. Returns 1
+    when any failed, after a summary line naming them."""
     from .separate import get_model, separate
 
-    model = get_model(args.model_path or args.name)
-    for track in args.tracks:
-        track = Path(track)
-        if not track.is_file():
-            print(f"error: file not found: '{track}'", file=sys.stderr)
-            return 1
-        show = None if args.quiet else _progress_bar(track.name)
-        stems = separate(
-            track, model, shifts=args.shifts, overlap=args.overlap, split=args.split,
-            segment=args.segment, seed=args.seed, progress=show,
-        )  # fmt: skip
-        for path in _save_stems(stems, track, args, model.samplerate):
+    tracks = [Path(t) for t in args.tracks]
+    failed = [t for t in tracks if not t.is_file()]
+    for track in failed:  # before the model loads
+        print(f"error: file not found: '{track}'", file=sys.stderr)
+    todo = [t for t in tracks if t.is_file()]
+    if todo:
+        model = get_model(args.model_path or args.name)
+        _check_args(args, model)
+    for track in todo:
+        show = None if args.quiet else _ProgressBar(track.name)
+        try:
+            stems = separate(
+                track, model, shifts=args.shifts, overlap=args.overlap, split=args.split,
+                segment=args.segment, seed=args.seed, progress=show,
+            )  # fmt: skip
+            paths = _save_stems(stems, track, args, model.samplerate)
+        except (ValueError, OSError, RuntimeError) as e:  # the other tracks go on
+            if show is not None:
+                show.end()
+            _failed(track, e)
+            failed.append(track)
+            continue
+        for path in paths:
             print(path)
+    if failed:
+        names = ", ".join(f"'{t}'" for t in failed)
+        print(f"error: {len(failed)} of {len(tracks)} track(s) failed: {names}", file=sys.stderr)
+        return 1
     return 0
 
 

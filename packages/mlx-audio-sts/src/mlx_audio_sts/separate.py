@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ import mlx.core as mx
 import numpy as np
 
 from .models.htdemucs import BagOfModels, HTDemucs, apply_model
+from .models.htdemucs.config import to_fraction
 from .models.htdemucs.pretrained import from_pretrained
 
 _CACHE: dict[str, object] = {}
@@ -27,6 +29,30 @@ def get_model(model="htdemucs"):
     if key not in _CACHE:
         _CACHE[key] = from_pretrained(key)
     return _CACHE[key]
+
+
+def check_options(model, shifts=1, overlap=0.25, segment=None) -> None:
+    """Checks the separation options against a loaded model before any audio is decoded or
+    separated (``separate`` and the CLI call it once, not after minutes of work).
+
+    Raises:
+        ValueError: ``shifts`` is not an int >= 0, ``overlap`` is not in [0, 1), or
+            ``segment`` is not in (0, the model's segment] seconds.
+    """
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
+        raise ValueError(f"shifts must be a whole number >= 0, got {shifts!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Real) or not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap!r}")
+    if segment is not None:
+        limit = model.segment
+        try:
+            seg = to_fraction(segment)
+        except (TypeError, ValueError, KeyError, ZeroDivisionError) as e:
+            raise ValueError(
+                f"segment must be seconds in (0, {float(limit)}], got {segment!r}"
+            ) from e
+        if not 0 < seg <= limit:
+            raise ValueError(f"segment must be seconds in (0, {float(limit)}], got {segment!r}")
 
 
 def _convert_channels(wav: np.ndarray, channels: int, where: str) -> np.ndarray:
@@ -105,14 +131,16 @@ def separate(
         ``{source_name: float32 mx.array}`` at the model's sample rate.
 
     Raises:
-        ValueError: Empty or non-finite audio, a bad channel count, or bad options.
+        ValueError: Empty or non-finite audio, a bad channel count, or bad options (checked
+            before the audio is decoded).
         FileNotFoundError: The file or the model cannot be found.
     """
     if layout not in ("channels_last", "channels_first"):
         raise ValueError(f"layout must be 'channels_last' or 'channels_first', got {layout!r}")
-    if not isinstance(shifts, int) or shifts < 0:
+    if isinstance(shifts, bool) or not isinstance(shifts, int) or shifts < 0:
         raise ValueError(f"shifts must be a whole number >= 0, got {shifts!r}")
     net = get_model(model)
+    check_options(net, shifts, overlap, segment)  # before the track is decoded
     wav = _input(audio_or_path, sample_rate, net.samplerate, net.audio_channels)
     mean, std = 0.0, 1.0
     if normalize:

@@ -144,8 +144,11 @@ def apply_model(
         limit = min(m.segment for m in models)
         if segment <= 0 or segment > limit:
             raise ValueError(f"segment must be in (0, {float(limit)}] seconds, got {segment}")
-    counter = _Progress(progress, len(models) * max(shifts, 1), mix.shape[-1], split, segment,
-                        models, overlap)  # fmt: skip
+    # a shifted pass is longer than the track by up to max_shift (drawn as it starts): the
+    # longest is counted until then, so the total only shrinks and `done` never passes it
+    longest = mix.shape[-1] + (int(0.5 * models[0].samplerate) if shifts else 0)
+    counter = _Progress(progress, [_windows(m, longest, split, overlap, segment)
+                                   for m in models for _ in range(max(shifts, 1))])  # fmt: skip
     total = np.zeros((len(models[0].sources),), np.float32)
     estimates = None
     with fnn.buffer_cache():  # many same-shaped passes: reuse their buffers
@@ -159,15 +162,26 @@ def apply_model(
     return mx.array(estimates / total[None, :, None, None])
 
 
+def _windows(model, length: int, split: bool, overlap: float, segment) -> int:
+    """Forward passes ``_apply_split`` makes over ``length`` samples."""
+    if not split:
+        return 1
+    seg = segment if segment is not None else model.segment
+    segment_length = int(model.samplerate * seg)
+    return len(range(0, length, max(1, int((1 - overlap) * segment_length))))
+
+
 class _Progress:
-    def __init__(self, callback, passes, length, split, segment, models, overlap):
+    """Calls ``callback(done, total)`` per window. ``estimates`` holds one count per pass;
+    :meth:`begin` replaces the next pass's estimate by its exact count as it starts."""
+
+    def __init__(self, callback, estimates: list[int]):
         self.callback, self.done = callback, 0
-        per = 1
-        if split:
-            seg = segment if segment is not None else min(m.segment for m in models)
-            seg_len = int(models[0].samplerate * seg)
-            per = len(range(0, length, max(1, int((1 - overlap) * seg_len))))
-        self.total = passes * per
+        self.pending = list(estimates)
+        self.total = sum(estimates)
+
+    def begin(self, windows: int) -> None:
+        self.total += windows - self.pending.pop(0)
 
     def step(self):
         self.done += 1
@@ -191,6 +205,7 @@ def _apply_shifts(model, mix, shifts, split, overlap, power, segment, rng, count
 
 
 def _apply_split(model, chunk, split, overlap, power, segment, rng, counter):
+    counter.begin(_windows(model, chunk.length, split, overlap, segment))
     if not split:
         out = _forward(model, chunk, segment, rng)
         counter.step()
