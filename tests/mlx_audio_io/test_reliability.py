@@ -3,6 +3,7 @@ validation against the formats' limits. Anything that could crash runs in a subp
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -490,3 +491,33 @@ def test_empty_audio_in_formats_that_cannot_hold_it(tmp_path, ext):
     for ok in (".wav", ".flac", ".ogg", ".aiff", ".caf"):
         aio.save(tmp_path / f"e{ok}", np.zeros((0, 2), np.float32), 48000)
         assert aio.load(tmp_path / f"e{ok}")[0].shape == (0, 2)
+
+
+@pytest.mark.parametrize("sr,channels", [(48000, 2), (44100, 1), (22050, 2), (8000, 1)])
+def test_mp3_length_just_past_a_frame_boundary(tmp_path, sr, channels):
+    """libav's muxer caps the LAME tag's end padding: 1-47 samples past a frame boundary
+    came back up to 46 samples long. The tag is corrected after writing."""
+    for n in (1, 20, 47, 48, 1153, 1190, 2305, 5000):
+        x = music(n, sr, channels)
+        aio.save(tmp_path / "s.mp3", x, sr)
+        assert aio.info(tmp_path / "s.mp3").frames == n == aio.load(tmp_path / "s.mp3")[0].shape[0]
+        with aio.AudioWriter(tmp_path / "w.mp3", sr, channels) as w:
+            w.write(x)
+        assert aio.load(tmp_path / "w.mp3")[0].shape[0] == n
+        buf = io.BytesIO()
+        aio.save(buf, x, sr, format="mp3")
+        assert aio.load(buf.getvalue())[0].shape[0] == n
+
+
+def test_failing_file_object(tmp_path):
+    class Full(io.RawIOBase):
+        name = "full.wav"
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(RuntimeError, match="save failed for 'full.wav': write failed"):
+        aio.save(Full(), np.zeros(100, np.float32), 16000)

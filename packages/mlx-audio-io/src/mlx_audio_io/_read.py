@@ -210,10 +210,16 @@ class _LoadJob:
             shape = (total, ch) if self.layout == "channels_last" else (ch, total)
             try:
                 self.out = _Output(shape)
-            except (MemoryError, RuntimeError, ValueError) as e:
+            except (MemoryError, OverflowError, RuntimeError, ValueError) as e:
+                src = self.src
+                why = (
+                    f" (resampled from {src.native_rate} Hz with sr={src.sample_rate})"
+                    if src.sample_rate != src.native_rate
+                    else ""
+                )
                 raise AudioDecodeError(
-                    f"{self.src.op} failed for '{self.src.path}': cannot allocate "
-                    f"{total} frames x {ch} channels ({4 * total * ch / 2**30:.1f} GiB): {e}"
+                    f"{src.op} failed for '{src.path}': cannot allocate {total} frames x {ch} "
+                    f"channels ({4 * total * ch / 2**30:.1f} GiB){why}: {e}"
                 ) from e
 
     def fill(self) -> None:

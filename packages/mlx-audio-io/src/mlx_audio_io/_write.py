@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from . import _args
+from . import _args, _mp3tag
 from ._atomic import OutputFile
 from ._lib import check, errbuf, ffi, lib
-from .errors import AudioFormatError
+from .errors import AudioDecodeError, AudioFormatError
 
 _CONTAINERS = {
     ".wav": "wav",
@@ -341,6 +341,8 @@ def save_prepared(
         try:
             rc = lib.aio_save(_args.native_path(out.write_path), container.encode(), *args, err)
             check(rc, err, "save", name)
+            if container == "mp3" and not out.through:
+                _mp3tag.fix_file(out.write_path, frames)
             out.commit()
         finally:
             out.discard()
@@ -350,7 +352,12 @@ def save_prepared(
         lib.aio_save_memory(container.encode(), *args, out, size, err), err, "save", "<file object>"
     )
     try:
-        path.write(ffi.buffer(out[0], size[0]))
+        data = ffi.buffer(out[0], size[0])
+        if container == "mp3":
+            _mp3tag.fix_buffer(data, frames)
+        path.write(data)
+    except OSError as e:  # the file object's own write
+        raise AudioDecodeError(f"{where}: write failed: {e}") from e
     finally:
         lib.aio_free(out[0])
 

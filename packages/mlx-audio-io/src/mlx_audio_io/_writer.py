@@ -9,7 +9,7 @@ import weakref
 
 import numpy as np
 
-from . import _args
+from . import _args, _mp3tag
 from ._atomic import OutputFile
 from ._lib import check, errbuf, ffi, lib
 from ._write import (
@@ -290,6 +290,8 @@ class AudioWriter:
             else:
                 err = errbuf()
                 check(lib.aio_writer_close(handle, err), err, "AudioWriter", self.path)
+                if self._container == "mp3" and not self._out.through:
+                    _mp3tag.fix_file(self._out.write_path, self.frames_written)
             if not self.frames_written:
                 _check_samples(
                     self._container, self._codec, np.zeros((0, 1), np.float32), True, where
