@@ -570,6 +570,107 @@ def batch_interrupt(ctx: Context, delay: float) -> None:
         raise Wrong(f"Ctrl-C in batch_load: exit {child.returncode} {err[-300:]!r}")
 
 
+# --- streaming ---------------------------------------------------------------------------------
+
+RING = [
+    ("capacity", -1),
+    ("capacity", 0),
+    ("capacity", 1.5),
+    ("capacity", 10**30),
+    ("channels", 0),
+    ("channels", "2"),
+    ("read", -5),
+    ("read", 10**12),
+    ("read", 2.5),
+    ("write", "3d"),
+    ("write", "wrong_channels"),
+    ("write", "complex"),
+    ("write", "too_much"),
+]
+
+
+def ring_buffer(ctx: Context, what: str, value) -> None:
+    from mlx_audio_streaming import AudioRingBuffer
+
+    kw = {"capacity": 100, "channels": 2}
+    if what in kw:
+        kw[what] = value
+    ring = AudioRingBuffer(**kw)
+    ring.write(np.zeros((2, 60), np.float32))
+    if what == "read":
+        got = ring.read(value)
+        if got.shape[-1] > 60 or ring.available != 60 - got.shape[-1]:
+            raise Wrong(f"read({value!r}) gave {got.shape}, available {ring.available}")
+    elif what == "write":
+        data = {
+            "3d": np.zeros((1, 2, 5), np.float32),
+            "wrong_channels": np.zeros((3, 5), np.float32),
+            "complex": np.zeros((2, 5), np.complex64),
+            "too_much": np.zeros((2, 500), np.float32),
+        }[value]
+        ring.write(data)
+        if ring.available > 100:
+            raise Wrong(f"available {ring.available} > capacity")
+
+
+def sink_rates(ctx: Context, ext: str) -> None:
+    """Chunks at two rates into one FileSink: refused, the file keeps the first rate's."""
+    from mlx_audio_streaming import FileSink, StreamChunk
+
+    p = ctx.work / f"s{ext}"
+    sink = FileSink(p)
+    sink.write(StreamChunk(mx.array(_x(4800).T), 48000, 2))
+    try:
+        sink.write(StreamChunk(mx.array(_x(1600).T), 16000, 2))
+    finally:
+        sink.close()
+        if aio.info(p).sample_rate != 48000:
+            raise Wrong("the file's rate changed")
+
+
+def stuck_pipeline(ctx: Context, where: str) -> None:
+    """A source or sink that blocks: stop() must return (naming it) and Python exit cleanly."""
+    r = _child(
+        f"""
+        import threading, numpy as np, mlx_audio_streaming as ms
+        block = threading.Event()
+        def gen():
+            while True:
+                if {where!r} == "source":
+                    block.wait()
+                yield np.zeros((2, 512), np.float32)
+        sink = ms.CallbackSink(lambda *a: block.wait() if {where!r} == "sink" else None)
+        p = ms.StreamingPipeline(ms.CallbackSource(gen, 16000, 2), sink=sink)
+        p.start()
+        import time; time.sleep(0.3)
+        try:
+            p.stop(timeout=0.5)
+        except ms.PipelineTimeoutError as e:
+            print("timed out:", e.stage)
+        """
+    )
+    if r.returncode != 0 or f"timed out: {where}" not in r.stdout:
+        raise Wrong(f"exit {r.returncode}: {r.stdout!r} {r.stderr[-300:]!r}")
+
+
+def exit_running(ctx: Context, ext: str) -> None:
+    """Interpreter exit while a pipeline writes a file: a clean exit and a readable file."""
+    p = ctx.work / f"e{ext}"
+    r = _child(
+        f"""
+        import numpy as np, mlx_audio_streaming as ms
+        def gen():
+            while True:
+                yield np.random.default_rng(0).uniform(-.1, .1, (2, 4800)).astype(np.float32)
+        ms.StreamingPipeline(ms.CallbackSource(gen, 48000, 2), sink=ms.FileSink({str(p)!r})).start()
+        import time; time.sleep(0.5)
+        """
+    )
+    if r.returncode != 0:
+        raise Wrong(f"exit {r.returncode}: {r.stderr[-300:]!r}")
+    aio.load(p)
+
+
 def _child(code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
@@ -693,4 +794,14 @@ def all_cases() -> list[Case]:
                 (delay,),
             )
         )
+    for what, value in RING:
+        needle = {"read": "num_frames", "write": "audio"}.get(what, what)
+        add(
+            Case("streaming", f"ring buffer {what} {value!r}", "ring_buffer", (what, value), needle)
+        )
+    for ext in (".wav", ".flac", ".mp3"):
+        add(Case("streaming", f"FileSink{ext} rate change", "sink_rates", (ext,), "Hz"))
+        add(Case("streaming", f"exit while writing{ext}", "exit_running", (ext,)))
+    for where in ("source", "sink"):
+        add(Case("streaming", f"stuck {where}", "stuck_pipeline", (where,)))
     return cases

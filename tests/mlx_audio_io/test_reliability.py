@@ -521,3 +521,27 @@ def test_failing_file_object(tmp_path):
 
     with pytest.raises(RuntimeError, match="save failed for 'full.wav': write failed"):
         aio.save(Full(), np.zeros(100, np.float32), 16000)
+
+
+@pytest.mark.parametrize("ext", [".flac", ".mp3", ".wav"])
+def test_exit_while_a_thread_writes(tmp_path, ext):
+    """The writer's finalizer runs at exit while a daemon thread is inside write(): it waits
+    for that write instead of freeing the encoder under it (was SIGSEGV / LAME abort)."""
+    r = _py(
+        f"""
+        import threading, time, numpy as np, mlx_audio_io as aio
+        w = aio.AudioWriter("x{ext}", 48000, 2)
+        x = np.random.default_rng(0).uniform(-.1, .1, (4800, 2)).astype(np.float32)
+        def loop():
+            try:
+                while True:
+                    w.write(x)
+            except aio.AudioIOError:
+                pass  # closed under it at exit
+        threading.Thread(target=loop, daemon=True).start()
+        time.sleep(0.3)  # then exit, the writer still open and being written
+        """,
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert aio.load(tmp_path / f"x{ext}")[0].shape[0] > 4800

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import threading
 import weakref
 
 import numpy as np
@@ -115,14 +116,33 @@ class _WavAppender:
             self.f.close()
 
 
-def _abandon(handle, wav, out: OutputFile) -> None:
-    """A writer collected without close(): frees its native state; a file that never got a
-    successful write is removed (the target keeps what it held)."""
-    if handle is not None:
-        lib.aio_writer_close(handle, errbuf())
-    if wav is not None:
-        wav.f.close()
-    out.discard()
+class _Open:
+    """An AudioWriter's open encoder, shared with its finalizer. One lock orders writes,
+    close() and collection: a finalizer run at interpreter exit while another thread is still
+    writing waits for that write instead of freeing the encoder under it."""
+
+    def __init__(self, out: OutputFile):
+        self.out = out
+        self.native = self.wav = None
+        self.lock = threading.Lock()
+
+    def take(self):
+        """(native, wav), detached: the writer is closed from here on."""
+        native, wav, self.native, self.wav = self.native, self.wav, None, None
+        return native, wav
+
+
+def _abandon(state: _Open) -> None:
+    """A writer collected (or left open at exit) without close(): the encoder finishes what it
+    can; a file that never got a successful write is removed (the target keeps its old file)."""
+    with state.lock:
+        native, wav = state.take()
+        with contextlib.suppress(OSError):
+            if native is not None:
+                lib.aio_writer_close(native, errbuf())
+            if wav is not None:
+                wav.close()
+        state.out.discard()
 
 
 class AudioWriter:
@@ -178,24 +198,24 @@ class AudioWriter:
         _check_limits(container, encoding, self.sample_rate, self.channels, where)
         bps = _bitrate(container, codec, bitrate, self.sample_rate, self.channels, where)
         level = _flac_level(flac_compression)
-        self._wav = self._native = None
         if container == "w64":
             raise AudioFormatError(
                 f"{where}: AudioWriter writes every format save() does but "
                 ".w64; use save() for it, or .wav"
             )
         self._out = OutputFile(self.path, "AudioWriter")
+        self._state = _Open(self._out)
         try:
             if container == "wav" and encoding in _WAV_BYTES:
-                self._wav = _WavAppender(
+                self._state.wav = _WavAppender(
                     self._out.write_path, self.sample_rate, self.channels, encoding, clip
                 )
             else:
-                self._native = self._open_native(container, codec, bps, level)
+                self._state.native = self._open_native(container, codec, bps, level)
         except BaseException:
             self._out.discard()
             raise
-        self._finalizer = weakref.finalize(self, _abandon, self._native, self._wav, self._out)
+        self._finalizer = weakref.finalize(self, _abandon, self._state)
 
     def _open_native(self, container: str, codec: str, bps: int, level: int):
         err, out = errbuf(), ffi.new("aio_writer **")
@@ -231,39 +251,41 @@ class AudioWriter:
         where = f"AudioWriter failed for '{self.path}'"
         if samples.shape[0]:
             _check_samples(self._container, self._codec, samples, self.clip, where)
-        if self._wav is None and self._native is None:
-            raise AudioFormatError(f"AudioWriter for '{self.path}' is closed")
-        good = self._out.size()
-        try:
-            if self._wav is not None:
-                try:
-                    self._wav.write(samples)
-                except OSError as e:
-                    raise AudioDecodeError(f"{where}: write failed: {e.strerror or e}") from e
-            else:
-                ptr, fs, cs = _pointer(samples)
-                err = errbuf()
-                rc = lib.aio_writer_write(
-                    self._native, ptr, samples.shape[0], fs, cs, self.clip, err
-                )
-                check(rc, err, "AudioWriter", self.path)
-        except AudioIOError:
-            self._fail(good)
-            raise
-        self.frames_written += samples.shape[0]
-        self._out.commit()  # the first successful write replaces what the path held
+        state = self._state
+        with state.lock:
+            if state.wav is None and state.native is None:
+                raise AudioFormatError(f"AudioWriter for '{self.path}' is closed")
+            good = self._out.size()
+            try:
+                if state.wav is not None:
+                    try:
+                        state.wav.write(samples)
+                    except OSError as e:
+                        raise AudioDecodeError(f"{where}: write failed: {e.strerror or e}") from e
+                else:
+                    ptr, fs, cs = _pointer(samples)
+                    err = errbuf()
+                    n = samples.shape[0]
+                    rc = lib.aio_writer_write(state.native, ptr, n, fs, cs, self.clip, err)
+                    check(rc, err, "AudioWriter", self.path)
+            except AudioIOError:
+                self._fail(good)
+                raise
+            self.frames_written += samples.shape[0]
+            self._out.commit()  # the first successful write replaces what the path held
 
     def _fail(self, good: int | None) -> None:
-        """After a failed write: the writer closes, and the file keeps what the earlier writes
-        put there (finished if the format can still be finished, else cut back to them)."""
+        """After a failed write (lock held): the writer closes, and the file keeps what the
+        earlier writes put there (finished if the format can still be finished, else cut back
+        to them)."""
         self._finalizer.detach()
-        wav, handle, self._wav, self._native = self._wav, self._native, None, None
+        native, wav = self._state.take()
         finished = False
         with contextlib.suppress(OSError):
             if wav is not None:
                 wav.f.close()
-            elif handle is not None:
-                finished = lib.aio_writer_close(handle, errbuf()) == 0
+            elif native is not None:
+                finished = lib.aio_writer_close(native, errbuf()) == 0
         if not finished:
             self._out.truncate(good)
         self._out.discard()  # nothing written before: the old file stays
@@ -276,29 +298,31 @@ class AudioWriter:
                 zero frames); the path keeps what it held before.
             RuntimeError: Finishing the file failed.
         """
-        if self._wav is None and self._native is None:
-            return
-        self._finalizer.detach()
-        wav, handle, self._wav, self._native = self._wav, self._native, None, None
+        with self._state.lock:
+            native, wav = self._state.take()
+            if native is None and wav is None:
+                return
+            self._finalizer.detach()
+            try:
+                self._finish(native, wav)
+            finally:
+                self._out.discard()  # only when nothing was committed: the old file stays
+
+    def _finish(self, native, wav) -> None:
         where = f"AudioWriter failed for '{self.path}'"
-        try:
-            if wav is not None:
-                try:
-                    wav.close()
-                except OSError as e:
-                    raise AudioDecodeError(f"{where}: write failed: {e.strerror or e}") from e
-            else:
-                err = errbuf()
-                check(lib.aio_writer_close(handle, err), err, "AudioWriter", self.path)
-                if self._container == "mp3" and not self._out.through:
-                    _mp3tag.fix_file(self._out.write_path, self.frames_written)
-            if not self.frames_written:
-                _check_samples(
-                    self._container, self._codec, np.zeros((0, 1), np.float32), True, where
-                )
-            self._out.commit()
-        finally:
-            self._out.discard()  # only when nothing was committed: the old file stays
+        if wav is not None:
+            try:
+                wav.close()
+            except OSError as e:
+                raise AudioDecodeError(f"{where}: write failed: {e.strerror or e}") from e
+        else:
+            err = errbuf()
+            check(lib.aio_writer_close(native, err), err, "AudioWriter", self.path)
+            if self._container == "mp3" and not self._out.through:
+                _mp3tag.fix_file(self._out.write_path, self.frames_written)
+        if not self.frames_written:
+            _check_samples(self._container, self._codec, np.zeros((0, 1), np.float32), True, where)
+        self._out.commit()
 
     def __enter__(self):
         return self

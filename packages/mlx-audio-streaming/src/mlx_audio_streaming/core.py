@@ -88,7 +88,13 @@ class AudioRingBuffer:
     def __init__(self, capacity: int, channels: int):
         self.capacity = _count("capacity", capacity, 1)
         self.channels = _count("channels", channels, 1)
-        self._data = np.zeros((self.channels, self.capacity), dtype=np.float32)
+        try:
+            self._data = np.zeros((self.channels, self.capacity), dtype=np.float32)
+        except (MemoryError, ValueError) as e:
+            raise ValueError(
+                f"capacity x channels = {self.capacity} x {self.channels} frames is more "
+                f"than memory holds ({4 * self.capacity * self.channels / 2**30:.3g} GiB): {e}"
+            ) from e
         self._start = 0
         self._count = 0
         self._lock = threading.Lock()

@@ -72,6 +72,12 @@ def _stop_at_exit() -> None:
             print(f"mlx_audio_streaming: at exit, {e}", file=sys.stderr)
 
 
+# weakref.finalize registers its own exit hook at its first use; using it here, at import, puts
+# that hook before ours (registered at the first start()), and exit hooks run last-in first-out:
+# the pipelines stop and their sinks close their files before the finalizers of the writers run.
+weakref.finalize(_stop_at_exit, lambda: None)
+
+
 @dataclass
 class PipelineStats:
     """What a pipeline has done so far.
