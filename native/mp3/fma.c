@@ -4,6 +4,7 @@
    The decoded stream is [Info frame][576 encoder delay][529 decoder delay][input][tail];
    aligned output starts after the first three and takes as many frames as the input had
    (LAME's padding is always >= 529, so every input sample comes back). */
+#include <float.h>
 #include <lame/lame.h>
 #include <math.h>
 #include <mpg123.h>
@@ -65,20 +66,43 @@ static int configure(lame_global_flags *g, int sample_rate, int channels, int kb
     return lame_init_params(g);
 }
 
+/* Header and side information of one frame, in bytes. */
+static int side_bytes(int sample_rate, int channels) {
+    return sample_rate >= 32000 ? (channels == 1 ? 21 : 36) : (channels == 1 ? 13 : 21);
+}
+
+/* Bytes of Huffman data a CBR frame leaves each channel per granule (padding aside). */
+static int main_bytes(int sample_rate, int channels, int kbps) {
+    int mpeg1 = sample_rate >= 32000;
+    int frame_bytes = (mpeg1 ? 2 : 1) * 72000 * kbps / sample_rate;
+    return (frame_bytes - side_bytes(sample_rate, channels)) / (channels * (mpeg1 ? 2 : 1));
+}
+
+/* Stereo frames with fewer bytes than this per channel and granule (8 kbps at 22.05 and
+   24 kHz: 3 and 1.5) carry granules that libmpg123 rejects ("Can't rewind stream"): it
+   zero-fills the frame and the right channel comes back uncorrelated. */
+#define MIN_MAIN_BYTES 4
+
 API int fma_layout(int sample_rate, int channels, int bitrate_kbps, int *effective_kbps,
                    int *info_frame) {
     lame_global_flags *g = lame_init();
     if (!g) return FMA_ENOMEM;
     int r = configure(g, sample_rate, channels, bitrate_kbps, 7);
+    int kbps = r >= 0 ? lame_get_brate(g) : 0, prev = 0;
+    while (r >= 0 && kbps > prev && main_bytes(sample_rate, channels, kbps) < MIN_MAIN_BYTES) {
+        prev = kbps; /* the next bitrate up that LAME takes at this rate */
+        lame_close(g);
+        if (!(g = lame_init())) return FMA_ENOMEM;
+        r = configure(g, sample_rate, channels, prev + 8, 7);
+        kbps = r >= 0 ? lame_get_brate(g) : 0;
+    }
     if (r >= 0) {
         /* LAME drops the Info frame when one CBR frame cannot hold the side info and the
            156-byte Xing/LAME tag (InitVbrTag); lame_get_bWriteVbrTag does not reflect that. */
-        int kbps = lame_get_brate(g), mpeg1 = sample_rate >= 32000;
-        int frame_bytes = (mpeg1 ? 2 : 1) * 72000 * kbps / sample_rate;
-        int side_info = mpeg1 ? (channels == 1 ? 21 : 36) : (channels == 1 ? 13 : 21);
+        int frame_bytes = (sample_rate >= 32000 ? 2 : 1) * 72000 * kbps / sample_rate;
         *effective_kbps = kbps;
-        *info_frame = lame_get_bWriteVbrTag(g) && frame_bytes >= side_info + 156 &&
-                      frame_bytes <= 2880;
+        *info_frame = lame_get_bWriteVbrTag(g) &&
+                      frame_bytes >= side_bytes(sample_rate, channels) + 156 && frame_bytes <= 2880;
     }
     lame_close(g);
     return r < 0 ? FMA_EARG : 0;
@@ -248,8 +272,11 @@ static void sink_take(sink_t *s, const float *pcm, int64_t n) {
         s->skip -= from;
     }
     for (int64_t i = from; i < n && s->done < s->want; i++, s->done++)
-        for (int c = 0; c < s->channels; c++)
-            s->out[c * s->stride + s->done] = pcm[i * s->channels + c] * s->gain;
+        for (int c = 0; c < s->channels; c++) {
+            float v = pcm[i * s->channels + c] * s->gain;
+            /* a peak near FLT_MAX times the codec's overshoot must not come back as inf */
+            s->out[c * s->stride + s->done] = v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : v;
+        }
 }
 
 /* mpg123 reads the MP3 through these: from the pipe (blocking until the encoder writes or

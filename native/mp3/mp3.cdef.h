@@ -19,7 +19,8 @@ int fma_frame_size(int sample_rate);
 int64_t fma_raw_frames(int64_t n, int sample_rate, int info_frame);
 
 /* Encodes `frames` x `channels` planar float samples (channel c at in + c*frames) with LAME
-   (CBR bitrate_kbps, quality 0-9, output rate = input rate, no bit reservoir, plain stereo)
+   (CBR bitrate_kbps as fma_layout reports it, quality 0-9, output rate = input rate, no bit
+   reservoir, plain stereo)
    scaled by in_gain, decodes them with libmpg123, and writes planar output scaled by
    out_gain: with preserve_delay the raw stream (fma_raw_frames frames), else the `frames`
    frames aligned with the input. pipelined: encode on a second thread while decoding.
@@ -29,7 +30,9 @@ int fma_roundtrip(const float *in, int64_t frames, int channels, int sample_rate
                   int preserve_delay, int pipelined, int info_frame, float *out, char *err);
 
 /* What LAME will do with these settings: the CBR bitrate it really uses (it clamps ones the
-   MPEG version cannot carry) and whether it writes an Info frame (not when a frame is too
-   small to hold one, e.g. 32 kbps at 48 kHz). Returns 0, or < 0 if LAME refuses. */
+   MPEG version cannot carry; stereo also goes up to the first bitrate whose frames leave
+   4 bytes per channel and granule, 16 kbps at 22.05-24 kHz, as libmpg123 rejects granules
+   squeezed into less) and whether it writes an Info frame (not when a frame is too small to
+   hold one, e.g. 32 kbps at 48 kHz). Returns 0, or < 0 if LAME refuses. */
 int fma_layout(int sample_rate, int channels, int bitrate_kbps, int *effective_kbps,
                int *info_frame);

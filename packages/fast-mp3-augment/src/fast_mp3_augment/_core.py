@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import operator
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,7 @@ import numpy as np
 
 from ._lib import ffi, lib
 from .errors import (
+    Mp3AugmentError,
     NonContiguousAudio,
     NonFiniteAudio,
     RoundTripError,
@@ -28,29 +31,65 @@ SUPPORTED_QUALITY_VALUES = set(range(10))
 _MULTICHANNEL_DOC = (
     "https://iver56.github.io/audiomentations/guides/multichannel_audio_array_shapes/"
 )
-_warned: set[tuple[int, int]] = set()
+_warned: set[tuple[int, int, int]] = set()
 
 
-def _check(samples, sample_rate, bitrate_kbps, quality):
-    """The public package's checks, in its order; returns float32 (channels, frames) data."""
-    if sample_rate not in SUPPORTED_SAMPLE_RATES:
-        raise UnsupportedSampleRate(
-            f"Expected sample_rate to be one of {sorted(SUPPORTED_SAMPLE_RATES)}, but received "
-            f"{sample_rate}"
+def _whole(value) -> int | None:
+    """value as an int if it is a whole number (int, NumPy integer, 128.0, np.float32(128)),
+    else None. Strings are never numbers here."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(f) if math.isfinite(f) and f.is_integer() else None
+
+
+def _one_of(name: str, value, allowed: set[int], error: type[Exception]) -> int:
+    n = _whole(value)
+    if n is None or n not in allowed:
+        got = n if n is not None else repr(value)
+        hint = (
+            " (a whole number is needed)"
+            if n is None and isinstance(value, (float, np.floating))
+            else ""
         )
-    if bitrate_kbps not in SUPPORTED_BITRATES:
-        raise UnsupportedBitrate(
-            f"Expected bitrate_kbps to be one of {sorted(SUPPORTED_BITRATES)}, but received "
-            f"{bitrate_kbps}"
-        )
-    if quality not in SUPPORTED_QUALITY_VALUES:
-        raise UnsupportedQuality(
-            f"Expected quality to be one of {sorted(SUPPORTED_QUALITY_VALUES)}, but received "
-            f"{quality}"
-        )
-    if not isinstance(samples, np.ndarray) or samples.dtype != np.float32:
+        raise error(f"Expected {name} to be one of {sorted(allowed)}, but received {got}{hint}")
+    return n
+
+
+def _params(sample_rate, bitrate_kbps, quality, preserve_delay) -> tuple[int, int, int, bool]:
+    """The scalar arguments as ints and a bool, checked in the public package's order."""
+    sample_rate = _one_of("sample_rate", sample_rate, SUPPORTED_SAMPLE_RATES, UnsupportedSampleRate)
+    bitrate_kbps = _one_of("bitrate_kbps", bitrate_kbps, SUPPORTED_BITRATES, UnsupportedBitrate)
+    quality = _one_of("quality", quality, SUPPORTED_QUALITY_VALUES, UnsupportedQuality)
+    if isinstance(preserve_delay, (bool, np.bool_)) or _whole(preserve_delay) in (0, 1):
+        return sample_rate, bitrate_kbps, quality, bool(preserve_delay)
+    raise Mp3AugmentError(f"preserve_delay must be True or False, got {preserve_delay!r}")
+
+
+def _is_float(dtype) -> bool:
+    return dtype.kind == "f" or dtype.name == "bfloat16"  # ml_dtypes' bfloat16 is kind "V"
+
+
+def _check(samples, sample_rate):
+    """The public package's shape and length checks, in its order. Returns the input as a
+    (channels, frames) view, and its data as aligned, native-endian, C-contiguous float32 (a
+    copy only where the input is not that already)."""
+    if not isinstance(samples, np.ndarray) or not _is_float(samples.dtype):
         got = samples.dtype if isinstance(samples, np.ndarray) else type(samples).__name__
-        raise TypeError(f"samples must be a float32 NumPy array (or mx.array), got {got}")
+        hint = ""
+        if isinstance(samples, np.ndarray) and samples.dtype.kind in "iu":
+            hint = "; integer PCM must be scaled first, e.g. samples / 32768 for int16"
+        raise TypeError(
+            "samples must be float audio (float32, or float16, bfloat16 or float64, which are "
+            f"converted) as a NumPy array or mx.array, got {got}{hint}"
+        )
     if samples.ndim == 2:
         if samples.shape[0] > samples.shape[1]:
             raise WrongMultichannelAudioShape(
@@ -70,7 +109,7 @@ def _check(samples, sample_rate, bitrate_kbps, quality):
             )
         data = samples
     elif samples.ndim == 1:
-        data = np.ascontiguousarray(samples)[None, :]
+        data = samples[None, :]  # any 1-D view (strided, reversed) is copied below
     else:
         raise WrongMultichannelAudioShape(
             f"samples must be 1-D (mono) or 2-D (channels, samples), got shape {samples.shape}"
@@ -79,7 +118,8 @@ def _check(samples, sample_rate, bitrate_kbps, quality):
         raise TooShortAudio(
             f"The input audio {data.shape[1]} samples is too short. It needs to be at least 100 ms."
         )
-    return data
+    # C reads native-endian, aligned float32 rows: convert or copy only when that is not so
+    return data, np.require(data, np.float32, ["C_CONTIGUOUS", "ALIGNED"])
 
 
 @functools.cache
@@ -93,29 +133,40 @@ def _lame_layout(sample_rate: int, channels: int, bitrate_kbps: int) -> tuple[in
 
 def _layout(sample_rate: int, channels: int, bitrate_kbps: int) -> tuple[int, int]:
     """(bitrate LAME will use, whether it writes an Info frame). LAME clamps bitrates the MPEG
-    version cannot carry; we say so once per combination."""
+    version cannot carry, and stereo needs 16 kbps at 22.05-24 kHz; we say so once per
+    combination."""
     kbps, info = _lame_layout(sample_rate, channels, bitrate_kbps)
-    if kbps != bitrate_kbps and (sample_rate, bitrate_kbps) not in _warned:
-        _warned.add((sample_rate, bitrate_kbps))
+    key = (sample_rate, bitrate_kbps, channels)
+    if kbps != bitrate_kbps and key not in _warned:
+        _warned.add(key)
+        mono_kbps = _lame_layout(sample_rate, 1, bitrate_kbps)[0] if channels == 2 else kbps
+        why = (
+            "MPEG-1 carries 32-320 kbps at 32-48 kHz, MPEG-2 8-160 kbps at 16-24 kHz, "
+            "MPEG-2.5 8-64 kbps at 8-12 kHz"
+            if mono_kbps != bitrate_kbps
+            else "its frames leave under 4 bytes per channel, which libmpg123 cannot decode "
+            "reliably: the right channel would come back uncorrelated"
+        )
         warnings.warn(
-            f"{bitrate_kbps} kbps cannot be coded as MP3 at {sample_rate} Hz; using "
-            f"{kbps} kbps (MPEG-1 carries 32-320 kbps at 32-48 kHz, MPEG-2 8-160 kbps at "
-            "16-24 kHz, MPEG-2.5 8-64 kbps at 8-12 kHz)",
+            f"{bitrate_kbps} kbps cannot be coded as {'stereo ' if channels == 2 else ''}MP3 "
+            f"at {sample_rate} Hz; using {kbps} kbps ({why})",
             UserWarning,
             stacklevel=4,
         )
     return kbps, info
 
 
-def _roundtrip(data, sample_rate, bitrate_kbps, preserve_delay, quality, pipelined):
+def _roundtrip(source, data, sample_rate, bitrate_kbps, preserve_delay, quality, pipelined):
     channels, frames = data.shape
     peak, bad = ffi.new("float *"), ffi.new("int64_t *")
     lib.fma_scan(ffi.from_buffer("float[]", data), data.size, peak, bad)
-    if bad[0] >= 0:
+    if bad[0] >= 0:  # LAME asserts on NaN and inf: refused here, never replaced silently
         c, i = divmod(int(bad[0]), frames)
+        value = source[c, i]
+        why = " (beyond float32's range)" if np.isfinite(value) else ""
         raise NonFiniteAudio(
-            f"samples contain {data[c, i]} at index {(c, i) if channels > 1 else i}; MP3 "
-            "encoding needs finite values (replace them, e.g. np.nan_to_num(samples))"
+            f"samples contain {value}{why} at index {(c, i) if channels > 1 else i}; MP3 "
+            "encoding needs finite float32 values (replace them, e.g. np.nan_to_num(samples))"
         )
     gain = float(peak[0]) if peak[0] > 1.0 else 1.0  # scale down before LAME, back after
     kbps, info_frame = _layout(sample_rate, channels, bitrate_kbps)
@@ -143,12 +194,19 @@ def _roundtrip(data, sample_rate, bitrate_kbps, preserve_delay, quality, pipelin
 
 
 def _as_numpy(samples):
-    """(array, was_mlx): mx.array input becomes a NumPy view of its memory."""
+    """(array, was_mlx): mx.array input becomes float32 C-contiguous NumPy memory (an mx.array's
+    layout is MLX's business, so any view of one is accepted, and its float16/bfloat16 too)."""
     if type(samples).__module__.startswith("mlx"):
         import mlx.core as mx
 
+        if not mx.issubdtype(samples.dtype, mx.floating):
+            raise TypeError(
+                f"samples must be float audio (float32, float16 or bfloat16), got {samples.dtype}"
+            )
+        samples = samples.astype(mx.float32)
         mx.eval(samples)
-        return np.asarray(samples), True
+        arr = np.asarray(samples)  # a view; copied (in C order) when strided or reversed
+        return (arr if arr.flags.c_contiguous else arr.copy()), True
     return samples, False
 
 
@@ -158,11 +216,15 @@ def compress_roundtrip(
     """Encodes audio to MP3 and decodes it again, for data augmentation.
 
     Args:
-        samples: float32 audio, 1-D (mono) or 2-D ``(channels, samples)`` C-contiguous with 1
-            or 2 channels; NumPy array or ``mx.array``. At least 100 ms.
-        sample_rate: One of ``SUPPORTED_SAMPLE_RATES`` (8 to 48 kHz); the MP3 keeps it.
-        bitrate_kbps: One of ``SUPPORTED_BITRATES`` (CBR). Bitrates the MPEG version at this
-            sample rate cannot carry are clamped to the nearest it can, with a warning.
+        samples: Audio, 1-D (mono) or 2-D ``(channels, samples)`` with 1 or 2 channels, at least
+            100 ms; a NumPy array (2-D ones C-contiguous, as the public package requires) or an
+            ``mx.array`` (any layout). float32; float16, bfloat16 and float64 are converted to
+            float32. Every value must be finite.
+        sample_rate: One of ``SUPPORTED_SAMPLE_RATES`` (8 to 48 kHz), in Hz; the MP3 keeps it.
+            Whole-number floats and NumPy scalars (``16000.0``, ``np.int64(16000)``) count.
+        bitrate_kbps: One of ``SUPPORTED_BITRATES`` (CBR), whole numbers as for sample_rate.
+            Bitrates the MPEG version at this sample rate cannot carry are clamped to the
+            nearest it can, with a warning.
         preserve_delay: False: the output is aligned with the input (lag 0) and as long. True:
             the raw decoded stream, Info frame, encoder delay and padding included.
         quality: LAME's quality, 0 (best, slowest) to 9 (worst, fastest).
@@ -174,12 +236,16 @@ def compress_roundtrip(
     Raises:
         UnsupportedSampleRate, UnsupportedBitrate, UnsupportedQuality,
         WrongMultichannelAudioShape, UnsupportedNumberOfChannels, NonContiguousAudio,
-        TooShortAudio, NonFiniteAudio: all ValueErrors, raised before LAME sees the data.
-        TypeError: samples is not float32.
+        TooShortAudio, NonFiniteAudio: all ValueErrors (Mp3AugmentError), raised before LAME
+        sees the data; Mp3AugmentError for a preserve_delay that is not a bool.
+        TypeError: samples is not a float NumPy array or mx.array.
     """
+    sample_rate, bitrate_kbps, quality, preserve_delay = _params(
+        sample_rate, bitrate_kbps, quality, preserve_delay
+    )
     arr, was_mlx = _as_numpy(samples)
-    data = _check(arr, sample_rate, bitrate_kbps, quality)
-    out = _roundtrip(data, sample_rate, bitrate_kbps, preserve_delay, quality, _pipelined)
+    source, data = _check(arr, sample_rate)
+    out = _roundtrip(source, data, sample_rate, bitrate_kbps, preserve_delay, quality, _pipelined)
     if arr.ndim == 1:
         out = out[0]
     if was_mlx:
@@ -197,16 +263,25 @@ def compress_roundtrip_batch(
     Args:
         samples_list: Iterable of clips, each as ``samples`` in :func:`compress_roundtrip`.
         sample_rate, bitrate_kbps, preserve_delay, quality: As for :func:`compress_roundtrip`,
-            the same for every clip.
-        num_workers: Threads; None uses one per core.
+            the same for every clip (checked once, even for no clips).
+        num_workers: Threads, a positive whole number; None uses one per core.
 
     Returns:
         The round-tripped clips, in order.
     """
-    clips = list(samples_list)
-    workers = (os.cpu_count() or 1) if num_workers is None else num_workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"num_workers must be a positive integer or None, got {num_workers!r}")
+    params = _params(sample_rate, bitrate_kbps, quality, preserve_delay)
+    workers = (os.cpu_count() or 1) if num_workers is None else _whole(num_workers)
+    if isinstance(num_workers, bool) or workers is None or workers < 1:
+        raise Mp3AugmentError(
+            f"num_workers must be a positive integer or None, got {num_workers!r}"
+        )
+    try:
+        clips = list(samples_list)
+    except TypeError as e:
+        raise TypeError(
+            f"samples_list must be an iterable of clips, got {type(samples_list).__name__}"
+        ) from e
+    sample_rate, bitrate_kbps, quality, preserve_delay = params
 
     def one(clip):  # clips run in parallel; each encodes and decodes on one thread
         return compress_roundtrip(
