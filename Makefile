@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 ASAN_DIR := build/asan
 UV_RUN := uv run --all-packages
 
-.PHONY: deps sync test test-py test-asan fuzz demo bench parity lint format
+.PHONY: deps sync test test-py test-asan test-bad-inputs fuzz demo bench parity lint format
 
 deps:
 	@bash tools/install_deps.sh
@@ -12,10 +12,17 @@ deps:
 sync: deps
 	uv sync --all-packages --locked
 
-test: sync lint test-py test-asan fuzz
+test: sync lint test-py test-bad-inputs test-asan fuzz
 
 test-py:
 	$(UV_RUN) pytest -q
+
+# Hundreds of bad inputs (corrupt and lying files of every format, extreme parameters, failing
+# writes, threads on one path, kills mid-save), each judged in a worker process that a crash or
+# hang cannot take down with it; prints a summary line and fails on any crash, hang or wrong
+# answer (tests/bad_inputs/, docs/reliability.md).
+test-bad-inputs: sync
+	$(UV_RUN) python tests/bad_inputs/runner.py
 
 # The native layer again, built with AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: sync
@@ -24,13 +31,13 @@ test-asan: sync
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	MLX_AUDIO_IO_NATIVE=$$(find $(ASAN_DIR) -name '_native*.so') \
+	MLX_AUDIO_IO_NATIVE=$$(find $(CURDIR)/$(ASAN_DIR) -name '_native*.so') \
 	$(UV_RUN) pytest -q -p no:cacheprovider tests/mlx_audio_io -k "not test_process"
 	FMA_SANITIZE=1 $(UV_RUN) python packages/fast-mp3-augment/build_native.py $(ASAN_DIR)/mp3
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	FMA_NATIVE=$$(find $(ASAN_DIR)/mp3 -name '_native*.so') \
+	FMA_NATIVE=$$(find $(CURDIR)/$(ASAN_DIR)/mp3 -name '_native*.so') \
 	$(UV_RUN) pytest -q -p no:cacheprovider tests/fast_mp3_augment
 
 # A fixed-length libFuzzer pass over the shim (ASan + UBSan, leak checks), seeded with short
@@ -51,21 +58,29 @@ fuzz: sync
 
 # Parity with the official PyTorch implementations, in a venv of its own (torch never enters
 # the workspace's environment): pip takes torch 2.13.0's CPU build; our packages come from src.
-PARITY_VENV := .parity-venv
-parity: sync
-	test -x $(PARITY_VENV)/bin/python || python3 -m venv $(PARITY_VENV)
+# Every script runs and is reported in PARITY_OUT, with its time; the target fails if any
+# script failed. PARITY_DEPS= skips `sync` (tests/test_make_parity.py runs it on stubs).
+PARITY_VENV ?= .parity-venv
+PARITY_OUT ?= docs/parity.md
+PARITY_DEPS ?= sync
+PARITY_PY = $(PARITY_VENV)/bin/python
+parity: $(PARITY_DEPS)
+	test -x $(PARITY_PY) || python3 -m venv $(PARITY_VENV)
 	$(PARITY_VENV)/bin/pip install -q torch==2.13.0 "mlx[cpu]" numpy cffi demucs==4.1.0 \
 	  kokoro==0.9.4 huggingface_hub pyyaml
 	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
-	  $$($(PARITY_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
+	  $$($(PARITY_PY) -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
+	set -eo pipefail; failed=""; \
+	run() { local t=$$SECONDS rc=0; echo; echo "## $$1"; echo; $(PARITY_PY) "$$2" || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then failed="$$failed $$2"; echo; echo "**$$2 failed (exit $$rc).**"; fi; \
+	  echo; echo "($$2: $$((SECONDS - t)) s)"; }; \
 	{ echo "# Parity with PyTorch"; echo; echo '`make parity` (tools/parity/), on random inputs.'; \
-	  echo; echo "## Layers (tools/parity/layers.py)"; echo; \
-	  $(PARITY_VENV)/bin/python tools/parity/layers.py; \
-	  echo; echo "## HTDemucs (tools/parity/htdemucs.py, against demucs 4.1.0)"; echo; \
-	  $(PARITY_VENV)/bin/python tools/parity/htdemucs.py; \
-	  echo; echo "## Kokoro-82M (tools/parity/kokoro.py, against kokoro 0.9.4)"; echo; \
-	  $(PARITY_VENV)/bin/python tools/parity/kokoro.py; } > docs/parity.md
-	cat docs/parity.md
+	  run "Layers (tools/parity/layers.py)" tools/parity/layers.py; \
+	  run "HTDemucs (tools/parity/htdemucs.py, against demucs 4.1.0)" tools/parity/htdemucs.py; \
+	  run "Kokoro-82M (tools/parity/kokoro.py, against kokoro 0.9.4)" tools/parity/kokoro.py; \
+	} > $(PARITY_OUT); \
+	cat $(PARITY_OUT); \
+	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi
 
 lint:
 	$(UV_RUN) ruff check packages tests tools
