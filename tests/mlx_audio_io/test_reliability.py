@@ -545,3 +545,15 @@ def test_exit_while_a_thread_writes(tmp_path, ext):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert aio.load(tmp_path / f"x{ext}")[0].shape[0] > 4800
+
+
+@pytest.mark.parametrize("sr", [22050, 24000])
+def test_mp3_stereo_at_8k_keeps_both_channels(tmp_path, sr):
+    """8k stereo frames at 22.05/24 kHz are too small for libmpg123: 16k, with a warning."""
+    t = np.arange(sr // 2) / sr
+    x = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 1000 * t + 1)], 1) * 0.5
+    with pytest.warns(UserWarning, match="using 16k"):
+        aio.save(tmp_path / "lo.mp3", x.astype(np.float32), sr, bitrate="8k")
+    y = np.asarray(aio.load(tmp_path / "lo.mp3")[0])
+    for c in range(2):
+        assert np.corrcoef(x[:, c], y[:, c])[0, 1] > 0.9

@@ -71,7 +71,7 @@ _WAV_BYTES = {"float32": 4, "pcm16": 2, "pcm24": 3, "pcm8": 1, "ulaw": 1, "alaw"
 #: writers whose files hold no stream at all without a frame (libav's, as ffmpeg's own output)
 _NEED_FRAMES = {"mp3": "MP3", "m4a": "M4A", "opus": "Ogg Opus"}
 _LOSSY = ("aac", "vorbis", "opus")  # and MP3, whose codec goes by its container
-_warned_bitrates: set[tuple[int, int]] = set()
+_warned_bitrates: set[tuple[int, int, int]] = set()
 _FLAC_LEVELS = {"default": -1, "fast": 0}
 
 
@@ -192,7 +192,7 @@ def _bitrate(container: str, codec: str, bitrate, sr: int, channels: int, where:
         )
     bps = int(m.group(1)) * (1000 if m.group(2) else 1)
     if container == "mp3":
-        return 1000 * _mp3_kbps(sr, bps, bitrate)
+        return 1000 * _mp3_kbps(sr, channels, bps, bitrate)
     lo, hi = _BITRATE_RANGES[codec]
     hi *= max(1, channels // 2)
     if not lo <= bps <= hi:
@@ -203,17 +203,27 @@ def _bitrate(container: str, codec: str, bitrate, sr: int, channels: int, where:
     return bps
 
 
-def _mp3_kbps(sr: int, bps: int, asked) -> int:
+def _mp3_kbps(sr: int, channels: int, bps: int, asked) -> int:
     """The MP3 bitrate (kbit/s) nearest to bps that the MPEG version at sr carries; a bitrate
-    it cannot carry (192k at 22.05 kHz) is replaced, with one warning per combination."""
+    it cannot carry (192k at 22.05 kHz) is replaced, with one warning per combination.
+
+    Stereo at 8k and 22.05/24 kHz leaves under 4 bytes per channel and granule: libmpg123
+    (our MP3 decoder) rejects some of those frames and zero-fills them, and the right channel
+    comes back unrelated to the input (docs/fast_mp3_augment.md); 16k is the lowest that
+    keeps both channels."""
     allowed = next(v for k, v in _MP3_RATES.items() if sr in k)
     kbps = min(allowed, key=lambda b: (abs(1000 * b - bps), -b))
-    if 1000 * kbps != bps and (sr, bps) not in _warned_bitrates:
-        _warned_bitrates.add((sr, bps))
+    why = (
+        "MPEG-1 carries 32k-320k at 32-48 kHz, MPEG-2 8k-160k at 16-24 kHz, MPEG-2.5 8k-64k "
+        "at 8-12 kHz"
+    )
+    if kbps == 8 and channels == 2 and sr in (22050, 24000):
+        kbps = 16
+        why = "8k stereo frames at this rate are too small for libmpg123 to decode both channels"
+    if 1000 * kbps != bps and (sr, channels, bps) not in _warned_bitrates:
+        _warned_bitrates.add((sr, channels, bps))
         warnings.warn(
-            f"bitrate={asked!r} cannot be coded as MP3 at {sr} Hz; using {kbps}k (MPEG-1 "
-            "carries 32k-320k at 32-48 kHz, MPEG-2 8k-160k at 16-24 kHz, MPEG-2.5 8k-64k at "
-            "8-12 kHz)",
+            f"bitrate={asked!r} cannot be coded as MP3 at {sr} Hz; using {kbps}k ({why})",
             UserWarning,
             stacklevel=5,
         )
