@@ -34,7 +34,7 @@ class Case:
     name: str
     func: str  # a function of this module: func(ctx, *args)
     args: tuple = ()
-    needle: str | None = None  # what an error message must name (a file or an argument)
+    needle: str | None = None  # what an error message must name (a regex: file, argument)
 
 
 @dataclass
@@ -671,6 +671,65 @@ def exit_running(ctx: Context, ext: str) -> None:
     aio.load(p)
 
 
+# --- fast-mp3-augment ---------------------------------------------------------------------------
+
+FMA_PARAMS = [
+    ("sample_rate", 16000.0),
+    ("sample_rate", 16000.5),
+    ("sample_rate", 2**31),
+    ("sample_rate", -44100),
+    ("sample_rate", float("nan")),
+    ("sample_rate", "16000"),
+    ("sample_rate", None),
+    ("bitrate_kbps", 128.0),
+    ("bitrate_kbps", 7),
+    ("bitrate_kbps", 10**12),
+    ("bitrate_kbps", float("inf")),
+    ("quality", 9.0),
+    ("quality", 10),
+    ("quality", -1),
+    ("preserve_delay", "no"),
+]
+
+FMA_ARRAYS = {
+    "nan": lambda: np.where(np.arange(4800) == 70, np.nan, 0.1).astype(np.float32),
+    "inf": lambda: np.where(np.arange(4800) == 70, np.inf, 0.1).astype(np.float32),
+    "empty": lambda: np.zeros(0, np.float32),
+    "too_short": lambda: np.zeros(100, np.float32),
+    "three_channels": lambda: np.zeros((3, 4800), np.float32),
+    "channels_last": lambda: np.zeros((4800, 2), np.float32),
+    "3d": lambda: np.zeros((1, 2, 4800), np.float32),
+    "int16": lambda: np.zeros(4800, np.int16),
+    "bfloat16": lambda: mx.array(_x(4800).T).astype(mx.bfloat16),
+    "reversed_mx": lambda: mx.array(_x(4800).T)[:, ::-1],
+    "reversed_1d": lambda: _x(4800)[::-1, 0],
+    "huge_values": lambda: np.full(4800, 3e38, np.float32),
+    "float64_overflow": lambda: np.full(4800, 1e300),
+}
+
+
+def fma_param(ctx: Context, name: str, value) -> None:
+    import fast_mp3_augment as fma
+
+    kw = {"sample_rate": 48000, "bitrate_kbps": 64, "quality": 7, "preserve_delay": False}
+    kw[name] = value
+    y = fma.compress_roundtrip(_x(4800, 1)[:, 0], **kw)
+    if not kw["preserve_delay"] and y.shape != (4800,):
+        raise Wrong(f"shape {y.shape}")
+
+
+def fma_array(ctx: Context, kind: str) -> None:
+    import fast_mp3_augment as fma
+
+    x = FMA_ARRAYS[kind]()
+    y = fma.compress_roundtrip(x, 48000, 64)
+    if (
+        tuple(y.shape) != tuple(x.shape)
+        or not np.isfinite(np.asarray(y.astype(mx.float32) if isinstance(y, mx.array) else y)).all()
+    ):
+        raise Wrong(f"{kind}: shape {tuple(y.shape)} for {tuple(x.shape)}, or non-finite output")
+
+
 def _child(code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
@@ -804,4 +863,8 @@ def all_cases() -> list[Case]:
         add(Case("streaming", f"exit while writing{ext}", "exit_running", (ext,)))
     for where in ("source", "sink"):
         add(Case("streaming", f"stuck {where}", "stuck_pipeline", (where,)))
+    for name, value in FMA_PARAMS:
+        add(Case("fast-mp3-augment", f"{name}={value!r}", "fma_param", (name, value)))
+    for kind in FMA_ARRAYS:
+        add(Case("fast-mp3-augment", f"audio: {kind}", "fma_array", (kind,), "samples|channels"))
     return cases
