@@ -11,9 +11,14 @@ import copy
 import hashlib
 import io
 import json
+import os
 import pickle
+import random
 import re
+import resource
 import struct
+import subprocess
+import sys
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -84,8 +89,9 @@ def val(x) -> bytes:
     return pickle.dumps(x, protocol=2)[2:-1]
 
 
-def tensor(offset=0, size=(2, 2), stride=(2, 1), key="0", storage=("torch", "FloatStorage")):
-    pid = b"(" + val("storage") + glob(*storage) + val(key) + val("cpu") + val(4) + b"tQ"
+def tensor(offset=0, size=(2, 2), stride=(2, 1), key="0", storage=("torch", "FloatStorage"),
+           numel=4):  # fmt: skip
+    pid = b"(" + val("storage") + glob(*storage) + val(key) + val("cpu") + val(numel) + b"tQ"
     args = pid + val(offset) + val(size) + val(stride) + val(False) + b"}"
     return glob("torch._utils", "_rebuild_tensor_v2") + b"(" + args + b"tR"
 
@@ -281,7 +287,8 @@ def test_big_endian_zip(tmp_path):
         dict(size=(2,)),
         dict(offset=-1),
         dict(key="1"),  # no such storage in the archive
-        dict(size=(2**20, 2**20), stride=(0, 0)),  # 4 TiB from 16 bytes
+        dict(size=(2**70,), stride=(1,)),
+        dict(size=[2] * 65, stride=[0] * 65),
     ],
 )
 @pytest.mark.parametrize("container", [zip_of, legacy_of])
@@ -289,6 +296,145 @@ def test_bad_tensor_geometry(geometry, container, tmp_path):
     path = write(tmp_path, container(program(tensor(**geometry)), {"0": FOUR}))
     with pytest.raises(AudioDecodeError, match=r"load failed for '.*x\.pt': corrupt or truncated"):
         load_torch_file(path)
+
+
+# Resource bounds (issue 15): short files that used to hang, crash or exhaust memory. Those that
+# could still do so run in a child process with a time limit and a 2 GiB address-space cap.
+CHILD = """
+import sys
+from mlx_audio_io.torchfile import load_torch_file
+try:
+    load_torch_file(sys.argv[1])
+    print("loaded")
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+def _cap_memory():
+    # AddressSanitizer (make test-asan) reserves terabytes of shadow address space at start:
+    # under it the bounds are checked by the loader's own refusals, without the cap
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def load_in_child(path: Path, timeout: float = 60) -> str:
+    """``"<exception name> <message>"`` (or ``"loaded"``) of load_torch_file(path) in a capped
+    child; a hang fails the test at ``timeout`` seconds, a crash on the exit code."""
+    run = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True,
+                         text=True, timeout=timeout, preexec_fn=_cap_memory)  # fmt: skip
+    assert run.returncode == 0, f"the loader crashed ({run.returncode}): {run.stderr[-2000:]}"
+    return run.stdout.strip()
+
+
+def shared_pairs(levels: int) -> bytes:
+    """T_k = (T_{k-1}, T_{k-1}) from 0: 5 bytes a level, 2**levels leaves when walked."""
+    body = val(0)
+    for k in range(levels):
+        body += b"q" + bytes([k]) + b"h" + bytes([k]) + b"\x86"  # BINPUT k, BINGET k, TUPLE2
+    return body
+
+
+def call(module: str, name: str, *args) -> bytes:
+    return glob(module, name) + val(args) + b"R"
+
+
+BIG = random.Random(0).getrandbits(8 << 20)  # 1 MB integers: Fraction's gcd takes minutes
+SIZE = glob("torch", "Size")  # tuple(): each call copies its argument
+LONG_LIST = b"](" + val(0) * 200_000 + b"eq\x00"  # memo 0: a list of 200000 zeros, 400 kB
+SHARED_DICT = b"}q\x00(" + b"h\x00" * 50_000 + b"l"  # a list of 50000 references to one dict
+ITEMS = b"".join(val(i) + val(0) for i in range(50_000))  # which is filled after
+BOMBS = {
+    "fraction_exponent": call("fractions", "Fraction", "1e999999999"),
+    "fraction_big_integers": call("fractions", "Fraction", BIG | 1, (BIG >> 3) | 1),
+    "shared_tuple_as_dict_key": b"}" + shared_pairs(120) + val(1) + b"s",
+    "shared_tuple_in_a_set": glob("builtins", "set") + b"(]" + shared_pairs(120) + b"at" + b"R",
+    "shared_tuple_in_a_persistent_id": shared_pairs(120) + b"Q",
+    "nesting_as_dict_key": b"}" + val(0) + b"\x85" * 200_000 + val(1) + b"s",
+    "self_containing_list": b"]q\x00" + b"h\x00a" * 200 + SIZE + b"h\x00\x85R",
+    "repeated_tuple_of_a_long_list": LONG_LIST + b"]" + (SIZE + b"h\x00\x85Ra") * 5000,  # 8 GB
+    "shared_dict_filled_late": SHARED_DICT + b"h\x00(" + ITEMS + b"u0",  # 2.5e9 to walk
+}
+
+
+@pytest.mark.parametrize("bomb", list(BOMBS))
+def test_pickle_bombs_are_refused(bomb, tmp_path):
+    path = write(tmp_path, zip_of(program(BOMBS[bomb])))
+    got = load_in_child(path)
+    assert got.startswith(f"UnsafeCheckpointError load failed for '{path}': "), got
+    assert "bound" in got
+
+
+def test_stride_zero_tensors_are_bounded(tmp_path):
+    """Four stride-0 views of a 16-byte storage asked for 8 GiB; torch's own expand() views
+    (views.pt's "expanded") and a few MiB of broadcast still load."""
+    pkl = program(b"](" + tensor(size=(2**14, 2**15), stride=(0, 0)) * 4 + b"e")
+    got = load_in_child(write(tmp_path, zip_of(pkl, {"0": FOUR})))
+    assert got.startswith("UnsafeCheckpointError") and "repeats its storage of 4" in got, got
+    pkl = program(tensor(size=(2**20, 2**20), stride=(0, 0)))  # 4 TiB
+    with pytest.raises(UnsafeCheckpointError, match=r"more than twice its storages' 16 bytes"):
+        load_torch_file(write(tmp_path, zip_of(pkl, {"0": FOUR})))
+    pkl = program(tensor(size=(512, 1024), stride=(0, 1), numel=1024))  # 2 MiB from 4 kB
+    small = load_torch_file(write(tmp_path, zip_of(pkl, {"0": np.ones(1024, "<f4").tobytes()})))
+    assert small.shape == (512, 1024) and small.sum() == 512 * 1024
+
+
+@pytest.mark.parametrize("container", [zip_of, legacy_of])
+def test_many_views_of_one_storage_are_bounded(container, tmp_path):
+    """200 full views of a 256 kB storage would be 51 MB from a 256 kB file."""
+    data = np.zeros(65536, "<f4").tobytes()
+    one = tensor(size=(65536,), stride=(1,), numel=65536)
+    path = write(tmp_path, container(program(b"](" + one * 200 + b"e"), {"0": data}))
+    with pytest.raises(UnsafeCheckpointError, match="more than twice its storages'"):
+        load_torch_file(path)
+    path = write(tmp_path, container(program(b"](" + one * 2 + b"e"), {"0": data}))
+    assert len(load_torch_file(path)) == 2
+
+
+def test_zip_bombs_are_refused_before_inflating(tmp_path):
+    # a storage bigger than the 16 bytes its tensor's storage declares
+    with pytest.raises(
+        UnsafeCheckpointError, match="holds 1048576 bytes where its storage declares 16"
+    ):
+        load_torch_file(write(tmp_path, zip_of(program(tensor()), {"0": bytes(1 << 20)})))
+    # 64 MiB of zeros deflated to 64 kB, declared as such: past 64 times the archive's size
+    big = tensor(numel=16 << 20)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", program(big))
+        with zf.open("archive/data/0", "w") as f:
+            for _ in range(64):
+                f.write(bytes(1 << 20))
+    assert len(buf.getvalue()) < 100_000
+    with pytest.raises(UnsafeCheckpointError, match="past 64 times its size"):
+        load_torch_file(write(tmp_path, buf.getvalue()))
+    # and a data.pkl that inflates to 64 MiB
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("archive/data.pkl", "w") as f:
+            f.write(b"\x80\x02(")
+            for _ in range(64):
+                f.write(b"N" * (1 << 20))
+            f.write(b"l.")
+    with pytest.raises(UnsafeCheckpointError, match="data.pkl' would inflate"):
+        load_torch_file(write(tmp_path, buf.getvalue()))
+
+
+def test_bounds_leave_real_checkpoints_alone(monkeypatch):
+    """torch's own pickles (demucs' and Kokoro's too) walk in under 3 steps a byte: a fifth of
+    the bound."""
+    from mlx_audio_io import torchfile
+
+    monkeypatch.setattr(torchfile, "_WORK_PER_BYTE", 3)
+    monkeypatch.setattr(torchfile, "_WORK_FLOOR", 0)
+    others = [
+        FIX.parent / "parity" / "htdemucs_reduced.th",
+        FIX.parent / "kokoro" / "kokoro_reduced.pth",
+    ]
+    for path in [*(FIX / n for n in ["dtypes.pt", "views.pt", "nested.pt", "demucs.th"]), *others]:
+        with zipfile.ZipFile(path) as zf:
+            pkl = zf.read(next(n for n in zf.namelist() if n.endswith("/data.pkl")))
+        torchfile._check_program(io.BytesIO(pkl), len(pkl))
 
 
 @pytest.mark.parametrize("container", [zip_of, legacy_of])

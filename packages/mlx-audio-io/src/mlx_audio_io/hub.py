@@ -1,4 +1,5 @@
-"""Turn a model name or path into a local folder: a folder as is, a Hub repo id via the cache.
+"""Turn a model name or path into a local folder: a folder as is, a Hub repo id via the cache;
+read a model folder's ``config.json`` and check its numbers.
 
 ``huggingface_hub`` is imported only when a repo id has to be fetched, so mlx-audio-io does not
 depend on it (mlx-audio-tts and mlx-audio-sts do).
@@ -7,11 +8,17 @@ depend on it (mlx-audio-tts and mlx-audio-sts do).
 from __future__ import annotations
 
 import hashlib
+import json
+import numbers
 import os
 import re
+import reprlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+MAX_CONFIG_BYTES = 16 << 20  # a model's config.json is a few kB; a vocabulary or two at most
 
 # owner/name, each 1-96 of [A-Za-z0-9_.-], not starting or ending with '.' or '-' (the Hub's rule)
 _REPO_ID = re.compile(r"(?!.*(?:--|\.\.))\w(?:[\w.-]{0,94}\w)?/\w(?:[\w.-]{0,94}\w)?")
@@ -156,3 +163,70 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> str:
             "the registry names: delete it and fetch it again"
         )
     return actual
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """A model's ``config.json`` (or any JSON file that must hold an object) as a dict.
+
+    Args:
+        path: The file.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not UTF-8 JSON, not an object, nested too deeply, or over 16 MiB; the
+            message names the file (``"loading failed for '<path>': ..."``).
+    """
+    path = Path(path)
+    where = f"loading failed for '{path}'"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{where}: file not found") from e
+    except OSError as e:
+        raise ValueError(f"{where}: {e.strerror or e}") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{where}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a config file")
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except RecursionError as e:
+        raise ValueError(f"{where}: not valid JSON (nested too deeply)") from e
+    except ValueError as e:  # JSONDecodeError, or an integer of over 4300 digits
+        raise ValueError(f"{where}: not valid JSON ({e})") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: expected a JSON object, got a {type(config).__name__}")
+    return config
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 60, 60
+
+
+def check_number(name: str, value: Any, low: float, high: float, *, integer: bool = True) -> None:
+    """Checks one numeric config field: an int (or, with ``integer=False``, a finite real
+    number) within ``[low, high]``; bools are not numbers here.
+
+    Raises:
+        ValueError: ``"<name> must be an int in [low, high], got <value>"``.
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if not (ok and low <= value <= high):  # NaN and infinities compare False
+        what = "an int" if integer else "a number"
+        raise ValueError(f"{name} must be {what} in [{low}, {high}], got {_SHORT.repr(value)}")
+
+
+def check_type(name: str, value: Any, kind: type | tuple[type, ...], expected: str) -> None:
+    """Checks a config field's type (``kind`` as for ``isinstance``).
+
+    Raises:
+        ValueError: ``"<name> must be <expected>, got <value>"``.
+    """
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+        raise ValueError(f"{name} must be {expected}, got {_SHORT.repr(value)}")
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
