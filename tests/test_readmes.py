@@ -39,3 +39,28 @@ def test_docs_have_examples():
 @pytest.mark.parametrize("code", BLOCKS)
 def test_example_runs(example_files, code):
     exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})
+
+
+def _first(code: str, pattern: str) -> int:
+    m = re.search(pattern, code, re.M)
+    return m.start() if m else len(code)
+
+
+@pytest.mark.parametrize("code", BLOCKS)
+def test_example_imports_mlx_audio_io_before_mlx(code):
+    """mlx_audio_io loads OpenBLAS for MLX on Linux; an example that imports mlx first
+    teaches the slow path (and warns)."""
+    mlx = _first(code, r"^\s*(import mlx\b|from mlx(\.\w+)* import)")
+    ours = _first(code, r"^\s*(import|from) (mlx_audio_\w+|fast_mp3_augment)")
+    assert ours <= mlx, "import mlx_audio_io (or a package of ours) before mlx"
+
+
+def test_io_quick_start_on_a_22050_hz_file(example_files, recwarn):
+    """The io README's quick start saves MP3 at 192k: at 22.05 kHz (MPEG-2, at most 160k)
+    it warns once and writes the nearest bitrate instead of failing."""
+    aio.save("speech.wav", music(22050, 22050, 1), 22050)
+    readme = (ROOT / "packages/mlx-audio-io/README.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    exec(compile(code, "<quick start>", "exec"), {"__name__": "__example__"})
+    assert aio.info("out.mp3").sample_rate == 22050
+    assert any("cannot be coded as MP3 at 22050 Hz" in str(w.message) for w in recwarn)

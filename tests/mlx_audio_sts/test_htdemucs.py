@@ -5,8 +5,12 @@ of loading, running and writing a model. No torch here."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import mlx_audio_io as aio
@@ -16,9 +20,9 @@ from mlx_audio_io.torchfile import load_torch_file
 import mlx.core as mx
 import numpy as np
 import pytest
-from mlx_audio_sts import BagOfModels, HTDemucs, apply_model, from_pretrained, separate
+from mlx_audio_sts import BagOfModels, HTDemucs, ModelArgs, apply_model, from_pretrained, separate
 from mlx_audio_sts.cli import main as cli
-from mlx_audio_sts.models.htdemucs import convert
+from mlx_audio_sts.models.htdemucs import convert, save_model
 from mlx_audio_sts.models.htdemucs.pretrained import load_local
 from parity_io import load_stages, rel_error
 
@@ -278,3 +282,151 @@ def test_shift_rng_follows_demucs(model, ref):
     probe = random.Random(5)
     probe.randrange(1)
     assert rng.random() == probe.random()
+
+
+# save_model (issue 15): the public way to write a model or a bag as our folder
+def test_save_model_round_trips(model, bag_models, ref, tmp_path):
+    one = load_local(FIX / "htdemucs_reduced.th")  # its signature: the file's stem
+    folder = save_model(one, tmp_path / "one", name="htdemucs")
+    loaded = from_pretrained(folder)
+    assert isinstance(loaded, HTDemucs) and loaded.signature == "htdemucs_reduced"
+    assert np.array_equal(_out(loaded, ref), _out(model, ref))
+    assert json.loads((folder / "config.json").read_text())["name"] == "htdemucs"
+    # a model built from its arguments (no signature) is saved as model0
+    fresh = HTDemucs(ModelArgs.from_dict(model.args.to_dict()))
+    mx.eval(fresh.parameters())
+    again = load_local(save_model(fresh, tmp_path / "fresh"))
+    assert again.signature == "model0" and np.array_equal(_out(again, ref), _out(fresh, ref))
+    # a bag keeps its per-source weights and its shorter segment
+    weights = [[1.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.5, 1.0]]
+    bag = BagOfModels(bag_models[:2], weights, segment=0.25)
+    back = load_local(save_model(bag, tmp_path / "bag"))
+    assert isinstance(back, BagOfModels) and back.weights == weights and back.segment == 0.25
+    assert np.array_equal(
+        np.array(apply_model(back, ref["mix"], shifts=0)),
+        np.array(apply_model(bag, ref["mix"], shifts=0)),
+    )
+    with pytest.raises(ValueError, match="model must be an HTDemucs or a BagOfModels, got str"):
+        save_model("htdemucs", tmp_path / "x")
+
+
+# Hardening (issue 15): malformed configs, packages and files raise ValueError naming the file
+_KWARGS = load_torch_file(FIX / "htdemucs_reduced.th", globals_as_refs=True)["kwargs"]
+BAD_FIELDS = {
+    "channels a string": ({"channels": "8"}, "channels must be an int in"),
+    "depth huge": ({"depth": 100}, r"depth must be an int in \[1, 16\], got 100"),
+    "growth NaN": ({"growth": float("nan")}, "growth must be a number in"),
+    "cac a string": ({"cac": "yes"}, "cac must be true or false"),
+    "sources": ({"sources": ["drums", 1]}, r"sources\[1\] must be a source name"),
+    "segment a list": ({"segment": [1]}, "segment must be seconds"),
+    "segment zero": ({"segment": "0/1"}, r"segment must be in \(0, 3600\]"),
+    "heads": ({"t_heads": 3}, "t_heads must divide the transformer's width"),
+    "too big": ({"channels": 4096, "bottom_channels": 0}, "parameters, more than the"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FIELDS))
+def test_bad_config_fields_name_the_file(case, model, tmp_path):
+    change, message = BAD_FIELDS[case]
+    folder = save_model(model, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["models"][0]["config"].update(change)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message) as e:
+        load_local(folder)
+    assert f"loading failed for '{folder / 'config.json'}': bad HTDemucs config: " in str(e.value)
+
+
+def test_segment_bomb_is_refused(model, tmp_path):
+    """Fraction("1e999999999") computes 10**999999999: the load used to hang (a child process
+    with a time limit here)."""
+    folder = save_model(model, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["models"][0]["config"]["segment"] = "1e999999999"
+    (folder / "config.json").write_text(json.dumps(config))
+    child = (
+        "import sys\nfrom mlx_audio_sts.models.htdemucs.pretrained import load_local\n"
+        "try:\n    load_local(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child, str(folder)], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "bad HTDemucs config: segment must be seconds" in run.stdout
+
+
+BAD_FOLDERS = {
+    "not JSON": ("{models: ", "not valid JSON"),
+    "a list": ("[]", "expected a JSON object, got a list"),
+    "models": ('{"model_type": "htdemucs", "models": {"a": 1}}', "'models' must be a list"),
+    "file outside": (
+        '{"model_type": "htdemucs", "models": [{"file": "../x.safetensors", "config": {}}]}',
+        "must be a .safetensors file in the same folder",
+    ),
+    "weights": ("weights", r"weights\[0\]\[1\] must be a number in"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FOLDERS))
+def test_bad_folders_name_the_file(case, bag_models, tmp_path):
+    text, message = BAD_FOLDERS[case]
+    folder = save_model(BagOfModels(bag_models[:2]), tmp_path / "m")
+    if text == "weights":
+        config = json.loads((folder / "config.json").read_text())
+        config["weights"] = [[1, "x", 1, 1], [1, 1, 1, 1]]
+        text = json.dumps(config)
+    (folder / "config.json").write_text(text)
+    with pytest.raises(ValueError, match=message) as e:
+        from_pretrained(folder)
+    assert f"loading failed for '{folder / 'config.json'}': " in str(e.value)
+
+
+def _package(tmp_path, **changes) -> Path:
+    """A demucs .th package: the fixture's contents with some entries replaced."""
+    package = load_torch_file(FIX / "htdemucs_reduced.th", globals_as_refs=True)
+    package.update(changes)
+    package["klass"] = "KLASS"
+    package["state"] = changes.get("state", {})  # the weights are not needed to fail
+    pkl = pickle.dumps(package, protocol=2).replace(
+        b"X\x05\x00\x00\x00KLASS", b"cdemucs.htdemucs\nHTDemucs\n"
+    )
+    path = tmp_path / "pkg.th"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg/data.pkl", pkl)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"state": [1, 2]}, "the state is not a dict of named tensors"),
+        ({"state": {"w": "x"}}, "the state is not a dict of named tensors"),
+        ({"kwargs": [1]}, "kwargs is a list, not a dict"),
+        ({"kwargs": {**_KWARGS, "depth": "3"}}, "bad HTDemucs config: depth must be an int"),
+        ({"args": {"a": 1}}, "args is a dict"),
+    ],
+)
+def test_malformed_th_packages_name_the_file(changes, message, tmp_path):
+    path = _package(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message) as e:
+        load_local(path)
+    assert f"loading failed for '{path}'" in str(e.value)
+
+
+def test_corrupt_demucs_safetensors_name_the_file(tmp_path):
+    path = tmp_path / "955717e8.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}..")
+    with pytest.raises(ValueError, match=f"loading failed for '{path}': not a readable"):
+        load_local(path)
+    meta = {"klass": "demucs.htdemucs.HTDemucs", "args": "[]"}
+    for kwargs, message in [("{", "bad kwargs metadata"), ("[1]", "kwargs is not a JSON object"),
+                            (json.dumps({"segment": {"_type": "fraction", "numerator": 1}}),
+                             "segment must be seconds")]:  # fmt: skip
+        mx.save_safetensors(str(path), {"a": mx.zeros(2)}, metadata={**meta, "kwargs": kwargs})
+        with pytest.raises(ValueError, match=message):
+            load_local(path)
+
+
+def test_bag_yaml_signatures_stay_in_the_folder(tmp_path):
+    (tmp_path / "bag.yaml").write_text("models: ['../../etc/passwd']\n")
+    with pytest.raises(ValueError, match="a model signature must be a short name"):
+        load_local(tmp_path / "bag.yaml")

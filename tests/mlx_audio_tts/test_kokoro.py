@@ -4,8 +4,13 @@ every layout, voice packs and errors. No torch here."""
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
+import resource
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -256,3 +261,111 @@ def test_adain_batches_as_single_items():
         for i in range(2):
             one = ada(x[i : i + 1], s[i : i + 1], act, param)
             np.testing.assert_allclose(np.asarray(both[i]), np.asarray(one[0]), atol=1e-5)
+
+
+# Hardening (issue 15): bad config.json files, weights files and blend weights raise ValueError
+# naming the file and the field; none reaches the model as a TypeError or an abort.
+BAD_CONFIGS = {
+    "not JSON": (b"{'hidden_dim': 512,", "not valid JSON"),
+    "not UTF-8": (b'{"hidden_dim": "\xff"}', "not UTF-8"),
+    "a list": (b"[1, 2]", "expected a JSON object, got a list"),
+    "nested too deeply": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "hidden_dim a string": ({"hidden_dim": "48"}, "hidden_dim must be an int in"),
+    "n_layer a float": ({"n_layer": 2.5}, "n_layer must be an int in"),
+    "n_layer a bool": ({"n_layer": True}, "n_layer must be an int in"),
+    "n_layer over": ({"n_layer": 65}, r"n_layer must be an int in \[1, 64\], got 65"),
+    "hidden_dim odd": ({"hidden_dim": 47}, "hidden_dim must be even"),
+    "dropout NaN": ({"dropout": float("nan")}, "dropout must be a number in"),
+    "multispeaker a string": ({"multispeaker": "yes"}, "multispeaker must be true or false"),
+    "plbert a list": ({"plbert": [1]}, "plbert must be a JSON object"),
+    "plbert heads": ({"plbert": {"hidden_size": 64, "num_attention_heads": 3}}, "multiple of"),
+    "plbert layers": ({"plbert": {"num_hidden_layers": 10**9}}, "plbert.num_hidden_layers"),
+    "rates a string": ({"istftnet": {"upsample_rates": "10,6"}}, "upsample_rates must be a list"),
+    "dilations": ({"istftnet": {"resblock_dilation_sizes": [[1, 0], [1]]}}, r"sizes\[0\]\[1\]"),
+    "hop": ({"istftnet": {"upsample_rates": [64, 64], "gen_istft_hop_size": 64}}, "samples per"),
+    "vocab a list": ({"vocab": ["a"]}, "vocab must be a JSON object"),
+    "vocab index": ({"vocab": {"a": 178}}, r"vocab\['a'\] must be an int in \[0, 177\]"),
+    "quantization": ({"quantization": {"bits": 7, "group_size": 64}}, "quantization must have"),
+    "too big overall": (
+        {"hidden_dim": 4096, "n_layer": 64, "plbert": {"hidden_size": 64}},
+        "parameters, more than the 1,000,000,000 allowed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_configs_name_the_file_and_field(case, tmp_path):
+    from mlx_audio_tts.utils import load_model as load_any
+
+    folder = _hexgrad_folder(tmp_path / "m")
+    change, message = BAD_CONFIGS[case]
+    if isinstance(change, bytes):
+        (folder / "config.json").write_bytes(change)
+    else:
+        cfg = json.loads((folder / "config.json").read_text())
+        for key, value in change.items():
+            cfg[key] = {**cfg[key], **value} if isinstance(cfg.get(key), dict) and isinstance(
+                value, dict) and key != "vocab" else value  # fmt: skip
+        (folder / "config.json").write_text(json.dumps(cfg))
+    for load in (load_model, load_any):
+        with pytest.raises(ValueError, match=message) as e:
+            load(folder)
+        assert f"loading failed for '{folder / 'config.json'}': " in str(e.value)
+
+
+def test_huge_n_layer_is_refused_under_a_memory_cap(tmp_path):
+    """n_layer=100000 used to abort the process under a 2 GiB address-space cap."""
+    folder = _hexgrad_folder(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "n_layer": 100_000}))
+    child = (
+        "import sys\nfrom mlx_audio_tts.models.kokoro import load_model\n"
+        "try:\n    load_model(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", child, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)),
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "n_layer must be an int in [1, 64], got 100000" in run.stdout
+
+
+def test_bad_weight_files_name_the_file(tmp_path):
+    folder = _hexgrad_folder(tmp_path / "m")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # {"bert": {1: [2]}}: a torch.save file, not weights
+        zf.writestr("archive/data.pkl", pickle.dumps({"bert": {1: [2]}}, protocol=2))
+    (folder / "kokoro-v1_0.pth").write_bytes(buf.getvalue())
+    with pytest.raises(ValueError, match="kokoro-v1_0.pth': not a Kokoro state dict"):
+        load_model(folder)
+    (folder / "kokoro-v1_0.pth").unlink()
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(ValueError, match="loading failed for '.*model.safetensors'"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {"af_heart": float("nan"), "af_bella": 1.0},
+        {"af_heart": float("inf"), "af_bella": 1.0},
+        {"af_heart": -1.0, "af_bella": 2.0},
+        {"af_heart": 0.0, "af_bella": 0.0},
+        {"af_heart": "0.5", "af_bella": 1.0},
+        {"af_heart": True, "af_bella": 1.0},
+        {"af_heart": None},
+    ],
+)
+def test_blend_weights_must_be_positive_and_finite(weights):
+    with pytest.raises(ValueError, match="voice weights must be positive finite numbers, got"):
+        load_voice(weights, folder=VOICES)
+
+
+def test_huge_blend_weights_do_not_overflow():
+    heart = np.asarray(read_voice_file(VOICES / "af_heart.pt"))
+    bella = np.asarray(read_voice_file(VOICES / "af_bella.pt"))
+    got = np.asarray(load_voice({"af_heart": 1e308, "af_bella": 9e307}, folder=VOICES))
+    np.testing.assert_allclose(got, heart * (10 / 19) + bella * (9 / 19), atol=1e-6)

@@ -2,7 +2,7 @@
 
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 
-from .models.htdemucs import BagOfModels, HTDemucs, ModelArgs, apply_model
+from .models.htdemucs import BagOfModels, HTDemucs, ModelArgs, apply_model, save_model
 from .models.htdemucs.pretrained import from_pretrained
 from .separate import get_model, separate
 
@@ -16,5 +16,6 @@ __all__ = [
     "apply_model",
     "from_pretrained",
     "get_model",
+    "save_model",
     "separate",
 ]

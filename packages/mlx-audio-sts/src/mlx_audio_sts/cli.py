@@ -158,16 +158,10 @@ def _separate(args) -> int:
 
 
 def _convert(args) -> int:
-    from .models.htdemucs.convert import save
+    from .models.htdemucs.convert import save_model
     from .models.htdemucs.pretrained import load_local
 
-    model = load_local(args.src, name=args.name)
-    models = getattr(model, "models", [model])
-    sigs = [getattr(m, "signature", f"model{i}") for i, m in enumerate(models)]
-    weights = getattr(model, "weights", None)
-    folder = save(list(zip(sigs, models, strict=True)), args.dst, weights=weights,
-                  name=args.name)  # fmt: skip
-    print(folder)
+    print(save_model(load_local(args.src, name=args.name), args.dst, name=args.name))
     return 0
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
@@ -24,7 +23,10 @@ def model_type_of(config: dict) -> str:
     Raises:
         ValueError: A family this package does not implement.
     """
-    kind = str(config.get("model_type", "kokoro" if "istftnet" in config else "")).lower()
+    kind = config.get("model_type", "kokoro" if "istftnet" in config else "")
+    if not isinstance(kind, str):
+        raise ValueError(f"model_type must be a string, got a {type(kind).__name__}")
+    kind = kind.lower()
     if kind != "kokoro":
         raise ValueError(
             f"model type {kind or 'unknown'!r} is not supported; this package loads: kokoro"
@@ -43,10 +45,9 @@ def _config_of(key: str, revision: str | None) -> tuple[dict, str]:
     config_path = Path(folder) / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"no config.json in '{folder}'")
-    try:
-        return json.loads(config_path.read_text()), str(config_path)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"loading failed for '{config_path}': not valid JSON ({e})") from e
+    from mlx_audio_io.hub import read_config
+
+    return read_config(config_path), str(config_path)
 
 
 def load_model(model_path: str | None = None, *, repo_id: str | None = None,
@@ -62,13 +63,18 @@ def load_model(model_path: str | None = None, *, repo_id: str | None = None,
 
     Raises:
         FileNotFoundError: No such folder or repo, or no config.json.
-        ValueError: An unsupported model family, or weights that do not fit the config.
+        ValueError: A config.json that is not a JSON object or has fields of the wrong type or
+            range, an unsupported model family, or weights that do not fit the config; the
+            message names the file.
     """
     if model_path is not None and repo_id is not None and model_path != repo_id:
         raise ValueError(f"give model_path or repo_id, not both ({model_path!r}, {repo_id!r})")
     key = str(model_path or repo_id or DEFAULT_MODEL)
-    config, _ = _config_of(key, revision)
-    model_type_of(config)
+    config, config_path = _config_of(key, revision)
+    try:
+        model_type_of(config)
+    except ValueError as e:
+        raise ValueError(f"loading failed for '{config_path}': {e}") from e
     from .models.kokoro.load import load_model as load_kokoro
 
     return load_kokoro(key, revision=revision)

@@ -2,6 +2,7 @@
 
 from .apply import BagOfModels, apply_model
 from .config import ModelArgs
+from .convert import save_model
 from .model import HTDemucs
 
-__all__ = ["BagOfModels", "HTDemucs", "ModelArgs", "apply_model"]
+__all__ = ["BagOfModels", "HTDemucs", "ModelArgs", "apply_model", "save_model"]

@@ -4,19 +4,96 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+import numbers
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+
+from mlx_audio_io.hub import check_number, check_type
+
+# a decimal or "num/den", as str(Fraction) and JSON write segments; no huge exponents
+_FRACTION_TEXT = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,3})?(\s*/\s*\d+)?\s*")
 
 
 def to_fraction(value) -> Fraction:
     """A segment length as an exact Fraction (``int(segment * samplerate)`` must not lose a
     sample: ``7.8 * 44100`` is 343979.99...). Accepts Fractions, numbers, ``"39/5"`` strings
-    and demucs' JSON encoding ``{"_type": "fraction", "numerator": .., "denominator": ..}``."""
-    if isinstance(value, dict):
-        return Fraction(value["numerator"], value["denominator"])
-    if isinstance(value, float):
-        return Fraction(repr(value))  # 7.8 -> 39/5, not the binary expansion
-    return Fraction(value)
+    and demucs' JSON encoding ``{"_type": "fraction", "numerator": .., "denominator": ..}``.
+
+    Raises:
+        ValueError: Anything else (bools, NaN, infinities, zero denominators, strings that
+            are not short decimals or fractions).
+    """
+    what = "seconds as a number, a 'num/den' string or {numerator, denominator}"
+    try:
+        if isinstance(value, dict):
+            num, den = value.get("numerator"), value.get("denominator")
+            if all(type(v) is int and abs(v) < 2**63 for v in (num, den)):
+                return Fraction(num, den)
+        elif isinstance(value, float) and math.isfinite(value):
+            return Fraction(repr(value))  # 7.8 -> 39/5, not the binary expansion
+        elif isinstance(value, str) and len(value) <= 100 and _FRACTION_TEXT.fullmatch(value):
+            return Fraction(value)
+        elif isinstance(value, numbers.Rational) and not isinstance(value, bool):
+            return Fraction(value)
+    except ZeroDivisionError:
+        pass
+    raise ValueError(f"segment must be {what}, got {value!r:.100}")
+
+
+# (low, high) of every number the model reads: generous (10-100x the releases'), but a config
+# cannot ask for billions of parameters; HTDemucs also caps the total it builds
+_INTS = {
+    "audio_channels": (1, 16), "channels": (1, 4096), "nfft": (4, 65536),
+    "wiener_iters": (0, 1000), "depth": (1, 16), "kernel_size": (1, 64), "time_stride": (1, 64),
+    "stride": (1, 64), "context": (0, 64), "context_enc": (0, 64), "norm_starts": (0, 1000),
+    "norm_groups": (1, 1024), "dconv_mode": (0, 3), "dconv_depth": (0, 16),
+    "bottom_channels": (0, 16384), "t_layers": (0, 64), "t_heads": (1, 256),
+    "t_sin_random_shift": (0, 1_000_000), "samplerate": (1, 768_000),
+}  # fmt: skip
+_REALS = {
+    "growth": (0.25, 16), "freq_emb": (0, 1000), "emb_scale": (0, 1e6), "dconv_comp": (1e-3, 1e4),
+    "t_hidden_scale": (1e-3, 64), "t_max_period": (1, 1e12), "t_weight_pos_embed": (-1e6, 1e6),
+}  # fmt: skip
+_BOOLS = ("cac", "rewrite", "t_norm_in", "t_norm_in_group", "t_group_norm", "t_norm_first",
+          "t_norm_out", "t_layer_scale", "t_gelu", "t_sparse_self_attn", "t_sparse_cross_attn",
+          "t_cross_first", "use_train_segment")  # fmt: skip
+_MAX_WIDTH = 65536  # channels * growth ** (depth - 1), the bottom of the U-Net (384 released)
+_MAX_SEGMENT_SAMPLES = 1 << 26  # segment * samplerate: the longest forward pass (343980)
+
+
+def _check_fields(args: ModelArgs) -> None:
+    """Types and ranges of every field; raises ValueError naming the field."""
+    check_type("sources", args.sources, (list, tuple), "a list of 1 to 64 source names")
+    if not 1 <= len(args.sources) <= 64:
+        raise ValueError(f"sources must be a list of 1 to 64 source names, got {len(args.sources)}")
+    for i, name in enumerate(args.sources):
+        check_type(f"sources[{i}]", name, str, "a source name (a string)")
+    if len(set(args.sources)) != len(args.sources):
+        raise ValueError(f"sources must be distinct, got {list(args.sources)!r:.300}")
+    for name, (low, high) in _INTS.items():
+        check_number(name, getattr(args, name), low, high)
+    if args.channels_time is not None:
+        check_number("channels_time", args.channels_time, 1, 4096)
+    for name, (low, high) in _REALS.items():
+        check_number(name, getattr(args, name), low, high, integer=False)
+    for name in _BOOLS:
+        check_type(name, getattr(args, name), bool, "true or false")
+    check_type("t_emb", args.t_emb, str, "'sin' or 'cape'")
+    check_type("multi_freqs", args.multi_freqs or [], list, "a list")
+    width = args.channels * args.growth ** (args.depth - 1)
+    if width > _MAX_WIDTH:
+        raise ValueError(
+            f"channels * growth ** (depth - 1) must be at most {_MAX_WIDTH}, got {width:g}"
+        )
+    if not 0 < args.segment <= 3600:
+        raise ValueError(f"segment must be in (0, 3600] seconds, got {float(args.segment)}")
+    if args.segment * args.samplerate > _MAX_SEGMENT_SAMPLES:
+        raise ValueError(
+            f"segment * samplerate must be at most {_MAX_SEGMENT_SAMPLES} samples, got "
+            f"{int(args.segment * args.samplerate)}"
+        )
 
 
 @dataclass
@@ -72,7 +149,14 @@ class ModelArgs:
     use_train_segment: bool = True
 
     def __post_init__(self):
+        """Checks every field: types, and ranges that bound the model's size.
+
+        Raises:
+            ValueError: ``"<field> must be <expected>, got <value>"``, or an option no released
+                model uses.
+        """
         self.segment = to_fraction(self.segment)
+        _check_fields(self)
         self.sources = list(self.sources)
         unsupported = {
             "multi_freqs": bool(self.multi_freqs),
@@ -92,7 +176,12 @@ class ModelArgs:
     @classmethod
     def from_dict(cls, params: dict) -> ModelArgs:
         """Builds the arguments from a checkpoint's ``kwargs`` or a ``config.json``,
-        ignoring keys this implementation does not use (training options)."""
+        ignoring keys this implementation does not use (training options).
+
+        Raises:
+            ValueError: Not a dict, or a field of the wrong type or out of range.
+        """
+        check_type("the model's config", params, dict, "a dict of keyword arguments")
         names = inspect.signature(cls).parameters
         return cls(**{k: v for k, v in params.items() if k in names})
 

@@ -17,10 +17,14 @@ import mlx_audio_io.nn as fnn
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 from .config import ModelArgs
 from .layers import HDecLayer, HEncLayer, ScaledEmbedding
 from .transformer import CrossTransformerEncoder
+
+# 25x the largest release: a config cannot make the loader allocate tens of GB
+MAX_PARAMETERS = 1_000_000_000
 
 
 def _reflect_pad_time(x: mx.array, left: int, right: int) -> mx.array:
@@ -137,6 +141,10 @@ class HTDemucs(nn.Module):
             self.channel_downsampler_t = lin(a.bottom_channels, dim)
             dim = a.bottom_channels
         self.crosstransformer = None
+        if a.t_layers > 0 and int(dim) % a.t_heads:
+            raise ValueError(
+                f"t_heads must divide the transformer's width ({int(dim)}), got {a.t_heads}"
+            )
         if a.t_layers > 0:
             self.crosstransformer = CrossTransformerEncoder(
                 dim=int(dim), emb=a.t_emb, hidden_scale=a.t_hidden_scale, num_heads=a.t_heads,
@@ -146,6 +154,12 @@ class HTDemucs(nn.Module):
                 weight_pos_embed=a.t_weight_pos_embed,
                 cape_mean_normalize=a.t_cape_mean_normalize,
             )  # fmt: skip
+        count = sum(v.size for _, v in tree_flatten(self.parameters()))  # lazy: nothing allocated
+        if count > MAX_PARAMETERS:
+            raise ValueError(
+                f"the config asks for {count:,} parameters, more than the {MAX_PARAMETERS:,} "
+                "allowed (the released models have 27 to 42 million)"
+            )
 
     @classmethod
     def from_pretrained(cls, name_or_path, revision: str | None = None):

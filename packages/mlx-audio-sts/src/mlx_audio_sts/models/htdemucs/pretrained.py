@@ -8,13 +8,15 @@ of their sha256. Both are converted on load; ``mlx-audio-sts convert`` writes ou
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
+
+from mlx_audio_io.hub import check_number, check_type, read_config
 
 import mlx.core as mx
 
 from .apply import BagOfModels
+from .config import to_fraction
 from .convert import build, load_demucs_safetensors, load_th
 
 # name -> Hub repo (demucs.hf.hf_repo_name) and the signatures of its bag
@@ -23,6 +25,7 @@ PRETRAINED = {
     "htdemucs_ft": ("adefossez/HTDemucs-ft", ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"]),
     "htdemucs_6s": ("adefossez/HTDemucs-6s", ["5c90dfd2"]),
 }
+_SIGNATURE = re.compile(r"\w[\w.-]{0,99}")
 # sha256 prefixes of the legacy .th files (demucs/remote/files.txt)
 TH_FILES = {
     "955717e8": "8726e21a", "f7e0c4bc": "ba3fe64a", "d12395a8": "e57c48e6",
@@ -40,8 +43,19 @@ def _parse_yaml(path: Path) -> dict:
         raise ValueError(f"loading failed for '{path}': not a valid YAML bag file") from e
     if not isinstance(spec, dict) or not isinstance(spec.get("models"), list) or not spec["models"]:
         raise ValueError(f"loading failed for '{path}': no 'models' list in the bag file")
-    spec["models"] = [str(m) for m in spec["models"]]
+    spec["models"] = [_signature(m, path) for m in spec["models"]]
     return spec
+
+
+def _signature(sig, where) -> str:
+    """A model's signature, safe as a file name: ``955717e8`` (YAML may read it as an int)."""
+    text = str(sig) if isinstance(sig, str | int) and not isinstance(sig, bool) else ""
+    if not _SIGNATURE.fullmatch(text):
+        raise ValueError(
+            f"loading failed for '{where}': a model signature must be a short name of letters, "
+            f"digits, '_', '-' and '.', got {sig!r:.100}"
+        )
+    return text
 
 
 def _find_model_file(folder: Path, sig: str) -> Path:
@@ -70,27 +84,56 @@ def _load_file(path: Path):
     return model
 
 
-def _bag(models, spec: dict):
+def _bag(models, spec: dict, where):
+    """One model, or a ``BagOfModels`` with the spec's ``weights`` and ``segment``."""
     weights, segment = spec.get("weights"), spec.get("segment")
     if len(models) == 1 and weights is None and segment is None:
         return models[0]
-    return BagOfModels(models, weights, segment)
+    try:
+        if weights is not None:
+            check_type("weights", weights, list, "a list of per-source weight lists")
+            for i, row in enumerate(weights):
+                check_type(f"weights[{i}]", row, list, "a list of numbers")
+                for j, w in enumerate(row):
+                    check_number(f"weights[{i}][{j}]", w, -1e6, 1e6, integer=False)
+        return BagOfModels(models, weights, None if segment is None else to_fraction(segment))
+    except ValueError as e:
+        raise ValueError(f"loading failed for '{where}': {e}") from e
 
 
 def _load_ours(folder: Path):
-    config = json.loads((folder / "config.json").read_text())
+    where = folder / "config.json"
+    config = read_config(where)
     if config.get("model_type") != "htdemucs":
         raise ValueError(
-            f"loading failed for '{folder}': config.json has model_type "
-            f"{config.get('model_type')!r}, expected 'htdemucs'"
+            f"loading failed for '{where}': model_type is {config.get('model_type')!r:.100}, "
+            "expected 'htdemucs'"
+        )
+    entries = config.get("models")
+    if (
+        not isinstance(entries, list)
+        or not entries
+        or not all(isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries)
+    ):
+        raise ValueError(
+            f"loading failed for '{where}': 'models' must be a list of {{file, config}} entries"
         )
     models = []
-    for entry in config["models"]:
-        state = mx.load(str(folder / entry["file"]))
-        model = build(entry["config"], state, torch_layout=False, where=str(folder))
-        model.signature = entry.get("signature", Path(entry["file"]).stem)
+    for entry in entries:
+        file = entry["file"]
+        if Path(file).name != file or not file.endswith(".safetensors"):
+            raise ValueError(
+                f"loading failed for '{where}': a model file must be a .safetensors file "
+                f"in the same folder, got {file!r:.100}"
+            )
+        try:
+            state = mx.load(str(folder / file))
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"loading failed for '{folder / file}': {e}") from e
+        model = build(entry.get("config"), state, torch_layout=False, where=str(where))
+        model.signature = _signature(entry.get("signature", Path(file).stem), where)
         models.append(model)
-    return _bag(models, config)
+    return _bag(models, config, where)
 
 
 def load_local(path, name: str | None = None):
@@ -106,7 +149,7 @@ def load_local(path, name: str | None = None):
         if path.suffix in (".yaml", ".yml"):
             spec = _parse_yaml(path)
             models = [_load_file(_find_model_file(path.parent, s)) for s in spec["models"]]
-            return _bag(models, spec)
+            return _bag(models, spec, path)
         return _load_file(path)
     if (path / "config.json").is_file():
         return _load_ours(path)

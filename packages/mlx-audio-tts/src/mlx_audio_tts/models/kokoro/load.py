@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from .config import ModelConfig
 from .convert import is_torch_layout, sanitize
@@ -30,17 +31,51 @@ def _weight_files(folder: Path) -> list[Path]:
     return files
 
 
+def _is_state(state) -> bool:
+    """A state dict: names to arrays, or (hexgrad's) component names to such dicts."""
+    if not isinstance(state, dict):
+        return False
+    for key, value in state.items():
+        inner = value.items() if isinstance(value, dict) else [("", value)]
+        if not isinstance(key, str) or not all(
+            isinstance(k, str) and isinstance(v, np.ndarray | mx.array) for k, v in inner
+        ):
+            return False
+    return True
+
+
 def _read_weights(path: Path) -> dict:
     if path.suffix == ".pth":
         from mlx_audio_io.torchfile import load_torch_file
 
         state = load_torch_file(path)
-        if not isinstance(state, dict):
-            raise ValueError(f"loading failed for '{path}': not a Kokoro state dict")
-        return state
+    else:
+        try:
+            state = mx.load(str(path))
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"loading failed for '{path}': {e}") from e
+    if not _is_state(state):
+        raise ValueError(
+            f"loading failed for '{path}': not a Kokoro state dict (names to tensors, or "
+            "component names to such dicts)"
+        )
+    return state
+
+
+def read_config(path) -> ModelConfig:
+    """A ``ModelConfig`` from a ``config.json`` file.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a JSON object, or a field of the wrong type or out of range, naming
+            the file and the field.
+    """
+    from mlx_audio_io.hub import read_config as read_json
+
+    config = read_json(path)
     try:
-        return mx.load(str(path))
-    except (RuntimeError, ValueError) as e:
+        return ModelConfig.from_dict(config)
+    except ValueError as e:
         raise ValueError(f"loading failed for '{path}': {e}") from e
 
 
@@ -59,14 +94,22 @@ def build_model(config: dict | ModelConfig, weights: dict, where: str = "weights
     (quantized first when the config says so).
 
     Raises:
-        ValueError: Missing, unexpected or misshapen weights, naming them and ``where``.
+        ValueError: A bad config, or missing, unexpected or misshapen weights, naming them and
+            ``where``.
     """
-    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
-    model = KokoroModel(cfg)
+    try:
+        cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+        model = KokoroModel(cfg)  # lazy: the config is checked before anything is allocated
+    except ValueError as e:
+        raise ValueError(f"loading failed for '{where}': {e}") from e
+    return _fill(model, weights, where)
+
+
+def _fill(model: KokoroModel, weights: dict, where: str) -> KokoroModel:
     try:
         if is_torch_layout(weights) or any(isinstance(v, dict) for v in weights.values()):
             weights = sanitize(model, weights)
-        quant = cfg.extra.get("quantization")
+        quant = model.config.extra.get("quantization")
         if quant:
             nn.quantize(model, quant["group_size"], quant["bits"],
                         class_predicate=quantize_predicate(quant["group_size"]))  # fmt: skip
@@ -88,17 +131,18 @@ def load_local(path) -> KokoroModel:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"no config.json in '{folder}'")
+    config = read_config(config_path)
     try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"loading failed for '{config_path}': not valid JSON ({e})") from e
+        model = KokoroModel(config)  # lazy: its size is checked before the weights are read
+    except ValueError as e:
+        raise ValueError(f"loading failed for '{config_path}': {e}") from e
     files = [path] if path.is_file() else _weight_files(folder)
     if not files:
         raise FileNotFoundError(f"no Kokoro weights (.safetensors or .pth) in '{folder}'")
     weights = {}
     for f in files:
         weights.update(_read_weights(f))
-    model = build_model(config, weights, where=str(path))
+    model = _fill(model, weights, where=str(path))
     model.folder = folder  # where voices/ is looked for first (KokoroPipeline)
     return model
 

@@ -9,10 +9,14 @@ from mlx_audio_io import nn as fnn
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 
 from .config import ModelConfig
 from .istftnet import Decoder
 from .modules import Albert, ProsodyPredictor, TextEncoder
+
+# 12x the release's 82 million: a config cannot make the loader allocate tens of GB
+MAX_PARAMETERS = 1_000_000_000
 
 
 @dataclass
@@ -29,7 +33,8 @@ class KokoroModel(nn.Module):
 
     Inference only: there is no dropout, so ``eval()`` and ``train()`` give the same output.
     Build one from weights with :meth:`from_pretrained`; ``KokoroModel(ModelConfig())`` has
-    random weights (tests, parity tooling).
+    random weights (tests, parity tooling). A config asking for more than ``MAX_PARAMETERS``
+    (a billion) raises ``ValueError`` before anything is allocated.
     """
 
     def __init__(self, config: ModelConfig):
@@ -51,6 +56,12 @@ class KokoroModel(nn.Module):
             config.hidden_dim, config.style_dim, config.istftnet, config.sample_rate,
             config.decoder_width, config.decoder_residual,
         )  # fmt: skip
+        count = sum(v.size for _, v in tree_flatten(self.parameters()))  # lazy: nothing allocated
+        if count > MAX_PARAMETERS:
+            raise ValueError(
+                f"the config asks for {count:,} parameters, more than the {MAX_PARAMETERS:,} "
+                "allowed (Kokoro-82M has 82 million)"
+            )
 
     @property
     def sample_rate(self) -> int:

@@ -7,6 +7,8 @@ torch (the ``.pt`` through ``mlx_audio_io.torchfile``'s restricted unpickler), b
 
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
 
 import mlx.core as mx
@@ -84,19 +86,37 @@ def find_voice(name: str, folder=None, repo_id: str | None = None) -> Path:
     return find_voice(name, snapshot)
 
 
+def _blend_weights(items: list) -> np.ndarray:
+    """The weights of a blend as float64: each a finite number above 0 (a zero weight would
+    be a voice that adds nothing, most likely a typo; a negative one is not a blend)."""
+    weights = []
+    for name, w in items:
+        if not isinstance(name, str):
+            raise ValueError(f"voice names must be strings, got {name!r}")
+        ok = isinstance(w, numbers.Real) and not isinstance(w, bool)
+        if not (ok and math.isfinite(w) and w > 0):
+            raise ValueError(
+                f"voice weights must be positive finite numbers, got {w!r} for {name!r}"
+            )
+        weights.append(float(w))
+    return np.array(weights)
+
+
 def load_voice(voice, folder=None, repo_id: str | None = None) -> mx.array:
     """A voice pack ``[rows, 1, 256]`` by name, path, blend or array.
 
     Args:
         voice: A name (``"af_heart"``), a file path, a comma-separated blend
             (``"af_heart,af_bella"``: the packs' mean, as kokoro's pipeline blends), a
-            ``{name: weight}`` dict (weighted mean), or an array (returned as float32).
+            ``{name: weight}`` dict (weighted mean; every weight a finite number above 0), or
+            an array (returned as float32).
         folder: A model folder to look for ``voices/<name>.*`` in.
         repo_id: A Hub repo to fetch voices from when they are not in ``folder``.
 
     Raises:
         FileNotFoundError: A named voice is nowhere to be found.
-        ValueError: Not a voice pack, packs of different sizes, or non-positive weights.
+        ValueError: Not a voice pack, packs of different sizes, or weights that are not
+            finite numbers above 0 (NaN, infinite, zero, negative, or not numbers).
     """
     if isinstance(voice, mx.array | np.ndarray):
         return mx.array(_check_pack(np.asarray(voice, dtype=np.float32), "array"))
@@ -109,9 +129,7 @@ def load_voice(voice, folder=None, repo_id: str | None = None) -> mx.array:
         items = [(v.strip(), 1.0) for v in voice.split(",") if v.strip()]
     if not items:
         raise ValueError(f"no voice given: {voice!r}")
-    weights = np.array([float(w) for _, w in items])
-    if (weights <= 0).any():
-        raise ValueError(f"voice weights must be positive, got {dict(items)}")
+    weights = _blend_weights(items)
     packs = []
     for name, _ in items:
         path = Path(name).expanduser()
@@ -123,6 +141,7 @@ def load_voice(voice, folder=None, repo_id: str | None = None) -> mx.array:
         raise ValueError(f"voice packs of different sizes: {[tuple(p.shape) for p in packs]}")
     if len(set(weights)) == 1:  # kokoro's plain mean
         return mx.mean(mx.stack(packs), axis=0)
+    weights = weights / weights.max()  # first, so that huge weights cannot sum to inf
     w = mx.array((weights / weights.sum()).astype(np.float32))
     return mx.sum(mx.stack(packs) * w[:, None, None, None], axis=0)
 
