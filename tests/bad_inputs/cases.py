@@ -730,6 +730,92 @@ def fma_array(ctx: Context, kind: str) -> None:
         raise Wrong(f"{kind}: shape {tuple(y.shape)} for {tuple(x.shape)}, or non-finite output")
 
 
+# --- model files ---------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+KOKORO_FIELDS = ["dim_in", "dropout", "hidden_dim", "max_dur", "multispeaker", "n_layer"]
+KOKORO_FIELDS += ["n_mels", "n_token", "style_dim", "text_encoder_kernel_size", "plbert", "vocab"]
+KOKORO_FIELDS += ["istftnet", "plbert.hidden_size", "plbert.num_attention_heads"]
+KOKORO_FIELDS += ["plbert.num_hidden_layers", "istftnet.upsample_rates", "istftnet.gen_istft_n_fft"]
+KOKORO_FIELDS += ["istftnet.resblock_dilation_sizes", "istftnet.upsample_kernel_sizes"]
+KOKORO_VALUES = ["x", -1, 10**12, None, [], True, 1.5, float("nan"), {"a": 1}]
+
+
+def kokoro_config(ctx: Context, field: str, value) -> None:
+    """The reduced Kokoro folder with one config field set to a wrong type or range."""
+    import json
+    import shutil
+
+    from mlx_audio_tts.utils import load_model
+
+    folder = ctx.work / "m"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "kokoro" / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
+    cfg = json.loads((FIXTURES / "kokoro" / "kokoro_reduced_config.json").read_text())
+    *parents, key = field.split(".")
+    node = cfg
+    for name in parents:
+        node = node[name]
+    node[key] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    load_model(folder)
+
+
+def kokoro_config_bytes(ctx: Context, kind: str) -> None:
+    import shutil
+
+    from mlx_audio_tts.utils import load_model
+
+    folder = ctx.work / "m"
+    folder.mkdir()
+    shutil.copy(FIXTURES / "kokoro" / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
+    data = (FIXTURES / "kokoro" / "kokoro_reduced_config.json").read_bytes()
+    data = {
+        "empty": b"",
+        "truncated": data[: len(data) // 2],
+        "not_utf8": b'{"n_layer": "\xff\xfe"}'.replace(b"\\x", b"\\x"),
+        "latin1": data.replace(b'"n_layer"', b'"n_l\xe4yer"'),
+        "list": b"[1, 2, 3]",
+        "deep": b"[" * 200_000 + b"]" * 200_000,
+        "huge_number": data.replace(b'"n_layer": 2', b'"n_layer": 1' + b"0" * 5000),
+    }[kind]
+    (folder / "config.json").write_bytes(data)
+    load_model(folder)
+
+
+def torch_file(ctx: Context, name: str, how: str, at: float) -> None:
+    """A checkpoint fixture cut short or with corrupt bytes, through the restricted loader."""
+    from mlx_audio_io.torchfile import load_torch_file
+
+    data = bytearray((FIXTURES / name).read_bytes())
+    if how == "cut":
+        data = data[: int(len(data) * at)]
+    else:
+        rng = np.random.default_rng(int(at * 1000))
+        for _ in range(4):
+            i = int(rng.integers(0, len(data) - 16))
+            data[i : i + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+    p = ctx.work / Path(name).name
+    p.write_bytes(bytes(data))
+    load_torch_file(p, globals_as_refs=True)
+
+
+def demucs_file(ctx: Context, how: str, at: float) -> None:
+    """HTDemucs' loader on a cut or corrupted demucs .th package."""
+    from mlx_audio_sts.models.htdemucs.pretrained import load_local
+
+    data = bytearray((FIXTURES / "torchfile" / "demucs.th").read_bytes())
+    if how == "cut":
+        data = data[: int(len(data) * at)]
+    else:
+        rng = np.random.default_rng(int(at * 1000))
+        i = int(rng.integers(0, len(data) - 64))
+        data[i : i + 64] = rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+    p = ctx.work / "demucs.th"
+    p.write_bytes(bytes(data))
+    load_local(p)
+
+
 def _child(code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
@@ -865,6 +951,40 @@ def all_cases() -> list[Case]:
         add(Case("streaming", f"stuck {where}", "stuck_pipeline", (where,)))
     for name, value in FMA_PARAMS:
         add(Case("fast-mp3-augment", f"{name}={value!r}", "fma_param", (name, value)))
+    loading = r"loading failed for|failed for '|load failed"
+    for field in KOKORO_FIELDS:
+        for value in KOKORO_VALUES:
+            name = f"Kokoro config {field}={value!r}"
+            add(Case("model files", name, "kokoro_config", (field, value), loading))
+    for kind in ("empty", "truncated", "not_utf8", "latin1", "list", "deep", "huge_number"):
+        add(
+            Case(
+                "model files", f"Kokoro config.json {kind}", "kokoro_config_bytes", (kind,), loading
+            )
+        )
+    for name in ("torchfile/af_heart.pt", "torchfile/views.pt", "torchfile/legacy_views.pt",
+                 "torchfile/demucs.th", "kokoro/kokoro_reduced.pth"):  # fmt: skip
+        for how, at in (("cut", 0.01), ("cut", 0.3), ("cut", 0.7), ("cut", 0.99)):
+            add(Case("model files", f"{name} {how} {at}", "torch_file", (name, how, at), loading))
+        for seed in (0.1, 0.2, 0.3, 0.4):
+            add(
+                Case(
+                    "model files",
+                    f"{name} corrupt {seed}",
+                    "torch_file",
+                    (name, "corrupt", seed),
+                    loading,
+                )
+            )
+    for how, at in (
+        ("cut", 0.05),
+        ("cut", 0.5),
+        ("cut", 0.95),
+        ("corrupt", 0.1),
+        ("corrupt", 0.2),
+        ("corrupt", 0.3),
+    ):
+        add(Case("model files", f"HTDemucs .th {how} {at}", "demucs_file", (how, at), loading))
     for kind in FMA_ARRAYS:
         add(Case("fast-mp3-augment", f"audio: {kind}", "fma_array", (kind,), "samples|channels"))
     return cases

@@ -98,6 +98,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",  # a case may print bytes (a file saved to stdout by mistake)
             bufsize=1,
         )
         self.case: int | None = None

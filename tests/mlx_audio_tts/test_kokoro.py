@@ -284,6 +284,8 @@ BAD_CONFIGS = {
     "dilations": ({"istftnet": {"resblock_dilation_sizes": [[1, 0], [1]]}}, r"sizes\[0\]\[1\]"),
     "hop": ({"istftnet": {"upsample_rates": [64, 64], "gen_istft_hop_size": 64}}, "samples per"),
     "vocab a list": ({"vocab": ["a"]}, "vocab must be a JSON object"),
+    "vocab an empty list": ({"vocab": []}, "vocab must be a JSON object"),
+    "plbert zero": ({"plbert": 0}, "plbert must be a JSON object"),
     "vocab index": ({"vocab": {"a": 178}}, r"vocab\['a'\] must be an int in \[0, 177\]"),
     "quantization": ({"quantization": {"bits": 7, "group_size": 64}}, "quantization must have"),
     "too big overall": (

@@ -145,9 +145,11 @@ class ModelConfig:
             ValueError: ``"<field> must be <expected>, got <value>"``.
         """
         for name in ("plbert", "istftnet", "vocab", "extra"):
-            check_type(name, getattr(self, name) or {}, dict, "a JSON object (dict)")
-        self.plbert = {**ALBERT_DEFAULTS, **(self.plbert or {})}
-        self.istftnet = {**ISTFTNET_DEFAULTS, **(self.istftnet or {})}
+            value = {} if getattr(self, name) is None else getattr(self, name)  # null: defaults
+            check_type(name, value, dict, "a JSON object (dict)")
+            setattr(self, name, value)
+        self.plbert = {**ALBERT_DEFAULTS, **self.plbert}
+        self.istftnet = {**ISTFTNET_DEFAULTS, **self.istftnet}
         for name, (low, high) in _INTS.items():
             check_number(name, getattr(self, name), low, high)
         check_number("dropout", self.dropout, 0.0, 1.0, integer=False)
