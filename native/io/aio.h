@@ -122,9 +122,27 @@ static inline void aio_clip_block(const float *src, float *dst, int64_t n) {
     }
     for (; k < n; k++) dst[k] = aio_clip(src[k]);
 }
+
+/* Whether any of n contiguous floats is outside [-1, 1] or NaN (what aio_clip would change). */
+static inline int aio_needs_clip(const float *src, int64_t n) {
+    const __m128 one = _mm_set1_ps(1.0f), sign = _mm_set1_ps(-0.0f);
+    __m128 any = _mm_setzero_ps();
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) /* !(|x| <= 1) holds for NaN too */
+        any = _mm_or_ps(any, _mm_cmpnle_ps(_mm_andnot_ps(sign, _mm_loadu_ps(src + k)), one));
+    int found = _mm_movemask_ps(any) != 0;
+    for (; k < n && !found; k++) found = !(src[k] <= 1.0f && src[k] >= -1.0f);
+    return found;
+}
 #else
 static inline void aio_clip_block(const float *src, float *dst, int64_t n) {
     for (int64_t k = 0; k < n; k++) dst[k] = aio_clip(src[k]);
+}
+
+static inline int aio_needs_clip(const float *src, int64_t n) {
+    int found = 0;
+    for (int64_t k = 0; k < n; k++) found |= !(src[k] <= 1.0f && src[k] >= -1.0f);
+    return found;
 }
 #endif
 

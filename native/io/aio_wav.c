@@ -373,8 +373,11 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
             return aio_fail(err, AIO_ENOMEM, "out of memory");
     }
     int rc = aio_sink_write(&out, hdr, hlen);
-    if (rc == 0 && enc == AIO_ENC_FLOAT32 && !a->clip && a->frame_stride == a->channels &&
-        a->chan_stride == 1) {
+    int flat = a->frame_stride == a->channels && a->chan_stride == 1;
+    /* audio already in [-1, 1] (the usual case) is written as it is, clip or not: one read
+       to check, then one write, instead of clamping through a buffer */
+    if (rc == 0 && enc == AIO_ENC_FLOAT32 && flat &&
+        (!a->clip || !aio_needs_clip(a->data, a->frames * a->channels))) {
         rc = aio_sink_write(&out, a->data, (size_t)data); /* already the file's bytes */
     } else if (rc == 0) {
         unsigned char *buf = malloc(WAV_BUF_BYTES);
