@@ -356,9 +356,9 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
     aio_sink out = {-1, NULL, 0, 0};
     int regular = 0;
     if (path) {
-        /* Overwrite in place and cut to size at the end rather than O_TRUNC: truncating a
-           cached file frees its pages, and ext4 then flushes on close (auto_da_alloc), which
-           tripled the time of re-saving a file. The result is the same file as with O_TRUNC. */
+        /* The path is a fresh temporary file (renamed over the target by the caller), a file
+           written in place, or a device/FIFO written through: no O_TRUNC, the file is cut to
+           size at the end (a no-op for the fresh file), and only regular files are cut. */
         out.fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (out.fd < 0) return aio_fail(err, AIO_EIO, "cannot open for writing: %s", strerror(errno));
         struct stat st; /* a device or FIFO is written through: no truncation to size */
@@ -366,7 +366,9 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
         /* the blocks up front, as NumPy's tofile does: ext4 otherwise allocates them when the
            finished file is renamed over the target (auto_da_alloc), 3x the time of the write.
            A file system without fallocate just allocates as it writes. */
+#ifdef __linux__
         if (regular) (void)fallocate(out.fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)(hlen + data + pad));
+#endif
     } else {
         out.cap = (int64_t)hlen + data + pad; /* exact: one allocation */
         if (!(out.buf = malloc(out.cap ? (size_t)out.cap : 1)))

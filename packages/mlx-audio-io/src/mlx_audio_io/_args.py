@@ -54,12 +54,21 @@ def positive_int(name: str, value, maximum: int = INT_MAX) -> int:
     """An integer in [1, maximum] (Python or NumPy int, or an integral float)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(value, numbers.Integral) or (math.isfinite(value) and value.is_integer()):
+    if isinstance(value, numbers.Integral) or _integral(value):
         if int(value) > maximum:
             raise AudioFormatError(f"{name} must be at most {maximum}, got {value!r}")
         if int(value) > 0:
             return int(value)
     raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _integral(value: numbers.Real) -> bool:
+    """A whole-number float, Fraction or Decimal (none of NaN, infinities or overflow)."""
+    try:
+        f = float(value)
+    except (OverflowError, ValueError):
+        return False
+    return math.isfinite(f) and f == value and f.is_integer()
 
 
 def optional_rate(name: str, value) -> int | None:

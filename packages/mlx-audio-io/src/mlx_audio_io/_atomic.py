@@ -22,16 +22,19 @@ class OutputFile:
     symbolic link is followed: its target is replaced and the link stays. A device, FIFO or
     socket is written through (it cannot be replaced, and must never be deleted).
 
+    A writable file in a folder that does not let us create the temporary file is written in
+    place (not atomically); a read-only file is refused, as an in-place write would be.
+
     Attributes:
         write_path: The path the encoder opens (the target's, once committed).
-        through: True when writing straight into the target (not a regular file).
+        through: True when writing straight into the target (not a regular file, or no
+            temporary file possible).
     """
 
     def __init__(self, path: str, what: str):
         self.path, self.what = path, what
-        self.target = os.path.realpath(path)
-        try:
-            self._old = os.stat(self.target)
+        try:  # through links: /dev/stdout resolves to a pipe that has no path of its own
+            self._old = os.stat(path)
         except FileNotFoundError:
             self._old = None
         except OSError as e:
@@ -39,8 +42,12 @@ class OutputFile:
         if self._old is not None and stat.S_ISDIR(self._old.st_mode):
             raise AudioDecodeError(f"{what} failed for '{path}': is a directory")
         self.through = self._old is not None and not stat.S_ISREG(self._old.st_mode)
-        self.done = self.through
+        self.target = path if self.through else os.path.realpath(path)
+        if self._old is not None and not self.through and not os.access(self.target, os.W_OK):
+            # a read-only file stays read-only, as when it is opened for writing in place
+            raise self._error(PermissionError(13, "Permission denied"))
         self.write_path = self.target if self.through else self._create_temporary()
+        self.done = self.through
 
     def _error(self, e: OSError) -> AudioDecodeError:
         return AudioDecodeError(
@@ -49,12 +56,18 @@ class OutputFile:
 
     def _create_temporary(self) -> str:
         folder, name = os.path.split(self.target)
+        short = os.fsdecode(os.fsencode(name)[:_MAX_NAME])  # NAME_MAX counts bytes
         for _ in range(100):
-            tmp = os.path.join(folder, f".{name[:_MAX_NAME]}.{secrets.token_hex(4)}.part")
+            tmp = os.path.join(folder, f".{short}.{secrets.token_hex(4)}.part")
             try:  # mode 0666 through the umask, as a new file gets
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             except FileExistsError:
                 continue
+            except PermissionError as e:
+                if self._old is not None:  # a writable file in a folder we cannot write to:
+                    self.through = True  # written in place, as before atomic saves
+                    return self.target
+                raise self._error(e) from e
             except OSError as e:
                 raise self._error(e) from e
             os.close(fd)

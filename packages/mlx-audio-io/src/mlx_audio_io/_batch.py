@@ -35,7 +35,8 @@ def batch_load(
             callable ``progress(done, total)``, called on this thread after each file.
         on_error: What a file that cannot be loaded does. ``"raise"`` (the default): raise its
             error, once every decode in flight has finished. ``"return"``: its entry in the
-            result is the exception (an :class:`AudioIOError` naming the file) instead of
+            result is the exception (an :class:`AudioIOError` naming the file; a TypeError for
+            an entry that is neither a path nor audio in memory) instead of
             ``(audio, sample_rate)``. ``"skip"``: leave it out of the result and warn once,
             naming every skipped file and why.
 
@@ -122,7 +123,7 @@ def _run_window(pool, jobs, results, base, report, stop_on_error: bool) -> None:
                     raise job if isinstance(job, Exception) else job.error
                 fut.result()
                 results[base + i] = job.result()
-            except (AudioIOError, OSError, MemoryError) as e:
+            except (AudioIOError, OSError, MemoryError, TypeError) as e:
                 if stop_on_error:
                     raise
                 results[base + i] = e

@@ -90,6 +90,7 @@ class _Source:
         nf = NativeFile(source, op)
         self.path, self._keep = nf.label, nf.keep
         self._finalizer = weakref.finalize(self, _free, None, nf.handle)
+        self._finalizer.atexit = False
         native_sr = nf.info.sample_rate
         self.native_rate = native_sr
         self.subtype = ffi.string(nf.info.subtype).decode()
@@ -110,6 +111,9 @@ class _Source:
         self._pipe = pipe_p[0]
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _free, self._pipe, nf.handle)
+        # not at interpreter exit: a daemon thread may still be decoding (the process ends
+        # and the system reclaims it all); collection otherwise cannot happen mid-read
+        self._finalizer.atexit = False
         self.sample_rate = out_sr or native_sr
         self.channels = 1 if mix else nf.info.channels
         self.total = lib.aio_pipe_total(self._pipe)
@@ -279,16 +283,17 @@ def _split_read(src: _Source, ptr, strides: tuple[int, int]) -> int:
         _split_pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="mlx_audio_io")
     total, (fs, cs) = src.total, strides
     bounds = [total * k // parts for k in range(parts + 1)]
-    sources = [src] + [
-        _Source(
-            src.source,
-            op=src.op,
-            mono=src.mix[0],
-            mono_mode=src.mix[1],
-            window=(src.start + bounds[k], bounds[k + 1] - bounds[k]),
-        )
-        for k in range(1, parts)
-    ]
+    sources = [src]
+    try:
+        for k in range(1, parts):
+            window = (src.start + bounds[k], bounds[k + 1] - bounds[k])
+            sources.append(
+                _Source(src.source, op=src.op, mono=src.mix[0], mono_mode=src.mix[1], window=window)
+            )
+    except BaseException:  # the ones already opened close now, not at collection
+        for extra in sources[1:]:
+            extra.close()
+        raise
 
     def run(k: int) -> int:
         return sources[k].read_into(ptr + bounds[k] * fs, bounds[k + 1] - bounds[k], fs, cs)

@@ -132,10 +132,17 @@ class _Open:
         return native, wav
 
 
+_EXIT_WAIT = 5.0  # seconds a writer left open at exit waits for a write in progress
+
+
 def _abandon(state: _Open) -> None:
     """A writer collected (or left open at exit) without close(): the encoder finishes what it
-    can; a file that never got a successful write is removed (the target keeps its old file)."""
-    with state.lock:
+    can; a file that never got a successful write is removed (the target keeps its old file).
+    A write still blocked after a few seconds (a FIFO nobody reads) is left as it is: exit
+    must not wait for it."""
+    if not state.lock.acquire(timeout=_EXIT_WAIT):
+        return
+    try:
         native, wav = state.take()
         with contextlib.suppress(OSError):
             if native is not None:
@@ -143,6 +150,8 @@ def _abandon(state: _Open) -> None:
             if wav is not None:
                 wav.close()
         state.out.discard()
+    finally:
+        state.lock.release()
 
 
 class AudioWriter:
@@ -268,11 +277,12 @@ class AudioWriter:
                     n = samples.shape[0]
                     rc = lib.aio_writer_write(state.native, ptr, n, fs, cs, self.clip, err)
                     check(rc, err, "AudioWriter", self.path)
+                if samples.shape[0]:  # the first frames written replace what the path held
+                    self._out.commit()
             except AudioIOError:
                 self._fail(good)
                 raise
             self.frames_written += samples.shape[0]
-            self._out.commit()  # the first successful write replaces what the path held
 
     def _fail(self, good: int | None) -> None:
         """After a failed write (lock held): the writer closes, and the file keeps what the
@@ -288,6 +298,9 @@ class AudioWriter:
                 finished = lib.aio_writer_close(native, errbuf()) == 0
         if not finished:
             self._out.truncate(good)
+        elif self._container == "mp3" and self.frames_written and not self._out.through:
+            with contextlib.suppress(OSError):
+                _mp3tag.fix_file(self._out.write_path, self.frames_written)
         self._out.discard()  # nothing written before: the old file stays
 
     def close(self) -> None:

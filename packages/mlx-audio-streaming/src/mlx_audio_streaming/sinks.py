@@ -150,12 +150,7 @@ class FileSink(AudioSink):
             self._writer = aio.AudioWriter(
                 self.path, self._rate, frames.shape[1], **self.save_options
             )
-        try:
-            self._writer.write(frames, layout="channels_last")
-        except OSError as e:  # the WAV writer's own OSError (disk full) lacks the path
-            if e.filename is None and e.errno is not None:
-                raise type(e)(e.errno, e.strerror, str(self.path)) from e
-            raise
+        self._writer.write(frames, layout="channels_last")  # its errors name the path
 
     def close(self) -> None:
         """Finishes the file with what was written (idempotent; after a failed write too)."""
