@@ -478,6 +478,30 @@ def write_target(ctx: Context, kind: str) -> None:
                 raise OSError(28, "No space left on device")
 
         aio.save(Broken(), _x(100), SR)
+    elif kind == "empty_write_over_mp3":
+        p = ctx.work / "x.mp3"
+        aio.save(p, _x(4800), 48000)
+        before = p.read_bytes()
+        w = aio.AudioWriter(p, 48000, 2)
+        w.write(np.zeros((0, 2), np.float32))
+        try:
+            w.close()
+            refused = None
+        except aio.AudioIOError as e:  # expected: an MP3 cannot hold zero frames
+            refused = e
+        if p.read_bytes() != before:
+            raise Wrong("an empty write replaced the old MP3")
+        if refused is not None:
+            raise refused
+    elif kind == "long_non_ascii_name":
+        aio.save(ctx.work / ("é" * 120 + ".flac"), _x(100), SR)
+    elif kind == "read_only_target":
+        p = ctx.work / "ro.wav"
+        aio.save(p, _x(100), SR)
+        os.chmod(p, 0o444)
+        aio.save(p, _x(300), SR)  # root may; others get Permission denied
+        if os.geteuid() == 0 and p.stat().st_mode & 0o777 != 0o444:
+            raise Wrong("the mode changed")
     elif kind == "short_mp3s":  # lengths just past a frame boundary (libav's tag undercounts)
         for n in (1, 20, 47, 1153, 1190, 2305):
             aio.save(ctx.work / "s.mp3", _x(n), SR)
@@ -924,6 +948,9 @@ def all_cases() -> list[Case]:
         "dangling_symlink",
         "file_object_fails",
         "short_mp3s",
+        "empty_write_over_mp3",
+        "long_non_ascii_name",
+        "read_only_target",
     ):
         add(Case("failing writes", kind, "write_target", (kind,)))
     for ext in (".wav", ".flac", ".mp3", ".m4a", ".ogg"):
