@@ -166,6 +166,7 @@ class SpeakerSink(AudioSink):
             self.underruns += 1
 
     def _open(self):
+        stream = None
         try:
             stream = self._sd.OutputStream(
                 samplerate=self.sample_rate,
@@ -175,6 +176,8 @@ class SpeakerSink(AudioSink):
             )
             stream.start()
         except (self._sd.PortAudioError, ValueError) as e:
+            if stream is not None:  # opened but would not start: not left open
+                stream.close()
             raise _device_error("opening the sound output", self.device_id, e) from e
         return stream
 
