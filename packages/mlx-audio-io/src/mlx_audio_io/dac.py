@@ -69,7 +69,7 @@ def depthwise_conv1d(
     """Depthwise (``groups = channels``) stride-1 convolution.
 
     On the CPU it is one multiply-add of a shifted view of the input per kernel tap, fused
-    by ``mx.compile`` (7x MLX's grouped convolution there); elsewhere ``mx.conv1d``.
+    by ``mx.compile`` (5-7x MLX's grouped convolution there); elsewhere ``mx.conv1d``.
 
     Args:
         x: ``[batch, frames, channels]``.
@@ -113,8 +113,8 @@ def _depthwise_taps(x, weight, bias, k: int, padding: int, dilation: int) -> mx.
 
 @functools.lru_cache(maxsize=64)
 def _depthwise_compiled(k: int, padding: int, dilation: int, has_bias: bool):
-    """The taps' multiply-adds fused into one pass by ``mx.compile`` (4x the eager ops,
-    which each make a single-threaded pass over memory on the CPU)."""
+    """The taps' multiply-adds fused into one pass by ``mx.compile`` (3-4x the eager
+    ops, which each make a single-threaded pass over memory on the CPU)."""
 
     def run(x, weight, bias=None):
         return _depthwise_taps(x, weight, bias, k, padding, dilation)
