@@ -1,0 +1,1 @@
+"""Neural audio codecs that the TTS models speak through (SNAC for Orpheus)."""

@@ -1,0 +1,7 @@
+"""SNAC 24 kHz neural audio codec (hubertsiuzdak), in MLX."""
+
+from .config import ModelArgs
+from .load import load_model, save_model
+from .model import SNAC, Model, StreamingDecoder
+
+__all__ = ["SNAC", "Model", "ModelArgs", "StreamingDecoder", "load_model", "save_model"]
