@@ -67,7 +67,7 @@ PARITY_PY = $(PARITY_VENV)/bin/python
 parity: $(PARITY_DEPS)
 	test -x $(PARITY_PY) || python3 -m venv $(PARITY_VENV)
 	$(PARITY_VENV)/bin/pip install -q torch==2.13.0 "mlx[cpu]" numpy cffi demucs==4.1.0 \
-	  kokoro==0.9.4 huggingface_hub pyyaml
+	  kokoro==0.9.4 snac==1.2.1 huggingface_hub pyyaml
 	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
 	  $$($(PARITY_PY) -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
 	set -eo pipefail; failed=""; \
@@ -78,6 +78,7 @@ parity: $(PARITY_DEPS)
 	  run "Layers (tools/parity/layers.py)" tools/parity/layers.py; \
 	  run "HTDemucs (tools/parity/htdemucs.py, against demucs 4.1.0)" tools/parity/htdemucs.py; \
 	  run "Kokoro-82M (tools/parity/kokoro.py, against kokoro 0.9.4)" tools/parity/kokoro.py; \
+	  run "SNAC 24 kHz (tools/parity/snac.py, against snac 1.2.1)" tools/parity/snac.py; \
 	} > $(PARITY_OUT); \
 	cat $(PARITY_OUT); \
 	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi
@@ -95,6 +96,7 @@ demo: sync
 
 # bench_sts.py makes .bench/demucs-venv (torch 2.13.0 CPU, demucs 4.1.0) on first use; ~20 min.
 # bench_tts.py makes .bench/kokoro-venv (torch 2.13.0 CPU, kokoro 0.9.4) on first use; ~10 min.
+# bench_snac.py makes .bench/snac-venv (torch 2.13.0 CPU, snac 1.2.1) on first use.
 bench: deps
 	uv sync --all-packages --locked --group bench
 	$(UV_RUN) --group bench python tools/bench/bench_io.py
@@ -103,3 +105,4 @@ bench: deps
 	if [ -f tools/bench/bench_mp3.py ]; then $(UV_RUN) --group bench python tools/bench/bench_mp3.py; fi
 	$(UV_RUN) --group bench python tools/bench/bench_sts.py
 	$(UV_RUN) --group bench python tools/bench/bench_tts.py
+	$(UV_RUN) --group bench python tools/bench/bench_snac.py
