@@ -546,6 +546,76 @@ AIO_API int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_
     return 0;
 }
 
+/* ---- Depthwise convolution (groups = channels), channels-last ----
+
+   Each output row is the bias plus, per tap, the weight row times one input row: a
+   multiply-add across the channels, vectorised; the activation is applied while the row is
+   in cache. */
+
+typedef struct {
+    const float *x, *w, *bias, *act_param;
+    float *out;
+    int64_t length, channels, taps, pad, dil, out_len, r0, r1;
+    int act;
+} dw_job;
+
+AIO_CLONES
+static void dw_rows(dw_job *j) {
+    int64_t ch = j->channels;
+    for (int64_t row = j->r0; row < j->r1; row++) {
+        int64_t b = row / j->out_len, t = row % j->out_len;
+        float *o = j->out + row * ch;
+        for (int64_t c = 0; c < ch; c++) o[c] = j->bias ? j->bias[c] : 0.f;
+        for (int64_t k = 0; k < j->taps; k++) {
+            int64_t s = t - j->pad + k * j->dil;
+            if (s < 0 || s >= j->length) continue; /* zero padding */
+            const float *xr = j->x + (b * j->length + s) * ch, *wk = j->w + k * ch;
+            for (int64_t c = 0; c < ch; c++) o[c] += wk[c] * xr[c];
+        }
+        if (j->act == AIO_NN_SNAKE) {
+            const float *alpha = j->act_param;
+            for (int64_t c = 0; c < ch; c++) o[c] = snake(o[c], alpha[c]);
+        } else if (j->act == AIO_NN_LEAKY) {
+            float slope = j->act_param[0];
+            for (int64_t c = 0; c < ch; c++) o[c] = leaky(o[c], slope);
+        } else if (j->act == AIO_NN_GELU) {
+            for (int64_t c = 0; c < ch; c++) o[c] = gelu_erf(o[c]);
+        } else if (j->act == AIO_NN_GELU_TANH) {
+            for (int64_t c = 0; c < ch; c++) o[c] = gelu_tanh(o[c]);
+        }
+    }
+}
+
+static void *run_dw(void *p) {
+    dw_rows(p);
+    return NULL;
+}
+
+AIO_API int aio_nn_depthwise_conv1d(const float *x, int64_t batch, int64_t length,
+                                    int64_t channels, const float *weight, int64_t taps,
+                                    int64_t padding, int64_t dilation, const float *bias,
+                                    int act, const float *act_param, float *out,
+                                    int64_t out_len, int threads, char *err) {
+    if (!x || !weight || !out || batch < 0 || length < 0 || channels <= 0 || taps <= 0 ||
+        padding < 0 || dilation <= 0 || out_len < 0 ||
+        out_len != length + 2 * padding - dilation * (taps - 1))
+        return aio_fail(err, AIO_EARG, "bad shape");
+    if (act == AIO_NN_GLU) return aio_fail(err, AIO_EARG, "GLU changes the channel count");
+    if ((act == AIO_NN_SNAKE || act == AIO_NN_LEAKY) && !act_param)
+        return aio_fail(err, AIO_EARG, "the activation needs its parameter");
+    int64_t rows = batch * out_len;
+    if (rows == 0) return 0;
+    int n = thread_count(threads, rows, channels * taps);
+    dw_job jobs[MAX_THREADS];
+    for (int i = 0; i < n; i++)
+        jobs[i] = (dw_job){.x = x, .w = weight, .bias = bias, .act_param = act_param, .out = out,
+                           .length = length, .channels = channels, .taps = taps, .pad = padding,
+                           .dil = dilation, .out_len = out_len, .r0 = rows * i / n,
+                           .r1 = rows * (i + 1) / n, .act = act};
+    parallel(run_dw, jobs, sizeof jobs[0], n);
+    return 0;
+}
+
 /* ---- Convolution as blocked im2col + the caller's sgemm ----
 
    A block of output positions at a time: their receptive fields are gathered into a row-major

@@ -119,6 +119,15 @@ int aio_nn_softmax(float *x, int64_t rows, int64_t cols, float scale, int thread
 int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_t length, int64_t taps,
                        int64_t stride, int64_t channels, int64_t start, int64_t out_len,
                        const float *bias, int act, int threads, char *err);
+/* A depthwise (groups = channels) 1-D convolution of x [batch][length][channels] with weight
+   [taps][channels], zero padding `padding` each side and `dilation`: out [batch][out_len]
+   [channels] = act(bias[c] (NULL: 0) + sum over taps of weight[k][c] x[t - padding + k
+   dilation][c]), out_len = length + 2 padding - dilation (taps - 1). act: AIO_NN_NONE, GELU,
+   GELU_TANH, SNAKE (act_param: alpha [channels]) or LEAKY (act_param: slope [1]). */
+int aio_nn_depthwise_conv1d(const float *x, int64_t batch, int64_t length, int64_t channels,
+                            const float *weight, int64_t taps, int64_t padding, int64_t dilation,
+                            const float *bias, int act, const float *act_param, float *out,
+                            int64_t out_len, int threads, char *err);
 /* A stride-1 2-D convolution (groups 1) of x [batch][h][w][c_in] (plus `add`, same layout,
    when not NULL: a skip connection summed on the fly) with zero padding (ph, pw) and dilation
    (dh, dw): out [batch][h_out][w_out][c_out] = act(bias[c] (NULL: 0) + the sum over the

@@ -496,3 +496,46 @@ def test_linear_matches_mlx_and_follows_new_weights():
     np.testing.assert_allclose(
         np.asarray(layer(x) - layer.bias), 2 * np.asarray(ref(x) - ref.bias), atol=1e-4
     )
+
+
+@pytest.mark.parametrize(
+    "n,frames,channels,kernel,padding,dilation",
+    [
+        (1, 1000, 64, 7, 3, 1),
+        (2, 500, 33, 7, 9, 3),
+        (1, 300, 128, 7, 27, 9),
+        (1, 10, 5, 4, 0, 1),
+        (1, 50, 8, 2, 1, 1),
+        (3, 1, 4, 3, 1, 1),
+    ],  # fmt: skip
+)
+@pytest.mark.parametrize("activation", [None, "snake", "leaky_relu", "gelu"])
+def test_depthwise_conv1d_matches_mlx(n, frames, channels, kernel, padding, dilation, activation):
+    keys = mx.random.split(mx.random.key(7), 4)
+    x = mx.random.normal((n, frames, channels), key=keys[0])
+    w = mx.random.normal((channels, kernel, 1), key=keys[1])
+    b = mx.random.normal((channels,), key=keys[2])
+    param = {"snake": mx.random.uniform(0.5, 2.0, (channels,), key=keys[3]), "leaky_relu": 0.1}
+    p = param.get(activation)
+    y = mx.conv1d(x, w, padding=padding, dilation=dilation, groups=channels) + b
+    if activation == "snake":
+        y = y + mx.sin(p * y) ** 2 / p
+    elif activation == "leaky_relu":
+        y = mx.where(y > 0, y, 0.1 * y)
+    elif activation == "gelu":
+        y = nn.gelu(y)
+    got = nn.depthwise_conv1d(x, w, padding, dilation, b, activation, p)
+    assert got.shape == y.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(y), atol=2e-5, rtol=1e-5)
+
+
+def test_depthwise_conv1d_errors():
+    x = mx.zeros((1, 10, 4))
+    with pytest.raises(ValueError, match="does not fit"):
+        nn.depthwise_conv1d(x, mx.zeros((3, 3, 1)))
+    with pytest.raises(ValueError, match="fewer than the kernel's reach"):
+        nn.depthwise_conv1d(x, mx.zeros((4, 7, 1)), dilation=3)
+    with pytest.raises(ValueError, match="glu"):
+        nn.depthwise_conv1d(x, mx.zeros((4, 3, 1)), activation="glu")
+    with pytest.raises(ValueError, match="needs activation_param"):
+        nn.depthwise_conv1d(x, mx.zeros((4, 3, 1)), activation="snake")

@@ -99,7 +99,7 @@ def main() -> int:
     lines = [
         "# SNAC 24 kHz decode: mlx_audio_tts against snac 1.2.1",
         "",
-        f"- {machine_line()}",
+        machine_line(),
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
         f"`make bench` (`tools/bench/bench_snac.py`)",
         f"- {FRAMES} code frames = {seconds:.2f} s of audio, official config, random weights; "

@@ -16,7 +16,6 @@ middle (:func:`torch_to_mlx_layout`).
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 
@@ -66,10 +65,8 @@ def depthwise_conv1d(
     dilation: int = 1,
     bias: mx.array | None = None,
 ) -> mx.array:
-    """Depthwise (``groups = channels``) stride-1 convolution.
-
-    On the CPU it is one multiply-add of a shifted view of the input per kernel tap, fused
-    by ``mx.compile`` (5-7x MLX's grouped convolution there); elsewhere ``mx.conv1d``.
+    """Depthwise (``groups = channels``) stride-1 convolution: :func:`mlx_audio_io.nn.
+    depthwise_conv1d` (a C kernel on the CPU, MLX's grouped convolution elsewhere).
 
     Args:
         x: ``[batch, frames, channels]``.
@@ -79,47 +76,7 @@ def depthwise_conv1d(
     Returns:
         ``[batch, frames + 2 * padding - dilation * (kernel - 1), channels]``.
     """
-    c, k, one = weight.shape
-    if one != 1 or x.shape[-1] != c:
-        raise ValueError(f"depthwise_conv1d: weight {weight.shape} does not fit {x.shape[-1]} "
-                         "input channels (expected [channels, kernel, 1])")  # fmt: skip
-    if not nn._on_cpu():
-        y = mx.conv1d(x, weight, stride=1, padding=padding, dilation=dilation, groups=c)
-        return y if bias is None else y + bias
-    if _can_compile():
-        fused = _depthwise_compiled(k, padding, dilation, bias is not None)
-        return fused(x, weight) if bias is None else fused(x, weight, bias)
-    return _depthwise_taps(x, weight, bias, k, padding, dilation)
-
-
-@functools.cache
-def _can_compile() -> bool:
-    """Whether ``mx.compile`` works here (it builds CPU kernels with the system's compiler)."""
-    try:
-        return mx.compile(lambda a: a * 2 + 1)(mx.ones((4,))).tolist() == [3.0] * 4
-    except (RuntimeError, ValueError, OSError):
-        return False
-
-
-def _depthwise_taps(x, weight, bias, k: int, padding: int, dilation: int) -> mx.array:
-    out_len = x.shape[1] + 2 * padding - dilation * (k - 1)
-    xp = mx.pad(x, [(0, 0), (padding, padding), (0, 0)]) if padding else x
-    taps = weight[:, :, 0].T  # [kernel, channels]
-    y = xp[:, :out_len] * taps[0]
-    for j in range(1, k):
-        y = y + xp[:, j * dilation : j * dilation + out_len] * taps[j]
-    return y if bias is None else y + bias
-
-
-@functools.lru_cache(maxsize=64)
-def _depthwise_compiled(k: int, padding: int, dilation: int, has_bias: bool):
-    """The taps' multiply-adds fused into one pass by ``mx.compile`` (3-4x the eager
-    ops, which each make a single-threaded pass over memory on the CPU)."""
-
-    def run(x, weight, bias=None):
-        return _depthwise_taps(x, weight, bias, k, padding, dilation)
-
-    return mx.compile(run)
+    return nn.depthwise_conv1d(x, weight, padding=padding, dilation=dilation, bias=bias)
 
 
 class _WeightNormed(mlx_nn.Module):
@@ -174,12 +131,18 @@ class WNConv1d(_WeightNormed):
             self.bias = mx.zeros((out_channels,))
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, snake_alpha: mx.array | None = None) -> mx.array:
+        """The convolution; with ``snake_alpha`` (depthwise only), a Snake activation with
+        that alpha fused into it (one pass instead of two)."""
         w, b = self._weight(), self.get("bias")
         if self.groups != 1:
-            return depthwise_conv1d(x, w, padding=self.padding, dilation=self.dilation, bias=b)
-        return nn.conv_axis(x, w, axis=1, stride=self.stride, padding=self.padding,
-                            dilation=self.dilation, bias=b)  # fmt: skip
+            act = None if snake_alpha is None else "snake"
+            alpha = None if snake_alpha is None else snake_alpha.reshape(-1)
+            return nn.depthwise_conv1d(x, w, padding=self.padding, dilation=self.dilation,
+                                       bias=b, activation=act, activation_param=alpha)  # fmt: skip
+        y = nn.conv_axis(x, w, axis=1, stride=self.stride, padding=self.padding,
+                         dilation=self.dilation, bias=b)  # fmt: skip
+        return y if snake_alpha is None else snake(y, snake_alpha)
 
 
 class WNConvTranspose1d(_WeightNormed):
@@ -232,7 +195,8 @@ class ResidualUnit(mlx_nn.Module):
         )
 
     def __call__(self, x: mx.array) -> mx.array:
-        y = self.block(x)
+        snake_in, conv, snake_out, project = self.block.layers
+        y = project(conv(snake_in(x), snake_alpha=snake_out.alpha))  # 2nd Snake fused in
         crop = (x.shape[1] - y.shape[1]) // 2  # even kernels lose a frame per side
         if crop > 0:
             x = x[:, crop : x.shape[1] - crop]
