@@ -94,6 +94,15 @@ class _WeightNormed(mlx_nn.Module):
     def _fold(self, w: mx.array) -> mx.array:
         return w
 
+    def _init(self, shape: tuple[int, int, int], fan: int, out_channels: int, bias: bool):
+        """Uniform ``weight_v`` scaled by ``fan``, ``weight_g`` its norm per row (so the
+        initial weight is ``weight_v``), zero bias."""
+        scale = math.sqrt(1 / fan)
+        self.weight_v = mx.random.uniform(-scale, scale, shape)
+        self.weight_g = mx.sqrt(mx.sum(self.weight_v**2, axis=(1, 2), keepdims=True))
+        if bias:
+            self.bias = mx.zeros((out_channels,))
+
 
 class WNConv1d(_WeightNormed):
     """Weight-normed ``Conv1d`` (groups 1, or depthwise with ``groups == in == out``).
@@ -122,13 +131,8 @@ class WNConv1d(_WeightNormed):
             )
         if groups != 1 and stride != 1:
             raise ValueError(f"depthwise WNConv1d must have stride 1, got {stride}")
-        scale = math.sqrt(groups / (in_channels * kernel_size))
-        self.weight_v = mx.random.uniform(
-            -scale, scale, (out_channels, kernel_size, in_channels // groups)
-        )
-        self.weight_g = mx.sqrt(mx.sum(self.weight_v**2, axis=(1, 2), keepdims=True))
-        if bias:
-            self.bias = mx.zeros((out_channels,))
+        shape = (out_channels, kernel_size, in_channels // groups)
+        self._init(shape, in_channels // groups * kernel_size, out_channels, bias)
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     def __call__(self, x: mx.array, snake_alpha: mx.array | None = None) -> mx.array:
@@ -164,11 +168,8 @@ class WNConvTranspose1d(_WeightNormed):
         bias: bool = True,
     ):
         super().__init__()
-        scale = math.sqrt(1 / (out_channels * kernel_size))
-        self.weight_v = mx.random.uniform(-scale, scale, (in_channels, kernel_size, out_channels))
-        self.weight_g = mx.sqrt(mx.sum(self.weight_v**2, axis=(1, 2), keepdims=True))
-        if bias:
-            self.bias = mx.zeros((out_channels,))
+        shape = (in_channels, kernel_size, out_channels)
+        self._init(shape, out_channels * kernel_size, out_channels, bias)
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
 
     def _fold(self, w: mx.array) -> mx.array:
