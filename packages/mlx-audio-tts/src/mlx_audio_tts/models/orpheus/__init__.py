@@ -1,8 +1,9 @@
 """Orpheus-3B text-to-speech (canopylabs): a Llama-3.2-3B speaking SNAC 24 kHz codes.
 
-This session's part is the token protocol (:mod:`.protocol`); the language model (through
-mlx-lm) and the generation API follow (issue 16)."""
+The token protocol (:mod:`.protocol`) and the model (:mod:`.model`: the Llama through mlx-lm,
+the SNAC codec, ``generate``); the streaming API follows (issue 16)."""
 
+from .model import DEFAULT_CODEC, DEFAULT_MODEL, OrpheusModel, check_sampling, load_model
 from .protocol import (
     DEFAULT_SAMPLING,
     EMOTION_TAGS,
@@ -17,14 +18,19 @@ from .protocol import (
 )
 
 __all__ = [
+    "DEFAULT_CODEC",
+    "DEFAULT_MODEL",
     "DEFAULT_SAMPLING",
     "EMOTION_TAGS",
     "VOICES",
     "FrameAssembler",
+    "OrpheusModel",
+    "check_sampling",
     "check_voice",
     "frame_tokens",
     "frames_from_tokens",
     "iter_frames",
     "level_codes",
+    "load_model",
     "prompt_ids",
 ]
