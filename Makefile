@@ -67,7 +67,7 @@ PARITY_PY = $(PARITY_VENV)/bin/python
 parity: $(PARITY_DEPS)
 	test -x $(PARITY_PY) || python3 -m venv $(PARITY_VENV)
 	$(PARITY_VENV)/bin/pip install -q torch==2.13.0 "mlx[cpu]" numpy cffi demucs==4.1.0 \
-	  kokoro==0.9.4 snac==1.2.1 huggingface_hub pyyaml
+	  kokoro==0.9.4 snac==1.2.1 mlx-lm==0.32.2 huggingface_hub pyyaml
 	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
 	  $$($(PARITY_PY) -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
 	set -eo pipefail; failed=""; \
@@ -79,6 +79,7 @@ parity: $(PARITY_DEPS)
 	  run "HTDemucs (tools/parity/htdemucs.py, against demucs 4.1.0)" tools/parity/htdemucs.py; \
 	  run "Kokoro-82M (tools/parity/kokoro.py, against kokoro 0.9.4)" tools/parity/kokoro.py; \
 	  run "SNAC 24 kHz (tools/parity/snac.py, against snac 1.2.1)" tools/parity/snac.py; \
+	  run "Orpheus' Llama (tools/parity/orpheus_lm.py, against transformers' LlamaForCausalLM)" tools/parity/orpheus_lm.py; \
 	} > $(PARITY_OUT); \
 	cat $(PARITY_OUT); \
 	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi

@@ -154,3 +154,41 @@ def test_loads_through_the_hub(folder, hub_server, hub_env):
     hub_server.add_repo("test/orpheus-tiny", folder)
     m = orpheus.load_model("test/orpheus-tiny")
     assert m.prompt("Hi")[-1] == p.START_OF_SPEECH
+
+
+LM_FIX = Path(__file__).parent.parent / "fixtures" / "orpheus_lm"
+
+
+def test_lm_matches_transformers():
+    """tools/parity/orpheus_lm.py's tiny fixture: transformers' LlamaForCausalLM (GQA, llama3
+    rope scaling, tied embeddings) saved with save_pretrained, read by our loader."""
+    from mlx_lm.generate import generate_step
+    from mlx_lm.models.cache import make_prompt_cache
+
+    ref = np.load(LM_FIX / "reference.npz")
+    model = orpheus.load_lm(LM_FIX)
+    prompt, tokens = ref["prompt"].tolist(), ref["tokens"].tolist()
+    cache = make_prompt_cache(model)
+    logits = [model(mx.array([prompt]), cache=cache)[0]]
+    logits += [model(mx.array([[t]]), cache=cache)[0] for t in tokens[:64]]
+
+    def rel(a, b):
+        return float(np.abs(np.asarray(a) - b).max() / np.abs(b).max())
+
+    assert rel(logits[0], ref["prompt_logits"]) <= 1e-4
+    assert rel(np.concatenate([np.asarray(x) for x in logits[1:]]), ref["step_logits"]) <= 1e-4
+    greedy = [int(t) for t, _ in generate_step(mx.array(prompt), model, max_tokens=len(tokens),
+                                               sampler=lambda x: mx.argmax(x, -1))]  # fmt: skip
+    assert greedy == tokens
+
+
+def test_transformers_5_rope_parameters_are_read():
+    """transformers 5 writes rope_parameters; mlx-lm alone would fall back to theta 1e4."""
+    cfg = json.loads((LM_FIX / "config.json").read_text())
+    assert "rope_parameters" in cfg and "rope_theta" not in cfg
+    got = orpheus.rope_overrides(cfg)
+    assert got["rope_theta"] == 500000.0 and got["rope_scaling"]["rope_type"] == "llama3"
+    assert got["rope_scaling"]["factor"] == 32.0 and "rope_theta" not in got["rope_scaling"]
+    assert orpheus.rope_overrides({**cfg, "rope_theta": 1.0}) == {}
+    plain = {"rope_parameters": {"rope_type": "default", "rope_theta": 7.0}}
+    assert orpheus.rope_overrides(plain) == {"rope_theta": 7.0}

@@ -176,6 +176,29 @@ def load_model(
             f"loading failed for '{folder}': no tokenizer (tokenizer.json); Orpheus needs the "
             "checkpoint's tokenizer"
         )
-    model, _ = lm.utils.load_model(folder)
+    model = load_lm(folder, config)
     tokenizer = lm.utils.load_tokenizer(folder)
     return OrpheusModel(model, tokenizer, _codec_for(folder, codec_path), folder)
+
+
+def rope_overrides(config: dict) -> dict:
+    """transformers 5 saves RoPE settings as ``rope_parameters`` (``rope_theta`` and the
+    scaling together); mlx-lm's Llama reads ``rope_theta`` and ``rope_scaling`` and would
+    silently fall back to theta 10000 without llama3 scaling. The equivalent older keys."""
+    params = config.get("rope_parameters")
+    if not isinstance(params, dict) or "rope_theta" in config:
+        return {}
+    out = {"rope_theta": params.get("rope_theta", 10000.0)}
+    scaling = {k: v for k, v in params.items() if k != "rope_theta"}
+    if scaling.get("rope_type", "default") != "default":
+        out["rope_scaling"] = scaling
+    return out
+
+
+def load_lm(folder: Path, config: dict | None = None):
+    """The Llama in ``folder`` through ``mlx_lm.utils.load_model`` (quantized or not, sharded
+    or not), with transformers 5's ``rope_parameters`` read."""
+    lm = _mlx_lm()
+    config = read_config(folder / "config.json") if config is None else config
+    model, _ = lm.utils.load_model(folder, model_config=rope_overrides(config) or None)
+    return model
