@@ -63,7 +63,7 @@ def positive_int(name: str, value, maximum: int = INT_MAX) -> int:
 
 
 def _integral(value: numbers.Real) -> bool:
-    """A whole-number float, Fraction or Decimal (none of NaN, infinities or overflow)."""
+    """A whole-number float or Fraction (not NaN, an infinity, or too large for a float)."""
     try:
         f = float(value)
     except (OverflowError, ValueError):

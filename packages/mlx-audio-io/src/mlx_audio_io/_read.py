@@ -89,8 +89,7 @@ class _Source:
 
         nf = NativeFile(source, op)
         self.path, self._keep = nf.label, nf.keep
-        self._finalizer = weakref.finalize(self, _free, None, nf.handle)
-        self._finalizer.atexit = False
+        self._finalizer = self._free_later(None, nf.handle)
         native_sr = nf.info.sample_rate
         self.native_rate = native_sr
         self.subtype = ffi.string(nf.info.subtype).decode()
@@ -110,13 +109,18 @@ class _Source:
         check(rc, err, op, self.path)
         self._pipe = pipe_p[0]
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _free, self._pipe, nf.handle)
-        # not at interpreter exit: a daemon thread may still be decoding (the process ends
-        # and the system reclaims it all); collection otherwise cannot happen mid-read
-        self._finalizer.atexit = False
+        self._finalizer = self._free_later(self._pipe, nf.handle)
         self.sample_rate = out_sr or native_sr
         self.channels = 1 if mix else nf.info.channels
         self.total = lib.aio_pipe_total(self._pipe)
+
+    def _free_later(self, pipe, handle) -> weakref.finalize:
+        """Frees the native state on close or collection, but not at interpreter exit: a
+        daemon thread may still be decoding then (the system reclaims it all), while
+        collection cannot happen mid-read (the reading thread holds a reference)."""
+        finalizer = weakref.finalize(self, _free, pipe, handle)
+        finalizer.atexit = False
+        return finalizer
 
     def read_into(self, ptr, frames: int, frame_stride: int, chan_stride: int) -> int:
         """Decodes up to `frames` output frames into ptr (no GIL, no MLX); returns the count."""

@@ -247,17 +247,21 @@ def _check_limits(container: str, encoding: str, sr: int, channels: int, where: 
             )
 
 
-def _check_samples(container: str, codec: str, samples: np.ndarray, clip: bool, where: str):
-    """Lossy encoders abort on NaN or infinite input (LAME asserts): say so instead. With
-    clip=True the native layer maps NaN to 0 and clamps infinities, so only clip=False
-    needs the scan."""
+def _check_frames(container: str, codec: str, frames: int, where: str) -> None:
+    """MP3, M4A and Opus files with no frame hold no stream a decoder reads back."""
     need = _NEED_FRAMES.get(container) or ("Ogg Opus" if codec == "opus" else None)
-    if samples.shape[0] == 0 and need:
+    if frames == 0 and need:
         raise AudioFormatError(
             f"{where}: an {need} file needs at least one frame (with none, "
             "the file holds no audio stream that a decoder could read back); use .wav, "
             ".flac, .aiff, .caf or .ogg for empty audio"
         )
+
+
+def _check_samples(container: str, codec: str, samples: np.ndarray, clip: bool, where: str):
+    """Lossy encoders abort on NaN or infinite input (LAME asserts): say so instead. With
+    clip=True the native layer maps NaN to 0 and clamps infinities, so only clip=False
+    needs the scan."""
     if clip or (container != "mp3" and codec not in _LOSSY):
         return
     finite = np.isfinite(samples)
@@ -342,6 +346,7 @@ def save_prepared(
     _check_limits(container, encoding, sr, channels, where)
     bps = _bitrate(container, codec, bitrate, sr, channels, where)
     level = _flac_level(flac_compression)
+    _check_frames(container, codec, frames, where)
     _check_samples(container, codec, samples, bool(clip), where)
     ptr, fs, cs = _pointer(samples)
     args = (ptr, frames, channels, fs, cs, sr, _CODES[codec], bps, bool(clip), level)

@@ -16,7 +16,10 @@ from ._lib import check, errbuf, ffi, lib
 from ._write import (
     _ALLOWED,
     _CODES,
+    _OPUS_RATES,
+    _WAV_BYTES,
     _bitrate,
+    _check_frames,
     _check_limits,
     _check_rate,
     _check_samples,
@@ -28,7 +31,7 @@ from ._write import (
 )
 from .errors import AudioDecodeError, AudioFormatError, AudioIOError
 
-_WAV_BYTES = {"float32": 4, "pcm16": 2, "pcm24": 3}
+_APPENDED = ("float32", "pcm16", "pcm24")  # the WAV encodings _WavAppender writes
 
 
 class _WavAppender:
@@ -198,7 +201,7 @@ class AudioWriter:
         self.frames_written = 0
         self._container = container
         self._codec = codec = _codec(container, encoding)
-        if codec == "opus" and self.sample_rate not in (8000, 12000, 16000, 24000, 48000):
+        if codec == "opus" and self.sample_rate not in _OPUS_RATES:
             raise AudioFormatError(
                 f"{where}: Opus codes 8, 12, 16, 24 or 48 kHz; resample the "
                 f"stream first (got {self.sample_rate})"
@@ -215,7 +218,7 @@ class AudioWriter:
         self._out = OutputFile(self.path, "AudioWriter")
         self._state = _Open(self._out)
         try:
-            if container == "wav" and encoding in _WAV_BYTES:
+            if container == "wav" and encoding in _APPENDED:
                 self._state.wav = _WavAppender(
                     self._out.write_path, self.sample_rate, self.channels, encoding, clip
                 )
@@ -258,8 +261,7 @@ class AudioWriter:
                 f"channel(s), got {samples.shape[1]}"
             )
         where = f"AudioWriter failed for '{self.path}'"
-        if samples.shape[0]:
-            _check_samples(self._container, self._codec, samples, self.clip, where)
+        _check_samples(self._container, self._codec, samples, self.clip, where)
         state = self._state
         with state.lock:
             if state.wav is None and state.native is None:
@@ -298,9 +300,9 @@ class AudioWriter:
                 finished = lib.aio_writer_close(native, errbuf()) == 0
         if not finished:
             self._out.truncate(good)
-        elif self._container == "mp3" and self.frames_written and not self._out.through:
+        elif self.frames_written:
             with contextlib.suppress(OSError):
-                _mp3tag.fix_file(self._out.write_path, self.frames_written)
+                self._fix_mp3_tag()
         self._out.discard()  # nothing written before: the old file stays
 
     def close(self) -> None:
@@ -331,11 +333,15 @@ class AudioWriter:
         else:
             err = errbuf()
             check(lib.aio_writer_close(native, err), err, "AudioWriter", self.path)
-            if self._container == "mp3" and not self._out.through:
-                _mp3tag.fix_file(self._out.write_path, self.frames_written)
-        if not self.frames_written:
-            _check_samples(self._container, self._codec, np.zeros((0, 1), np.float32), True, where)
+            self._fix_mp3_tag()
+        _check_frames(self._container, self._codec, self.frames_written, where)
         self._out.commit()
+
+    def _fix_mp3_tag(self) -> None:
+        """The LAME tag's padding from the frames written (see _mp3tag), for a finished MP3
+        in a regular file."""
+        if self._container == "mp3" and not self._out.through:
+            _mp3tag.fix_file(self._out.write_path, self.frames_written)
 
     def __enter__(self):
         return self
