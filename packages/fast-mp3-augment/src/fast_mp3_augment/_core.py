@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import math
-import operator
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+
+from mlx_audio_io._args import whole
 
 import numpy as np
 
@@ -34,24 +34,8 @@ _MULTICHANNEL_DOC = (
 _warned: set[tuple[int, int, int]] = set()
 
 
-def _whole(value) -> int | None:
-    """value as an int if it is a whole number (int, NumPy integer, 128.0, np.float32(128)),
-    else None. Strings are never numbers here."""
-    if isinstance(value, (str, bytes)):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        pass
-    try:
-        f = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return int(f) if math.isfinite(f) and f.is_integer() else None
-
-
 def _one_of(name: str, value, allowed: set[int], error: type[Exception]) -> int:
-    n = _whole(value)
+    n = whole(value)
     if n is None or n not in allowed:
         got = n if n is not None else repr(value)
         hint = (
@@ -68,7 +52,7 @@ def _params(sample_rate, bitrate_kbps, quality, preserve_delay) -> tuple[int, in
     sample_rate = _one_of("sample_rate", sample_rate, SUPPORTED_SAMPLE_RATES, UnsupportedSampleRate)
     bitrate_kbps = _one_of("bitrate_kbps", bitrate_kbps, SUPPORTED_BITRATES, UnsupportedBitrate)
     quality = _one_of("quality", quality, SUPPORTED_QUALITY_VALUES, UnsupportedQuality)
-    if isinstance(preserve_delay, (bool, np.bool_)) or _whole(preserve_delay) in (0, 1):
+    if isinstance(preserve_delay, (bool, np.bool_)) or whole(preserve_delay) in (0, 1):
         return sample_rate, bitrate_kbps, quality, bool(preserve_delay)
     raise Mp3AugmentError(f"preserve_delay must be True or False, got {preserve_delay!r}")
 
@@ -270,7 +254,7 @@ def compress_roundtrip_batch(
         The round-tripped clips, in order.
     """
     params = _params(sample_rate, bitrate_kbps, quality, preserve_delay)
-    workers = (os.cpu_count() or 1) if num_workers is None else _whole(num_workers)
+    workers = (os.cpu_count() or 1) if num_workers is None else whole(num_workers)
     if isinstance(num_workers, bool) or workers is None or workers < 1:
         raise Mp3AugmentError(
             f"num_workers must be a positive integer or None, got {num_workers!r}"

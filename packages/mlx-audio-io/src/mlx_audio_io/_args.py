@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 
 import mlx.core as mx
@@ -52,23 +53,29 @@ def native_path(path: str) -> bytes:
 
 def positive_int(name: str, value, maximum: int = INT_MAX) -> int:
     """An integer in [1, maximum] (Python or NumPy int, or an integral float)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    n = None if isinstance(value, bool) or not isinstance(value, numbers.Real) else whole(value)
+    if n is not None and n > maximum:
+        raise AudioFormatError(f"{name} must be at most {maximum}, got {value!r}")
+    if n is None or n < 1:
         raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(value, numbers.Integral) or _integral(value):
-        if int(value) > maximum:
-            raise AudioFormatError(f"{name} must be at most {maximum}, got {value!r}")
-        if int(value) > 0:
-            return int(value)
-    raise AudioFormatError(f"{name} must be a positive integer, got {value!r}")
+    return n
 
 
-def _integral(value: numbers.Real) -> bool:
-    """A whole-number float or Fraction (not NaN, an infinity, or too large for a float)."""
+def whole(value) -> int | None:
+    """``value`` as an int when it is a whole number: an int or NumPy integer, or a float,
+    NumPy float or Fraction whose value is an integer a float holds exactly; else None
+    (strings, NaN, infinities, 128.5). Callers decide about bools."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
     try:
         f = float(value)
-    except (OverflowError, ValueError):
-        return False
-    return math.isfinite(f) and f == value and f.is_integer()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(f) if math.isfinite(f) and f == value and f.is_integer() else None
 
 
 def optional_rate(name: str, value) -> int | None:
