@@ -15,7 +15,6 @@ the reference's greedy tokens, and the greedy token sequences generated independ
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
@@ -78,11 +77,11 @@ def ours(folder: Path, prompt: list[int], ref_tokens: list[int]) -> dict:
     """Our loader (mlx-lm's) on the same folder: the prompt, the reference's tokens fed back
     through mlx-lm's KV cache, and an independent greedy generation."""
     from mlx_audio_tts.models.orpheus.model import _mlx_lm, load_lm
+    from mlx_lm.models.cache import make_prompt_cache
 
     lm = _mlx_lm()
     model = load_lm(folder)
-    cache_mod = __import__("mlx_lm.models.cache", fromlist=["make_prompt_cache"])
-    cache = cache_mod.make_prompt_cache(model)
+    cache = make_prompt_cache(model)
     logits = [model(mx.array([prompt]), cache=cache)[0]]
     for t in ref_tokens[:STEPS]:
         logits.append(model(mx.array([[t]]), cache=cache)[0])
@@ -153,7 +152,6 @@ def write_fixtures(folder: Path) -> None:
     )
     for extra in folder.glob("generation_config.json"):
         extra.unlink()
-    json.loads((folder / "config.json").read_text())  # written by save_pretrained
 
 
 if __name__ == "__main__":
