@@ -233,9 +233,9 @@ def _walk(root: _Node, limit: int) -> tuple[int, int]:
     cycle, gives ``limit + 1``."""
     done: dict[int, tuple[int, int]] = {}
     active: set[int] = set()
-    todo = [(root, False)]
-    while todo:
-        node, expanded = todo.pop()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
         key = id(node)
         if expanded:
             active.discard(key)
@@ -246,8 +246,8 @@ def _walk(root: _Node, limit: int) -> tuple[int, int]:
             return limit + 1, 0  # an object inside itself: a walk never ends
         elif key not in done:
             active.add(key)
-            todo.append((node, True))
-            todo.extend((c, False) for c in node.children if id(c) not in done)
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children if id(c) not in done)
     return done[id(root)]
 
 

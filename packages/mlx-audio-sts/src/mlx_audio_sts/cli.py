@@ -130,11 +130,11 @@ def _separate(args) -> int:
     failed = [t for t in tracks if not t.is_file()]
     for track in failed:  # before the model loads
         print(f"error: file not found: '{track}'", file=sys.stderr)
-    todo = [t for t in tracks if t.is_file()]
-    if todo:
+    present = [t for t in tracks if t.is_file()]
+    if present:
         model = get_model(args.model_path or args.name)
         _check_args(args, model)
-    for track in todo:
+    for track in present:
         show = None if args.quiet else _ProgressBar(track.name)
         try:
             stems = separate(
