@@ -15,7 +15,14 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
-from mlx_audio_tts.codecs.snac import SNAC, ModelArgs, StreamingDecoder, load_model, save_model
+from mlx_audio_tts.codecs.snac import (
+    SNAC,
+    ModelArgs,
+    PositionalNoise,
+    StreamingDecoder,
+    load_model,
+    save_model,
+)
 from mlx_audio_tts.codecs.snac.load import build_model
 
 FIX = Path(__file__).parent.parent / "fixtures" / "snac"
@@ -144,6 +151,32 @@ def test_streaming_decode_equals_one_shot(model, ref, frames_per_chunk):
     np.testing.assert_allclose(streamed, whole, atol=1e-6 * np.abs(whole).max())
 
 
+@pytest.mark.parametrize("frames_per_chunk", [1, 2, 3, 7])
+def test_streaming_with_positional_noise_equals_one_shot(model, ref, frames_per_chunk):
+    codes = _codes(ref)
+    whole = np.array(model.decode(codes, noise=PositionalNoise(7)))
+    assert not np.allclose(whole, np.array(model.decode(codes, add_noise=False)), atol=1e-3)
+    chunks = _chunks(codes, model.codes_per_frame(), frames_per_chunk)
+    streamed = np.concatenate(
+        [np.array(p) for p in model.decode_stream(chunks, noise=PositionalNoise(7))]
+    )
+    assert streamed.shape == whole.shape
+    np.testing.assert_allclose(streamed, whole, atol=1e-5 * np.abs(whole).max())
+
+
+def test_positional_noise_is_normal_and_fixed_by_place():
+    noise = PositionalNoise(123)
+    a = np.array(noise.values(1, 2, 0, 200_000))
+    assert abs(a.mean()) < 0.01 and abs(a.std() - 1) < 0.01 and np.isfinite(a).all()
+    assert not np.allclose(a[0], a[1])  # batch rows differ
+    np.testing.assert_array_equal(np.array(noise.values(1, 2, 5000, 100)), a[:, 5000:5100])
+    assert not np.allclose(np.array(noise.values(0, 2, 0, 100)), a[:, :100])  # blocks differ
+    assert not np.allclose(np.array(PositionalNoise(124).values(1, 2, 0, 100)), a[:, :100])
+    assert isinstance(PositionalNoise().seed, int)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        PositionalNoise("1")
+
+
 def test_streaming_batched_and_latency(model, ref):
     codes = [c[None] for c in _codes(ref)]
     stream = StreamingDecoder(model, add_noise=False)
@@ -189,6 +222,10 @@ def test_bad_codes_are_explained(model, ref):
         stream.push([codes[0][None, :1], codes[1][None, :2], codes[2][None, :4]])
     with pytest.raises(ValueError, match="noise must hold 2 arrays"):
         model.decode(codes, noise=[mx.zeros((10,))])
+    with pytest.raises(ValueError, match="noise must be a PositionalNoise or a list"):
+        model.decode(codes, noise=7)
+    with pytest.raises(ValueError, match="noise must be a PositionalNoise or None"):
+        StreamingDecoder(model, noise=[mx.zeros((10,))])
     with pytest.raises(ValueError, match="audio must be mono"):
         model.encode(np.zeros((100, 2), np.float32))
     with pytest.raises(ValueError, match="finite"):

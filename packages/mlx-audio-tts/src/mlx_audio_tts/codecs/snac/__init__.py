@@ -2,6 +2,14 @@
 
 from .config import ModelArgs
 from .load import load_model, save_model
-from .model import SNAC, Model, StreamingDecoder
+from .model import SNAC, Model, PositionalNoise, StreamingDecoder
 
-__all__ = ["SNAC", "Model", "ModelArgs", "StreamingDecoder", "load_model", "save_model"]
+__all__ = [
+    "SNAC",
+    "Model",
+    "ModelArgs",
+    "PositionalNoise",
+    "StreamingDecoder",
+    "load_model",
+    "save_model",
+]

@@ -11,6 +11,8 @@ vectors back into audio. The blocks are :mod:`mlx_audio_io.dac`'s; arrays are ch
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from collections.abc import Iterable, Iterator, Sequence
 
 import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
@@ -262,9 +264,10 @@ class SNAC(nn.Module):
 
         Args:
             codes: One int array per level, ``[n_i]`` or ``[batch, n_i]``.
-            noise: For the noise blocks: None (draw it), or one array per decoder block
-                holding ``batch * frames`` values of that block's output (for reproducing
-                another run, as the parity check does).
+            noise: For the noise blocks: None (draw it), a :class:`PositionalNoise` (noise
+                fixed by position, so that a streamed decode equals this one), or one array
+                per decoder block holding ``batch * frames`` values of that block's output
+                (for reproducing another run, as the parity check does).
             key: PRNG key for the drawn noise (None: MLX's global generator).
             add_noise: False leaves the noise blocks out (a deterministic decode).
 
@@ -275,17 +278,26 @@ class SNAC(nn.Module):
         Raises:
             ValueError: Bad codes (see :meth:`check_codes`) or noise.
         """
+        return self._decode_at(codes, noise, key, add_noise, 0)
+
+    def _decode_at(self, codes, noise, key, add_noise, offset: int):
+        """:meth:`decode` of codes that start ``offset`` code frames into a stream."""
         codes, batched = self.check_codes(codes)
         with fnn.buffer_cache():
-            audio = self._decode(codes, noise, key, add_noise)
+            audio = self._decode(codes, noise, key, add_noise, offset)
             mx.eval(audio)
         return audio if batched else audio[0]
 
-    def _decode(self, codes, noise, key, add_noise):
+    def _decode(self, codes, noise, key, add_noise, offset=0):
         blocks = len(self.config.decoder_rates)
         if not (self.config.noise and add_noise):
             return self.decoder(self.quantizer.decode(codes), [False] * blocks)
-        if noise is not None:
+        if isinstance(noise, PositionalNoise):
+            noise = noise.arrays(self.config, codes[0].shape[0], offset, codes[0].shape[1])
+        elif noise is not None:
+            if isinstance(noise, (str, bytes)) or not isinstance(noise, Sequence):
+                raise ValueError(f"noise must be a PositionalNoise or a list of arrays, got "
+                                 f"{type(noise).__name__}")  # fmt: skip
             if len(noise) != blocks:
                 raise ValueError(f"noise must hold {blocks} arrays (one per decoder block), "
                                  f"got {len(noise)}")  # fmt: skip
@@ -296,8 +308,9 @@ class SNAC(nn.Module):
 
     def decode_stream(self, chunks: Iterable, **kwargs) -> Iterator[mx.array]:
         """Decodes code chunks as they come, yielding audio whose concatenation equals
-        :meth:`decode` of all the codes (up to float rounding; exactly so with
-        ``add_noise=False``, the noise being drawn anew for every window otherwise).
+        :meth:`decode` of all the codes (up to float rounding) with ``add_noise=False`` or
+        the same :class:`PositionalNoise` as ``noise=`` (drawn noise is drawn anew for every
+        window).
 
         Args:
             chunks: Iterable of code chunks, each as :meth:`decode` takes them, with a whole
@@ -348,6 +361,56 @@ def _drawn_noise(batch, codes, cfg: ModelArgs, key) -> list[mx.array]:
     return out
 
 
+def _mix32(x: mx.array) -> mx.array:
+    """A 32-bit integer hash with full avalanche (lowbias32, C. Wellons)."""
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    return x ^ (x >> 16)
+
+
+class PositionalNoise:
+    """SNAC's decoder noise as a function of where it falls: the value at output frame ``t``
+    of decoder block ``i`` (batch row ``b``) depends only on ``(seed, i, b, t)``. A decode of
+    any window of codes then adds exactly the noise a decode of the whole gives at the same
+    place, which is what makes streamed audio equal one-shot audio (:class:`StreamingDecoder`).
+
+    Standard normal values from a counter-based hash (two uniforms per value, Box-Muller).
+
+    Args:
+        seed: Any int (None: a random one, kept in :attr:`seed`).
+    """
+
+    def __init__(self, seed: int | None = None):
+        if seed is None:
+            seed = int.from_bytes(os.urandom(4), "little")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        self.seed = int(seed)
+
+    def values(self, block: int, batch: int, start: int, count: int) -> mx.array:
+        """Noise ``[batch, count]`` for frames ``start .. start + count`` of ``block``."""
+        salt = _mix32(mx.array([self.seed & 0xFFFFFFFF], dtype=mx.uint32) ^ (block * 0x9E3779B9))
+        salt = _mix32(salt ^ ((self.seed >> 32) & 0xFFFFFFFF))
+        rows = _mix32(salt + mx.arange(batch, dtype=mx.uint32) * 0x85EBCA77)[:, None]
+        t = mx.arange(count, dtype=mx.uint32) + (start & 0xFFFFFFFF)
+        h = _mix32(t ^ rows)
+        u1 = ((_mix32(h ^ 0x68E31DA4) >> 8) + 1).astype(mx.float32) * 2.0**-24  # (0, 1]
+        u2 = (_mix32(h + 0x1B56C4E9) >> 8).astype(mx.float32) * 2.0**-24  # [0, 1)
+        return mx.sqrt(-2.0 * mx.log(u1)) * mx.cos(2.0 * math.pi * u2)
+
+    def arrays(self, cfg: ModelArgs, batch: int, offset: int, frames: int) -> list[mx.array]:
+        """One array per decoder block for ``frames`` code frames starting at code frame
+        ``offset`` (as :meth:`SNAC.decode` takes ``noise``)."""
+        per = cfg.vq_strides[0]  # latent frames per code frame
+        out = []
+        for i, rate in enumerate(cfg.decoder_rates):
+            per *= rate
+            out.append(self.values(i, batch, offset * per, frames * per))
+        return out
+
+
 class StreamingDecoder:
     """Decodes SNAC codes pushed a few frames at a time.
 
@@ -361,13 +424,18 @@ class StreamingDecoder:
         model: The codec.
         context_frames, lookahead_frames: None for the decoder's reach.
         key, add_noise: As :meth:`SNAC.decode` (each window draws its own noise).
+        noise: A :class:`PositionalNoise`: every window gets the noise a one-shot decode
+            with the same ``noise`` adds there, so the audio equals that decode's (``key`` is
+            then unused).
     """
 
     def __init__(self, model: SNAC, context_frames: int | None = None,
                  lookahead_frames: int | None = None, key: mx.array | None = None,
-                 add_noise: bool = True):  # fmt: skip
+                 add_noise: bool = True, noise: PositionalNoise | None = None):  # fmt: skip
         reach = model.decoder_reach()
-        self.model, self.key, self.add_noise = model, key, add_noise
+        if noise is not None and not isinstance(noise, PositionalNoise):
+            raise ValueError(f"noise must be a PositionalNoise or None, got {noise!r}")
+        self.model, self.key, self.add_noise, self.noise = model, key, add_noise, noise
         self.context = reach if context_frames is None else int(context_frames)
         self.lookahead = reach if lookahead_frames is None else int(lookahead_frames)
         if self.context < 0 or self.lookahead < 0:
@@ -400,6 +468,11 @@ class StreamingDecoder:
         self._total += n
         return self._emit(self._total - self.lookahead)
 
+    @property
+    def emitted_frames(self) -> int:
+        """Code frames whose audio has been returned."""
+        return self._emitted
+
     def flush(self) -> mx.array:
         """Returns the rest of the audio (the withheld lookahead)."""
         return self._emit(self._total)
@@ -420,9 +493,9 @@ class StreamingDecoder:
         lo = max(0, self._emitted - self.context)
         window = self._from(lo)
         key = None
-        if self.key is not None:
+        if self.key is not None and self.noise is None:
             self.key, key = mx.random.split(self.key)
-        audio = self.model.decode(window, key=key, add_noise=self.add_noise)  # [b, s, 1]
+        audio = self.model._decode_at(window, self.noise, key, self.add_noise, lo)  # [b, s, 1]
         spf = self.model.samples_per_frame
         out = audio[:, (self._emitted - lo) * spf : (upto - lo) * spf]
         self._emitted = upto
