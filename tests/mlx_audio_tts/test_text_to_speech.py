@@ -276,8 +276,8 @@ def test_load_and_quantize_errors(model, folder, tmp_path):
         quantize_model(model, model.config, 48, 8)
     with pytest.raises(ValueError, match="give model_path or repo_id, not both"):
         load_model(str(folder), repo_id="a/b")
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "orpheus"}))
-    with pytest.raises(ValueError, match="model type 'orpheus' is not supported"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bark"}))
+    with pytest.raises(ValueError, match="model type 'bark' is not supported"):
         load_model(tmp_path)
 
 

@@ -1,5 +1,5 @@
-"""``mlx-audio-tts``: synthesise speech to files (``generate``) and quantize models
-(``quantize``)."""
+"""``mlx-audio-tts``: synthesise speech to files, or stream it (``generate``; Kokoro or
+Orpheus), and quantize Kokoro (``quantize``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ import sys
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
 
 
+def _sampling(args) -> dict:
+    return {"temperature": args.temperature, "top_p": args.top_p,
+            "repetition_penalty": args.repetition_penalty, "max_tokens": args.max_tokens,
+            "seed": args.seed}  # fmt: skip
+
+
 def _generate(args) -> int:
     from .generate import generate_audio
 
     text = args.text
     if text is None or text == "-":
         text = sys.stdin.read()
+    if args.real_streaming:
+        return _stream(args, text)
     generate_audio(
         text,
         model_path=args.model,
@@ -28,7 +36,55 @@ def _generate(args) -> int:
         verbose=not args.quiet,
         play=args.play,
         split_pattern=args.split_pattern or None,
+        **_sampling(args),
     )
+    return 0
+
+
+def _stream(args, text: str) -> int:
+    """--real_streaming: chunks written to one file (and played) as they are generated."""
+    from pathlib import Path
+
+    import mlx_audio_io as aio
+
+    from .generate import _player, load_cached, stream_chunks
+
+    if args.sample_rate != 24000:
+        raise ValueError("--real_streaming writes 24000 Hz; leave --sample_rate at 24000")
+    player = _player() if args.play else None
+    model = load_cached(args.model)
+    path = Path(args.file_prefix).expanduser()
+    path = path.with_name(f"{path.name}.{args.audio_format}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"wav": {"encoding": "float32"}, "flac": {"encoding": "pcm24"}, "mp3": {}}
+    out = writer = None
+    try:
+        for chunk, meta in stream_chunks(
+            text, args.model, args.voice, args.streaming_chunk_tokens, args.temperature,
+            args.ultra_low_latency, args.output_chunk_duration_ms, speed=args.speed,
+            lang_code=args.lang_code, model=model, verbose=not args.quiet,
+            top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+            max_tokens=args.max_tokens, seed=args.seed,
+        ):  # fmt: skip
+            if player is not None and out is None:
+                out = player.OutputStream(samplerate=meta["sample_rate"], channels=1,
+                                          dtype="float32")  # fmt: skip
+                out.start()
+            if len(chunk):
+                if out is not None:
+                    out.write(chunk.reshape(-1, 1))
+                if writer is None:
+                    writer = aio.AudioWriter(path, meta["sample_rate"], 1,
+                                             **options[args.audio_format])  # fmt: skip
+                writer.write(chunk)
+    finally:
+        if writer is not None:
+            writer.close()
+        if out is not None:
+            out.stop()
+            out.close()
+    if not args.quiet:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -53,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="synthesise speech to audio files")
     g.add_argument("--text", help="the text ('-' or none: read standard input)")
     g.add_argument("--model", default=DEFAULT_MODEL, help="Hub repo id or local folder")
-    g.add_argument("--voice", default="af_heart", help="voice name, file or 'a,b' blend")
+    g.add_argument("--voice", help="Kokoro: name, file or 'a,b' blend (af_heart); Orpheus: "
+                   "tara, leah, jess, leo, dan, mia, zac, zoe (tara)")  # fmt: skip
     g.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0")
     g.add_argument("--lang_code", "--lang-code", default="a",
                    help="a, b (English), e, f, h, i, p (espeak-ng), j, z")  # fmt: skip
@@ -67,6 +124,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split_pattern", "--split-pattern", default=r"\n+",
                    help="regular expression the text is split on ('' : none)")  # fmt: skip
     g.add_argument("--play", action="store_true", help="also play the audio")
+    o = g.add_argument_group("Orpheus (sampling) and streaming")
+    o.add_argument("--temperature", type=float, default=0.6, help="0: greedy")
+    o.add_argument("--top_p", "--top-p", type=float, default=0.8)
+    o.add_argument("--repetition_penalty", "--repetition-penalty", type=float, default=1.3)
+    o.add_argument("--max_tokens", "--max-tokens", type=int, default=1200,
+                   help="per segment (7 tokens = 85 ms of audio)")  # fmt: skip
+    o.add_argument("--seed", type=int, help="fix sampling and decoder noise")
+    o.add_argument("--real_streaming", "--real-streaming", action="store_true",
+                   help="write (with --play: play) the audio while it is generated")  # fmt: skip
+    o.add_argument("--ultra_low_latency", "--ultra-low-latency",
+                   action=argparse.BooleanOptionalAction, default=True,
+                   help="first chunk as soon as it can be decoded (default on)")  # fmt: skip
+    o.add_argument("--streaming_chunk_tokens", "--streaming-chunk-tokens", type=int, default=21,
+                   help="audio tokens per decoded chunk, a multiple of 7")  # fmt: skip
+    o.add_argument("--output_chunk_duration_ms", "--output-chunk-duration-ms", type=float,
+                   default=150.0, help="duration of the chunks written and played")  # fmt: skip
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
     g.set_defaults(func=_generate)
 

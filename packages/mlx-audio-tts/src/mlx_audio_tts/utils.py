@@ -17,8 +17,9 @@ _GROUP_SIZES = (32, 64, 128)
 
 
 def model_type_of(config: dict) -> str:
-    """The model family a ``config.json`` describes (``"kokoro"``): its ``model_type``, or
-    for hexgrad's Kokoro config (which has none) the presence of ``istftnet``.
+    """The model family a ``config.json`` describes: ``"kokoro"`` (its ``model_type``, or for
+    hexgrad's Kokoro config, which has none, the presence of ``istftnet``) or ``"orpheus"``
+    (a Llama: ``model_type`` ``"llama"``).
 
     Raises:
         ValueError: A family this package does not implement.
@@ -26,12 +27,13 @@ def model_type_of(config: dict) -> str:
     kind = config.get("model_type", "kokoro" if "istftnet" in config else "")
     if not isinstance(kind, str):
         raise ValueError(f"model_type must be a string, got a {type(kind).__name__}")
-    kind = kind.lower()
-    if kind != "kokoro":
+    family = {"kokoro": "kokoro", "llama": "orpheus"}.get(kind.lower())
+    if family is None:
         raise ValueError(
-            f"model type {kind or 'unknown'!r} is not supported; this package loads: kokoro"
+            f"model type {kind or 'unknown'!r} is not supported; this package loads: kokoro, "
+            "llama (Orpheus)"
         )
-    return kind
+    return family
 
 
 def _config_of(key: str, revision: str | None) -> tuple[dict, str]:
@@ -53,8 +55,9 @@ def _config_of(key: str, revision: str | None) -> tuple[dict, str]:
 def load_model(model_path: str | None = None, *, repo_id: str | None = None,
                revision: str | None = None):  # fmt: skip
     """A TTS model from a local folder or a Hub repo id, its family read from
-    ``config.json`` (Kokoro in hexgrad's, MLX-community's or our layout, possibly
-    quantized by :func:`quantize_model`).
+    ``config.json``: Kokoro in hexgrad's, MLX-community's or our layout, possibly
+    quantized by :func:`quantize_model`; Orpheus (a Llama checkpoint, mlx-lm quantized or
+    not, with its SNAC codec; see :func:`mlx_audio_tts.models.orpheus.load_model`).
 
     Args:
         model_path: Folder, weight file or repo id (``repo_id=`` is the same, as mlx-audio
@@ -72,9 +75,13 @@ def load_model(model_path: str | None = None, *, repo_id: str | None = None,
     key = str(model_path or repo_id or DEFAULT_MODEL)
     config, config_path = _config_of(key, revision)
     try:
-        model_type_of(config)
+        kind = model_type_of(config)
     except ValueError as e:
         raise ValueError(f"loading failed for '{config_path}': {e}") from e
+    if kind == "orpheus":
+        from .models.orpheus import load_model as load_orpheus
+
+        return load_orpheus(key, revision=revision)
     from .models.kokoro.load import load_model as load_kokoro
 
     return load_kokoro(key, revision=revision)
@@ -97,7 +104,9 @@ def quantize_model(model: nn.Module, config, group_size: int = 64, bits: int = 8
     if group_size not in _GROUP_SIZES:
         raise ValueError(f"group_size must be one of {_GROUP_SIZES}, got {group_size!r}")
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    model_type_of(cfg)
+    if model_type_of(cfg) != "kokoro":
+        raise ValueError("quantize_model quantizes Kokoro; quantize Orpheus with mlx-lm "
+                         "(python -m mlx_lm convert -q)")  # fmt: skip
     from .models.kokoro.load import quantize_predicate
 
     nn.quantize(model, group_size, bits, class_predicate=quantize_predicate(group_size))

@@ -15,6 +15,7 @@ import mlx.core as mx
 
 from ...g2p import G2P, load_g2p, resolve_lang_code
 from ...normalize import normalize_text
+from ...text_split import BREAKS as _BREAKS
 from .load import DEFAULT_REPO, load_model
 from .model import KokoroModel
 from .voices import load_voice, style_for
@@ -24,8 +25,6 @@ __all__ = ["KokoroPipeline", "Result", "check_speed"]
 log = logging.getLogger(__name__)
 
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
-# where an over-long piece is cut, coarsest first: sentences, clauses, words
-_BREAKS = (r"(?<=[.!?…])\s+", r"(?<=[,;:—–])\s+", r"\s+")
 
 
 def check_speed(speed) -> float:
@@ -158,13 +157,19 @@ class KokoroPipeline:
                 raise ValueError("a voice is needed to synthesise, e.g. voice='af_heart'")
             pack = self.load_voice(voice)
         for t in texts:
-            parts = re.split(split_pattern, t) if split_pattern else [t]
-            for part in parts:
-                if not part.strip():
-                    continue
-                for graphemes, phonemes in self.phonemize(part):
-                    if pack is None:
-                        yield Result(graphemes, phonemes)
-                        continue
-                    out = self.model(phonemes, style_for(pack, len(phonemes)), speed)
-                    yield Result(graphemes, phonemes, out.audio.reshape(1, -1), out.pred_dur)
+            for graphemes, phonemes in self.segments(t, split_pattern):
+                yield self.synthesize(graphemes, phonemes, pack, speed)
+
+    def segments(self, text: str, split_pattern: str | None = r"\n+") -> list[tuple[str, str]]:
+        """``(graphemes, phonemes)`` of each segment of ``text``: cut at ``split_pattern``
+        (None: not cut), each part phonemized and cut further where it exceeds the context."""
+        parts = re.split(split_pattern, text) if split_pattern else [text]
+        return [piece for part in parts if part.strip() for piece in self.phonemize(part)]
+
+    def synthesize(self, graphemes: str, phonemes: str, pack, speed: float = 1.0) -> Result:
+        """One segment's :class:`Result` with ``pack`` (from :meth:`load_voice`; None: no
+        audio)."""
+        if pack is None or self.model is None:
+            return Result(graphemes, phonemes)
+        out = self.model(phonemes, style_for(pack, len(phonemes)), speed)
+        return Result(graphemes, phonemes, out.audio.reshape(1, -1), out.pred_dur)

@@ -1,9 +1,17 @@
 """Orpheus-3B text-to-speech (canopylabs): a Llama-3.2-3B speaking SNAC 24 kHz codes.
 
 The token protocol (:mod:`.protocol`) and the model (:mod:`.model`: the Llama through mlx-lm,
-the SNAC codec, ``generate``); the streaming API follows (issue 16)."""
+the SNAC codec, ``generate`` and ``stream``); :mod:`mlx_audio_tts.generate` has the user-facing
+calls."""
 
-from .model import DEFAULT_CODEC, DEFAULT_MODEL, OrpheusModel, check_sampling, load_model
+from .model import (
+    DEFAULT_CODEC,
+    DEFAULT_MODEL,
+    OrpheusModel,
+    check_chunk_tokens,
+    check_sampling,
+    load_model,
+)
 from .protocol import (
     DEFAULT_SAMPLING,
     EMOTION_TAGS,
@@ -25,6 +33,7 @@ __all__ = [
     "VOICES",
     "FrameAssembler",
     "OrpheusModel",
+    "check_chunk_tokens",
     "check_sampling",
     "check_voice",
     "frame_tokens",
