@@ -80,6 +80,7 @@ parity: $(PARITY_DEPS)
 	  run "Kokoro-82M (tools/parity/kokoro.py, against kokoro 0.9.4)" tools/parity/kokoro.py; \
 	  run "SNAC 24 kHz (tools/parity/snac.py, against snac 1.2.1)" tools/parity/snac.py; \
 	  run "Orpheus' Llama (tools/parity/orpheus_lm.py, against transformers' LlamaForCausalLM)" tools/parity/orpheus_lm.py; \
+	  run "Orpheus end to end (tools/parity/orpheus.py, against transformers + snac)" tools/parity/orpheus.py; \
 	} > $(PARITY_OUT); \
 	cat $(PARITY_OUT); \
 	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi

@@ -322,13 +322,14 @@ def load_lm(folder: Path, config: dict | None = None):
 
 
 def check_shards(folder: Path) -> None:
-    """Every shard ``model.safetensors.index.json`` lists is there (mlx-lm reads whatever
-    ``model*.safetensors`` it finds, and a missing shard would surface as a list of missing
-    weights).
+    """Every shard ``model.safetensors.index.json`` lists is there, and no other
+    ``model*.safetensors`` (mlx-lm reads whatever ``model*.safetensors`` it finds: a missing
+    shard would surface as a list of missing weights, a stale file be mixed in).
 
     Raises:
         FileNotFoundError: A listed shard is missing (named).
-        ValueError: An index that is not a JSON object with a ``weight_map`` object.
+        ValueError: An index that is not a JSON object with a ``weight_map`` object, or a
+            weight file the index does not list.
     """
     index = folder / "model.safetensors.index.json"
     if not index.is_file():
@@ -336,7 +337,8 @@ def check_shards(folder: Path) -> None:
     weight_map = read_config(index).get("weight_map")
     if not isinstance(weight_map, dict):
         raise ValueError(f"loading failed for '{index}': no weight_map object")
-    for shard in sorted(set(map(str, weight_map.values()))):
+    shards = sorted(set(map(str, weight_map.values())))
+    for shard in shards:
         if Path(shard).name != shard:
             raise ValueError(f"loading failed for '{index}': shard name {shard!r} is a path")
         if not (folder / shard).is_file():
@@ -344,3 +346,9 @@ def check_shards(folder: Path) -> None:
                 f"loading failed for '{folder}': shard '{shard}' listed in "
                 "model.safetensors.index.json is missing (an interrupted download?)"
             )
+    stale = sorted({p.name for p in folder.glob("model*.safetensors")} - set(shards))
+    if stale:  # mlx-lm would load them too, mixing other weights in
+        raise ValueError(
+            f"loading failed for '{folder}': {', '.join(stale)} not listed in "
+            "model.safetensors.index.json (left from another checkpoint?); remove it"
+        )
