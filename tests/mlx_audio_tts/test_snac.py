@@ -171,6 +171,7 @@ def test_positional_noise_is_normal_and_fixed_by_place():
     assert not np.allclose(a[0], a[1])  # batch rows differ
     np.testing.assert_array_equal(np.array(noise.values(1, 2, 5000, 100)), a[:, 5000:5100])
     assert not np.allclose(np.array(noise.values(0, 2, 0, 100)), a[:, :100])  # blocks differ
+    assert np.isfinite(np.array(PositionalNoise(2**40).values(5, 1, 2**33, 10))).all()
     assert not np.allclose(np.array(PositionalNoise(124).values(1, 2, 0, 100)), a[:, :100])
     assert isinstance(PositionalNoise().seed, int)
     with pytest.raises(ValueError, match="seed must be an int"):

@@ -391,7 +391,8 @@ class PositionalNoise:
 
     def values(self, block: int, batch: int, start: int, count: int) -> mx.array:
         """Noise ``[batch, count]`` for frames ``start .. start + count`` of ``block``."""
-        salt = _mix32(mx.array([self.seed & 0xFFFFFFFF], dtype=mx.uint32) ^ (block * 0x9E3779B9))
+        lo = mx.array([self.seed & 0xFFFFFFFF], dtype=mx.uint32)
+        salt = _mix32(lo ^ (block * 0x9E3779B9 & 0xFFFFFFFF))
         salt = _mix32(salt ^ ((self.seed >> 32) & 0xFFFFFFFF))
         rows = _mix32(salt + mx.arange(batch, dtype=mx.uint32) * 0x85EBCA77)[:, None]
         t = mx.arange(count, dtype=mx.uint32) + (start & 0xFFFFFFFF)
