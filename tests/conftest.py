@@ -132,3 +132,29 @@ MEDIA_KEYS = [
     "ff_mono_mp3",
     "ff_adpcm",
 ]
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, headless, driven by Playwright, with every host but loopback
+    unreachable (no CDN, no network). ``tools/install_deps.sh`` installs chromium."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make deps` (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-ui-for-media-stream",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+                "--enable-unsafe-swiftshader",  # WebGL on the CPU
+            ],
+        )
+        yield b
+        b.close()
