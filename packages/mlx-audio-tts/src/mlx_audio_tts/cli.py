@@ -1,5 +1,5 @@
 """``mlx-audio-tts``: synthesise speech to files, or stream it (``generate``; Kokoro or
-Orpheus), and quantize Kokoro (``quantize``)."""
+Orpheus), quantize Kokoro (``quantize``), serve it (``server``, ``stream-server``)."""
 
 from __future__ import annotations
 
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
     g.set_defaults(func=_generate)
 
+    for name, (_, what) in _SERVERS.items():  # listed in --help; main() hands them over
+        sub.add_parser(name, help=f"{what} (`mlx-audio-tts {name} --help`)")
+
     q = sub.add_parser("quantize", help="quantize a model and save it as a folder")
     q.add_argument("--model", default=DEFAULT_MODEL, help="Hub repo id or local folder")
     q.add_argument("--out", required=True, help="output folder")
@@ -152,10 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: subcommands that are whole programs of their own: their arguments go to their ``main``
+_SERVERS = {
+    "server": ("mlx_audio_tts.server", "the web page, REST and OpenAI-compatible API server"),
+    "stream-server": ("mlx_audio_tts.orpheus_streaming_server", "the WebSocket streaming server"),
+}
+
+
 def main(argv=None) -> int:
     """Entry point of the ``mlx-audio-tts`` command."""
+    import importlib
+
     from mlx_audio_io.cli import run_subcommand
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _SERVERS:
+        try:
+            module = importlib.import_module(_SERVERS[argv[0]][0])
+        except ImportError as e:
+            print(f"error: the servers need: pip install 'mlx-audio-tts[server]' ({e})",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        return module.main(argv[1:])
     return run_subcommand(build_parser().parse_args(argv))
 
 
