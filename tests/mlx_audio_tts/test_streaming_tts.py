@@ -337,3 +337,25 @@ def test_seed_gives_the_same_audio(model):
         warnings.simplefilter("error")
         c = np.asarray(model.generate("Hello there.", seed=6))[:, 0]
     assert not np.array_equal(a, c)  # other noise
+
+
+def test_simple_streaming_example(orpheus_folder, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """The seed's comparison tool: clean and callback streaming equal normal generation."""
+    from mlx_audio_tts import simple_streaming_example as example
+
+    m = orpheus.load_model(orpheus_folder)
+    scripts = [t for f in _frames(15) for t in p.frame_tokens(*f)] + [p.END_OF_SPEECH, 1, 2, 3]
+    real = orpheus.OrpheusModel.generate_tokens.__get__(m)
+    m.generate_tokens = lambda *a, **k: real(*a, **{**k, "sampler": _scripted(list(scripts))})
+    monkeypatch.setattr(example, "load_cached", lambda path: m)
+    assert example.main(["--model", str(orpheus_folder), "--text", "Hi there.",
+                         "--out", str(tmp_path), "--streaming_chunk_tokens", "14"]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    names = ["normal_000", "clean_streaming", "processed_streaming", "callback_streaming"]
+    audio = {n: np.asarray(aio.load(tmp_path / f"consistent_{n}.wav")[0])[:, 0] for n in names}
+    spf = m.codec.samples_per_frame
+    assert len(audio["normal_000"]) == 15 * spf
+    np.testing.assert_allclose(audio["clean_streaming"], audio["normal_000"], atol=1e-6)
+    np.testing.assert_allclose(audio["callback_streaming"], audio["normal_000"], atol=1e-6)
+    assert len(audio["processed_streaming"]) < 15 * spf  # the crossfades overlap
+    assert "| clean_streaming |" in table and "(crossfaded joins)" in table
