@@ -348,8 +348,9 @@ def test_simple_streaming_example(orpheus_folder, tmp_path, monkeypatch, capsys)
     real = orpheus.OrpheusModel.generate_tokens.__get__(m)
     m.generate_tokens = lambda *a, **k: real(*a, **{**k, "sampler": _scripted(list(scripts))})
     monkeypatch.setattr(example, "load_cached", lambda path: m)
-    assert example.main(["--model", str(orpheus_folder), "--text", "Hi there.",
-                         "--out", str(tmp_path), "--streaming_chunk_tokens", "14"]) == 0  # fmt: skip
+    args = ["--model", str(orpheus_folder), "--text", "Hi there.", "--out", str(tmp_path),
+            "--streaming_chunk_tokens", "14"]  # fmt: skip
+    assert example.main(args) == 0
     table = capsys.readouterr().out
     names = ["normal_000", "clean_streaming", "processed_streaming", "callback_streaming"]
     audio = {n: np.asarray(aio.load(tmp_path / f"consistent_{n}.wav")[0])[:, 0] for n in names}

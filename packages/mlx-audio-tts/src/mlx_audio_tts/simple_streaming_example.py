@@ -35,7 +35,7 @@ TEXT = ("Hello! This is a comparison of normal generation and streaming, "
 
 
 def compare(model, text: str, voice: str | None, out: Path, seed: int = 0,
-            chunk_tokens: int = 35, model_path: str = ORPHEUS_MODEL) -> dict[str, dict]:  # fmt: skip
+            chunk_tokens: int = 35, model_path: str = ORPHEUS_MODEL) -> dict:  # fmt: skip
     """Runs the four methods with ``model`` and writes their files into ``out``; returns
     ``{method: {"path", "seconds", "max_diff"}}`` (``max_diff``: largest sample difference
     from normal generation over the common length, None for processed streaming, whose
