@@ -81,6 +81,7 @@ parity: $(PARITY_DEPS)
 	  run "SNAC 24 kHz (tools/parity/snac.py, against snac 1.2.1)" tools/parity/snac.py; \
 	  run "Orpheus' Llama (tools/parity/orpheus_lm.py, against transformers' LlamaForCausalLM)" tools/parity/orpheus_lm.py; \
 	  run "Orpheus end to end (tools/parity/orpheus.py, against transformers + snac)" tools/parity/orpheus.py; \
+	  run "CSM-1B (tools/parity/csm.py, against transformers' CsmForConditionalGeneration)" tools/parity/csm.py; \
 	} > $(PARITY_OUT); \
 	cat $(PARITY_OUT); \
 	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi
