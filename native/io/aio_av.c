@@ -522,6 +522,10 @@ static const enc_spec ENC[] = {
     {"opus", "ogg", "libopus", AIO_ENC_OPUS, AV_SAMPLE_FMT_FLT, 0},
     {"wav", "wav", "pcm_mulaw", AIO_ENC_ULAW, AV_SAMPLE_FMT_S16, 0},
     {"wav", "wav", "pcm_alaw", AIO_ENC_ALAW, AV_SAMPLE_FMT_S16, 0},
+    /* the streaming encoder's own (save() writes these WAVs and no ADTS through aio_wav) */
+    {"wav", "wav", "pcm_f32le", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLT, 0},
+    {"wav", "wav", "pcm_s16le", AIO_ENC_PCM16, AV_SAMPLE_FMT_S16, 0},
+    {"adts", "adts", "aac", AIO_ENC_FLOAT32, AV_SAMPLE_FMT_FLTP, 0},
 };
 
 /* The layout our WAV writer declares for n channels (its channel mask), so a channel keeps its
@@ -602,6 +606,7 @@ struct aio_writer {
     AVPacket *pkt;
     av_mem mem;          /* memory output */
     int to_memory, channels, sample_rate;
+    int streaming;       /* memory output that cannot seek: bytes leave as they are muxed */
     int64_t frame_size, pts;
     float *staged;       /* interleaved frames waiting for a full encoder frame */
     int64_t staged_len;
@@ -626,8 +631,19 @@ static void writer_free(aio_writer *w, int failed) {
     free(w);
 }
 
+/* Memory as a write-only, non-seekable libav output (the streaming encoder): muxers then
+   write their headers once, with the sizes unknown, and never go back. */
+static AVIOContext *stream_avio(av_mem *m) {
+    unsigned char *buf = av_malloc(1 << 16);
+    if (!buf) return NULL;
+    AVIOContext *io = avio_alloc_context(buf, 1 << 16, 1, m, NULL, mem_write, NULL);
+    if (!io) av_free(buf);
+    else io->seekable = 0;
+    return io;
+}
+
 static int writer_open(const char *path, const char *container, const aio_audio *a,
-                       aio_writer **out, char *err) {
+                       int streaming, aio_writer **out, char *err) {
     av_begin();
     *out = NULL;
     const enc_spec *spec = NULL;
@@ -639,6 +655,7 @@ static int writer_open(const char *path, const char *container, const aio_audio 
     aio_writer *w = calloc(1, sizeof *w);
     if (!w) return aio_fail(err, AIO_ENOMEM, "out of memory");
     w->to_memory = path == NULL;
+    w->streaming = streaming && path == NULL;
     w->channels = a->channels;
     w->sample_rate = a->sample_rate;
     int rc = 0, r;
@@ -663,7 +680,7 @@ static int writer_open(const char *path, const char *container, const aio_audio 
         av_dict_free(&opts);
         free(url);
     } else {
-        w->oc->pb = mem_avio(&w->mem, 1);
+        w->oc->pb = w->streaming ? stream_avio(&w->mem) : mem_avio(&w->mem, 1);
         w->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
         r = w->oc->pb ? 0 : AVERROR(ENOMEM);
     }
@@ -679,11 +696,14 @@ static int writer_open(const char *path, const char *container, const aio_audio 
     /* Ogg pages span 1 s by default, all of it held in memory: 100 ms keeps an interrupted
        stream's loss small */
     if (strcmp(spec->muxer, "ogg") == 0) av_opt_set_int(w->oc->priv_data, "page_duration", 100000, 0);
+    if (w->streaming && strcmp(spec->muxer, "wav") == 0)
+        w->oc->flags |= AVFMT_FLAG_BITEXACT; /* no LIST/INFO chunk before the samples */
     if ((r = avformat_write_header(w->oc, NULL)) < 0) {
         rc = av_fail(err, AIO_EIO, "cannot write the header", r);
         goto fail;
     }
-    w->frame_size = w->enc->frame_size > 0 ? w->enc->frame_size : 4096;
+    /* PCM codecs take any frame count: a stream hands its bytes on after 256 frames */
+    w->frame_size = w->enc->frame_size > 0 ? w->enc->frame_size : w->streaming ? 256 : 4096;
     w->staged = malloc(sizeof(float) * (size_t)(w->frame_size * a->channels));
     if (!w->staged) {
         rc = aio_fail(err, AIO_ENOMEM, "out of memory");
@@ -754,7 +774,7 @@ AIO_API int aio_writer_open(const char *path, const char *container, int channel
                             aio_writer **out, char *err) {
     if (channels < 1 || sample_rate < 1) return aio_fail(err, AIO_EARG, "invalid channels or rate");
     aio_audio a = {NULL, 0, channels, 1, channels, sample_rate, encoding, bitrate, 0, compression};
-    return writer_open(path, container, &a, out, err);
+    return writer_open(path, container, &a, 0, out, err);
 }
 
 AIO_API int aio_writer_write(aio_writer *w, const float *data, int64_t frames, int64_t frame_stride,
@@ -773,7 +793,7 @@ AIO_API int aio_writer_close(aio_writer *w, char *err) {
 int aio_av_save(const char *path, const char *container, unsigned char **mem,
                 int64_t *mem_size, const aio_audio *a, char *err) {
     aio_writer *w = NULL;
-    int rc = writer_open(path, container, a, &w, err);
+    int rc = writer_open(path, container, a, 0, &w, err);
     if (rc != 0) return rc;
     if ((rc = writer_write(w, a, err)) == 0) rc = writer_finish(w, err);
     if (rc == 0 && !path) {
@@ -784,6 +804,50 @@ int aio_av_save(const char *path, const char *container, unsigned char **mem,
     writer_free(w, rc != 0);
     return rc;
 }
+
+/* --- the streaming encoder: one muxer per stream, its bytes drained as they come -------- */
+
+AIO_API int aio_encoder_open(const char *container, int channels, int sample_rate, int encoding,
+                             int bitrate, int compression, aio_writer **out, char *err) {
+    if (!container || !out) return aio_fail(err, AIO_EARG, "no container or output");
+    if (channels < 1 || sample_rate < 1) return aio_fail(err, AIO_EARG, "invalid channels or rate");
+    aio_audio a = {NULL, 0, channels, 1, channels, sample_rate, encoding, bitrate, 0, compression};
+    int rc = writer_open(NULL, container, &a, 1, out, err);
+    if (rc == 0) avio_flush((*out)->oc->pb); /* the header is ready to take */
+    return rc;
+}
+
+AIO_API int aio_encoder_write(aio_writer *w, const float *data, int64_t frames,
+                              int64_t frame_stride, int64_t chan_stride, int clip, char *err) {
+    if (!w || !w->streaming) return aio_fail(err, AIO_EARG, "not an open encoder");
+    if (frames < 0 || (frames > 0 && !data)) return aio_fail(err, AIO_EARG, "invalid frames");
+    aio_audio a = {data, frames, frame_stride, chan_stride, w->channels, w->sample_rate, 0, 0, clip, -1};
+    int rc = writer_write(w, &a, err);
+    if (rc == 0) avio_flush(w->oc->pb);
+    return rc;
+}
+
+AIO_API int aio_encoder_finish(aio_writer *w, char *err) {
+    if (!w || !w->streaming) return aio_fail(err, AIO_EARG, "not an open encoder");
+    int rc = writer_finish(w, err);
+    avio_flush(w->oc->pb);
+    return rc;
+}
+
+AIO_API int64_t aio_encoder_pending(const aio_writer *w) { return w ? w->mem.size : 0; }
+
+AIO_API int64_t aio_encoder_take(aio_writer *w, unsigned char *dst, int64_t cap) {
+    if (!w || !dst || cap <= 0) return 0;
+    int64_t n = w->mem.size < cap ? w->mem.size : cap;
+    if (n <= 0) return 0;
+    memcpy(dst, w->mem.data, (size_t)n);
+    memmove(w->mem.data, w->mem.data + n, (size_t)(w->mem.size - n));
+    w->mem.size -= n;
+    w->mem.pos = w->mem.size;
+    return n;
+}
+
+AIO_API void aio_encoder_free(aio_writer *w) { writer_free(w, 1); }
 
 AIO_API const char *aio_version_info(void) {
     static char buf[256];

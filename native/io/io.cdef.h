@@ -150,3 +150,18 @@ int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const fl
                      const float *k, const float *v, float *out, int64_t batch, int64_t heads,
                      int64_t lq, int64_t lk, int64_t d, float scale, int64_t block, int threads,
                      char *err);
+/* A streaming encoder into memory (the servers' one encoder per response): the muxer writes
+   to a non-seekable output, so its header goes out once with the sizes unknown (WAV:
+   0xFFFFFFFF) and nothing is rewritten at the end. container: "mp3", "opus" / "ogg", "adts"
+   (AAC), "flac", "wav" (AIO_ENC_FLOAT32 or AIO_ENC_PCM16). Bytes muxed so far wait in the
+   encoder until aio_encoder_take copies out (and drops) up to cap of them;
+   aio_encoder_pending says how many wait. aio_encoder_finish flushes the codec and writes
+   the trailer; aio_encoder_free releases the encoder (finished or not). */
+int aio_encoder_open(const char *container, int channels, int sample_rate, int encoding,
+                     int bitrate, int compression, aio_writer **out, char *err);
+int aio_encoder_write(aio_writer *w, const float *data, int64_t frames, int64_t frame_stride,
+                      int64_t chan_stride, int clip, char *err);
+int aio_encoder_finish(aio_writer *w, char *err);
+int64_t aio_encoder_pending(const aio_writer *w);
+int64_t aio_encoder_take(aio_writer *w, unsigned char *dst, int64_t cap);
+void aio_encoder_free(aio_writer *w);

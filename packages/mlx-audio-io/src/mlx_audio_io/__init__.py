@@ -3,6 +3,7 @@
 from . import _blas  # noqa: F401  (first: loads OpenBLAS before mlx.core, see _blas.py)
 from ._batch import batch_load
 from ._build import show_build_info, supports_soxr
+from ._encoder import AudioEncoder
 from ._read import AudioInfo, AudioStreamReader, info, load, stream
 from ._write import PreparedAudio, prepare_save, resample, save, save_prepared
 from ._writer import AudioWriter
@@ -11,6 +12,7 @@ from .errors import AudioDecodeError, AudioFileNotFoundError, AudioFormatError, 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioEncoder",
     "AudioDecodeError",
     "AudioFileNotFoundError",
     "AudioFormatError",
