@@ -169,3 +169,28 @@ def load_g2p(lang_code: str = "a", spacy_model: str | None = None) -> G2P:
     except ImportError as e:
         raise _missing(code, LANG_CODES[code], e) from e
     return G2P(code, lambda text: g2p(text)[0], "espeak")
+
+
+_SHARED: dict[str, G2P] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_g2p(lang_code: str = "a") -> G2P:
+    """:func:`load_g2p` once per language, shared by every pipeline that does not bring its
+    own (misaki with spaCy takes about 2 s to load: a server must not pay it per request).
+    Calls go through a lock, so threads may share it.
+
+    Raises:
+        As :func:`load_g2p` (a failed load is not cached).
+    """
+    code = resolve_lang_code(lang_code)
+    with _SHARED_LOCK:
+        if code not in _SHARED:
+            g2p, lock = load_g2p(code), threading.Lock()
+
+            def convert(text: str, g2p=g2p, lock=lock) -> str:
+                with lock:
+                    return g2p(text)
+
+            _SHARED[code] = G2P(code, convert, g2p.backend)
+        return _SHARED[code]

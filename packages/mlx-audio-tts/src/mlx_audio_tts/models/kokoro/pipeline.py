@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from ...g2p import G2P, load_g2p, resolve_lang_code
+from ...g2p import G2P, resolve_lang_code, shared_g2p
 from ...normalize import normalize_text
 from ...text_split import BREAKS as _BREAKS
 from .load import DEFAULT_REPO, load_model
@@ -69,7 +69,8 @@ class KokoroPipeline:
         repo_id: Where the model (``model=True``) and voices come from: a Hub repo id or a
             local folder (default ``hexgrad/Kokoro-82M``). Voices are looked for in the
             model's own folder first.
-        g2p: A text -> phonemes callable to use instead of :func:`mlx_audio_tts.g2p.load_g2p`.
+        g2p: A text -> phonemes callable to use instead of the language's shared one
+            (:func:`mlx_audio_tts.g2p.shared_g2p`, loaded once per process).
         normalize: Spell out numbers, dates and currencies before English G2P.
 
     Raises:
@@ -88,7 +89,7 @@ class KokoroPipeline:
         elif not isinstance(model, KokoroModel):
             raise ValueError(f"model must be a KokoroModel, True or False, got {type(model)}")
         self.model = model
-        self.g2p: G2P = g2p if g2p is not None else load_g2p(self.lang_code)
+        self.g2p: G2P = g2p if g2p is not None else shared_g2p(self.lang_code)
         self.normalize = normalize and self.lang_code in "ab"
         self.context = model.context_length - 2 if model is not None else 510
         self._voices: dict[str, mx.array] = {}
