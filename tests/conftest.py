@@ -137,10 +137,13 @@ MEDIA_KEYS = [
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """Debian's chromium, headless, driven by Playwright, with every host but loopback
-    unreachable (no CDN, no network). ``tools/install_deps.sh`` installs chromium."""
+    unreachable (no CDN, no network). ``tools/install_deps.sh`` installs chromium.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the main thread
+    while it is open, and ``asyncio.run`` in a later test module would refuse to start."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

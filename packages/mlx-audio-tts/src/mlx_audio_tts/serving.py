@@ -5,8 +5,10 @@ and cancellable between chunks, handed to asyncio as it comes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.core)
@@ -51,7 +53,9 @@ class ModelRegistry:
         max_concurrent: Generations running at once (1: serialised, the safe choice on a
             CPU: they share the cores and the memory bandwidth).
         max_waiting: Requests allowed to wait for a slot; beyond that :class:`Busy`.
-        loader: ``name -> model`` (default :func:`mlx_audio_tts.utils.load_model`).
+        loader: ``name -> model`` (default :func:`mlx_audio_tts.utils.load_model`); what it
+            returns is evaluated in full (:func:`mlx_audio_tts.utils.materialize`) before any
+            generation thread uses it.
 
     Raises:
         ValueError: No models, or bad bounds.
@@ -69,8 +73,12 @@ class ModelRegistry:
         self._loader = loader
         self._models: dict[str, object] = {}
         self._load_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self.max_concurrent, self.max_waiting = max_concurrent, max_waiting
+        # long-lived workers: MLX keeps a stream (and an OS thread) per thread that used it
+        self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="tts-generation")
         self._admit = threading.BoundedSemaphore(max_concurrent + max_waiting)
+        self._active = 0
+        self._count_lock = threading.Lock()
         if preload:
             self.get()
 
@@ -98,8 +106,20 @@ class ModelRegistry:
         key = self.resolve(name)
         with self._load_lock:
             if key not in self._models:
-                self._models[key] = self._loader(key)
+                from .utils import materialize
+
+                self._models[key] = materialize(self._loader(key))
             return self._models[key]
+
+    @property
+    def active(self) -> int:
+        """Generations admitted and not finished (running or waiting)."""
+        with self._count_lock:
+            return self._active
+
+    def close(self) -> None:
+        """Stops taking generations; waits for those running to stop."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def kind(self, name: str | None = None) -> str:
         """``"orpheus"`` or ``"kokoro"``."""
@@ -158,28 +178,38 @@ class ModelRegistry:
         done = object()
 
         def put(item) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def work() -> None:
             try:
-                with self._slots:
-                    if cancel.is_set():
-                        return
-                    chunks = stream_chunks(text, model_path=key, model=self.get(key), **kwargs)
-                    try:
-                        for item in chunks:
-                            if cancel.is_set():
-                                break
-                            put(item)
-                    finally:
-                        chunks.close()
+                if cancel.is_set():
+                    return
+                chunks = stream_chunks(text, model_path=key, model=self.get(key), **kwargs)
+                try:
+                    for item in chunks:
+                        if cancel.is_set():
+                            break
+                        put(item)
+                finally:
+                    chunks.close()
             except BaseException as e:  # noqa: BLE001 - handed to the awaiting side
                 put(e)
             finally:
+                with self._count_lock:
+                    self._active -= 1
                 self._admit.release()
                 put(done)
 
-        threading.Thread(target=work, name="tts-generation", daemon=True).start()
+        with self._count_lock:
+            self._active += 1
+        try:
+            self._pool.submit(work)
+        except RuntimeError:  # shut down
+            with self._count_lock:
+                self._active -= 1
+            self._admit.release()
+            raise Busy("the server is shutting down") from None
         try:
             while True:
                 item = await queue.get()

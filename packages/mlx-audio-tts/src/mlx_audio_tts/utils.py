@@ -9,7 +9,7 @@ import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.
 
 import mlx.nn as nn
 
-__all__ = ["load_model", "model_type_of", "quantize_model"]
+__all__ = ["load_model", "materialize", "model_type_of", "quantize_model"]
 
 DEFAULT_MODEL = "prince-canuma/Kokoro-82M"
 _BITS = (2, 3, 4, 5, 6, 8)
@@ -115,3 +115,35 @@ def quantize_model(model: nn.Module, config, group_size: int = 64, bits: int = 8
     if hasattr(model, "config") and hasattr(model.config, "extra"):
         model.config.extra["quantization"] = dict(cfg["quantization"])
     return dict(tree_flatten(model.parameters())), cfg
+
+
+def materialize(model) -> object:
+    """Evaluates every array a loaded model holds, its private ones too (rope tables, codec
+    buffers); returns the model. Call it in the thread that loaded the model.
+
+    MLX binds an unevaluated array to the stream of the thread that built it: evaluating it
+    from a generation thread fails ("There is no Stream(cpu, 0) in current thread"), so a
+    model built lazily in one thread must be evaluated there before others use it.
+    """
+    import mlx.core as mx
+
+    found, seen, todo = [], set(), [model]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, mx.array):
+            found.append(obj)
+            continue
+        items = []
+        if isinstance(obj, dict):
+            items += obj.values()
+        elif isinstance(obj, (list, tuple)):
+            items += obj
+        if type(obj).__module__.startswith("mlx") and hasattr(obj, "__dict__"):
+            items += vars(obj).values()
+        todo += [v for v in items if isinstance(v, (mx.array, dict, list, tuple))
+                 or type(v).__module__.startswith("mlx")]  # fmt: skip
+    mx.eval(found)
+    return model
