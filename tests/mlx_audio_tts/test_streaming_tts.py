@@ -360,3 +360,13 @@ def test_simple_streaming_example(orpheus_folder, tmp_path, monkeypatch, capsys)
     np.testing.assert_allclose(audio["callback_streaming"], audio["normal_000"], atol=1e-6)
     assert len(audio["processed_streaming"]) < 15 * spf  # the crossfades overlap
     assert "| clean_streaming |" in table and "(crossfaded joins)" in table
+
+
+def test_kokoro_seed_repeats_the_audio(kokoro_folder):
+    kokoro = load_model(kokoro_folder)
+    kw = {"model": kokoro, "model_path": str(kokoro_folder), "voice": "af_heart"}
+    a = np.concatenate(list(generate_audio_streaming("Hello there.", seed=3, **kw)))
+    b = np.concatenate(list(generate_audio_streaming("Hello there.", seed=3, **kw)))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="seed must be an int"):
+        next(generate_audio_streaming("Hello there.", seed=1.5, **kw))

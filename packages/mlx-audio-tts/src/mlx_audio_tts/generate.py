@@ -99,6 +99,15 @@ def _orpheus_sampling(temperature, top_p, repetition_penalty, max_tokens) -> dic
             "repetition_penalty": repetition_penalty, "max_tokens": max_tokens}  # fmt: skip
 
 
+def _seed_kokoro(seed) -> None:
+    """Kokoro draws its harmonic source's phase and noise from MLX's generator."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int or None, got {seed!r}")
+    mx.random.seed(seed & 0xFFFFFFFF)
+
+
 def _check_orpheus_speed(speed) -> None:
     if speed != 1.0:
         raise ValueError(f"speed is a Kokoro option; Orpheus speaks at its own pace (got {speed})")
@@ -153,7 +162,8 @@ def generate_audio(
         model: An already loaded model to use instead of loading ``model_path``.
         temperature, top_p, repetition_penalty, max_tokens: Orpheus' sampling (the
             official defaults; ``max_tokens`` per segment).
-        seed: Orpheus: fixes sampling and decoder noise (None: random).
+        seed: Fixes the randomness (Orpheus: sampling and decoder noise; Kokoro: its
+            harmonic source), so a later call with the same seed gives the same audio.
 
     Returns:
         The paths written.
@@ -184,6 +194,7 @@ def generate_audio(
                                                        split_pattern=split_pattern, **sampling)
         )  # fmt: skip
     else:
+        _seed_kokoro(seed)
         pipeline = KokoroPipeline(lang_code, model=model, repo_id=model_path)
         segments = (
             (r.graphemes, np.asarray(r.audio[0]))
@@ -299,6 +310,7 @@ def stream_chunks(
             split_pattern=split_pattern or r"\n+", **sampling,
         )  # fmt: skip
     else:
+        _seed_kokoro(seed)
         pattern = split_pattern or (_KOKORO_SENTENCES if ultra_low_latency else r"\n+")
         pieces = _kokoro_pieces(model, source, text, voice or "af_heart", check_speed(speed),
                                 lang_code, pattern)  # fmt: skip
