@@ -150,6 +150,16 @@ int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const fl
                      const float *k, const float *v, float *out, int64_t batch, int64_t heads,
                      int64_t lq, int64_t lk, int64_t d, float scale, int64_t block, int threads,
                      char *err);
+/* y = x dequant(w)^T for MLX's affine quantization: x [m][k], w [n][k bits / 32]
+   uint32 with elements packed from the low bits up, scales and biases [n][k / group_size] of
+   type dtype (AIO_QMM_*); dequant(w)[r][c] = scale * q + bias per group of group_size
+   inputs. out is [m][n]. bits 4 or 8; group_size 32, 64 or 128, dividing k. */
+#define AIO_QMM_F32 0
+#define AIO_QMM_F16 1
+#define AIO_QMM_BF16 2
+int aio_nn_quantized_matmul(const float *x, int64_t m, int64_t k, const uint32_t *w,
+                            const void *scales, const void *biases, int dtype, int64_t n,
+                            int64_t group_size, int bits, float *out, int threads, char *err);
 /* A streaming encoder into memory (the servers' one encoder per response): the muxer writes
    to a non-seekable output, so its header goes out once with the sizes unknown (WAV:
    0xFFFFFFFF) and nothing is rewritten at the end. container: "mp3", "opus" / "ogg", "adts"

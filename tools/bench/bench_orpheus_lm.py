@@ -1,0 +1,296 @@
+"""Orpheus' language model, decode speed on the CPU: mlx-lm's Llama (ours, float32 and 4-bit)
+against transformers' ``LlamaForCausalLM`` (float32, torch CPU), at a Llama-3.2-1B shape.
+
+The config is Llama-3.2-1B's (hidden 2048, 16 layers, 32 heads / 8 KV heads, MLP 8192,
+tied embeddings, llama3 RoPE scaling) with Orpheus' vocabulary (156940 tokens); weights are
+random (speed does not depend on them). Each run: a 16-token prompt, then greedy decode steps
+with the KV cache; rounds alternate between the four runs below (load on the machine hits all
+alike); the median step time is reported.
+
+- torch: transformers in its own venv (``.bench/llama-venv``: ``pip install torch==2.13.0
+  transformers==5.25.0``, created on first use), in a worker process, 2 threads.
+- ours float32: ``mlx_lm.models.llama.Model`` through ``mlx_lm.generate.generate_step``.
+- ours 4-bit (group 64): that model quantized with ``nn.quantize``, saved as a model folder
+  and loaded through Orpheus' loader (``load_lm``), run with MLX's own quantized kernel and
+  then with ``mlx_audio_io.quant.use_fast_quantized`` (the C kernel).
+
+Also measures the machine's copy bandwidth (NumPy copy of 512 MiB). Writes
+``docs/benchmarks_orpheus.md`` (or ``--out``).
+
+    uv run --all-packages python tools/bench/bench_orpheus_lm.py [--steps 8] [--rounds 3]
+        [--out P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# isort: off
+import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
+import mlx.core as mx
+
+# isort: on
+from mlx_audio_io.quant import use_fast_quantized
+
+import mlx.nn as nn
+import numpy as np
+from bench_sts import setup_torch_peer, worker_env
+from common import machine_line
+from mlx_audio_tts.models.orpheus.model import load_lm
+from mlx_lm.generate import generate_step
+from mlx_lm.models import llama
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV = ROOT / ".bench" / "llama-venv"
+DEFAULT_OUT = ROOT / "docs" / "benchmarks_orpheus.md"
+TRANSFORMERS_VERSION = "5.25.0"
+THREADS = 2
+PROMPT = 16
+ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192}  # fmt: skip
+CONFIG = {
+    "model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16,
+    "intermediate_size": 8192, "num_attention_heads": 32, "num_key_value_heads": 8,
+    "head_dim": 64, "rms_norm_eps": 1e-5, "vocab_size": 156940, "rope_theta": 500000.0,
+    "rope_scaling": ROPE, "tie_word_embeddings": True, "max_position_embeddings": 131072,
+}  # fmt: skip
+
+KERNEL_NOTE = [
+    "## The quantized kernel",
+    "",
+    "`mlx_audio_io.nn.quantized_matmul(x, w, scales, biases=None, transpose=True, "
+    'group_size=64, bits=4, mode="affine")` has `mx.quantized_matmul`\'s semantics. On the CPU, '
+    "4- and 8-bit affine weights with `transpose=True` (a Linear: `x @ W.T`) go through a C "
+    "kernel (`aio_nn_quantized_matmul` in `native/io/aio_nn.c`): each row's packed words are "
+    "read 16 at a time, the i-th element of every word unpacked by one mask (x is permuted and "
+    "scaled by 2^-bits·i once per call to match), converted and multiply-added in 16 float "
+    "lanes; per group the lanes are scaled and the bias is applied to the sum of x. Scales and "
+    "biases are read in their own dtype (float32, float16, bfloat16; no cached copies). Rows of "
+    "x go past a tile of 32 weight rows 4 at a time, so a prompt reads the weights once too. "
+    "Work is split in 32-row chunks between the caller and a pool of workers that spin 2 ms "
+    "after each call (a fresh thread on this VM's second core starts 0.1-0.2 ms late, as long "
+    "as a small layer's whole product). Other bit widths, modes and devices call MLX.",
+    "",
+    "`mlx_audio_io.quant.use_fast_quantized(model)` switches every `nn.QuantizedLinear` and "
+    "`nn.QuantizedEmbedding` (whose `as_linear` is a tied LM head) of a model, e.g. an mlx-lm "
+    "Llama, to that kernel in place; parameters and checkpoints are unchanged and the logits "
+    "equal MLX's within float rounding (tests/mlx_audio_io/test_quantized.py).",
+]
+
+WORKER = """
+import json, sys, time
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+torch.set_num_threads(int(sys.argv[2]))
+torch.manual_seed(0)
+cfg = json.loads(sys.argv[1])
+steps, prompt = cfg.pop("steps"), cfg.pop("prompt")
+rope = dict(cfg.pop("rope_scaling"), rope_theta=cfg.pop("rope_theta"))
+model = LlamaForCausalLM(LlamaConfig(**cfg, rope_parameters=rope)).float().eval()
+ids = torch.arange(1, prompt + 1)[None]
+print(json.dumps({"torch": torch.__version__}), flush=True)
+for line in sys.stdin:  # one prompt + decode per line read
+    times = []
+    with torch.no_grad():
+        t = time.perf_counter()
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        prefill = time.perf_counter() - t
+        tok = out.logits[:, -1].argmax(-1, keepdim=True)
+        for _ in range(steps):
+            t = time.perf_counter()
+            out = model(input_ids=tok, past_key_values=out.past_key_values, use_cache=True)
+            tok = out.logits[:, -1].argmax(-1, keepdim=True)
+            times.append(time.perf_counter() - t)
+    print(json.dumps({"times": times, "prefill": prefill}), flush=True)
+"""
+
+
+def copy_bandwidth() -> float:
+    """Bytes copied per second (best of 4) by NumPy for a 512 MiB array: each byte is read
+    once and written once."""
+    a = np.ones(512 * 2**20 // 8)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(4):
+        t = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t)
+    return a.nbytes / best
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of parameters a decode step reads: all of them (the tied embedding once, as the
+    LM head; its lookup reads one row)."""
+    return sum(v.nbytes for _, v in nn.utils.tree_flatten(model.parameters()))
+
+
+def decode(model, steps: int) -> dict:
+    """Greedy decode after a PROMPT-token prompt: prefill seconds and each step's seconds."""
+    prompt = mx.arange(1, PROMPT + 1)
+    times, t = [], time.perf_counter()
+    for i, _ in enumerate(generate_step(prompt, model, max_tokens=steps + 1)):
+        now = time.perf_counter()
+        times.append(now - t)
+        t = now
+        if i == steps:
+            break
+    return {"prefill": times[0], "times": times[1:]}
+
+
+def torch_worker(steps: int) -> tuple[subprocess.Popen, str]:
+    """transformers' Llama in its venv, answering one decode run per line; and its torch."""
+    peer = setup_torch_peer(VENV, "transformers", TRANSFORMERS_VERSION, "transformers")
+    if peer.python is None:
+        raise SystemExit(f"transformers' venv is not usable: {peer.error}")
+    spec = {k: v for k, v in CONFIG.items() if k not in ("model_type", "head_dim")}
+    spec.update(steps=steps, prompt=PROMPT)
+    cmd = [str(peer.python), "-I", "-c", WORKER, json.dumps(spec), str(THREADS)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=worker_env())  # fmt: skip
+    hello = proc.stdout.readline()
+    if not hello:
+        raise SystemExit("the torch worker failed to start (run its command to see why)")
+    return proc, json.loads(hello)["torch"]
+
+
+def torch_decode(proc: subprocess.Popen) -> dict:
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
+def quantized_model() -> nn.Module:
+    """A 4-bit (group 64) Llama of CONFIG, saved as a model folder and loaded through
+    Orpheus' ``load_lm`` (mlx-lm's ``load_model``)."""
+    mx.random.seed(1)
+    model = llama.Model(llama.ModelArgs.from_dict(CONFIG))
+    nn.quantize(model, group_size=64, bits=4)
+    mx.eval(model.parameters())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        config = {**CONFIG, "quantization": {"group_size": 64, "bits": 4}}
+        (folder / "config.json").write_text(json.dumps(config))
+        model.save_weights(str(folder / "model.safetensors"))
+        del model
+        gc.collect()
+        model = load_lm(folder)
+        mx.eval(model.parameters())
+    return model
+
+
+def use_mlx_quantized(model: nn.Module) -> None:
+    """Undoes ``use_fast_quantized``: MLX's own kernel again."""
+    for _, module in model.named_modules():
+        for base in (nn.QuantizedLinear, nn.QuantizedEmbedding):
+            if isinstance(module, base):
+                module.__class__ = base
+
+
+def run_all(steps: int, rounds: int) -> tuple[dict, str, int]:
+    """Rounds of one decode run each of torch, ours float32, ours 4-bit with MLX's kernel and
+    with ours, alternating so that load on the machine hits all; their results merged."""
+    q4 = quantized_model()
+    mx.random.seed(0)
+    fp32 = llama.Model(llama.ModelArgs.from_dict(CONFIG))
+    mx.eval(fp32.parameters())
+    proc, torch_version = torch_worker(steps)
+    names = ["torch", "float32", "4-bit, MLX's kernel", "4-bit, ours"]
+    results = {name: {"prefill": [], "times": []} for name in names}
+    switched = 0
+    try:
+        for _ in range(rounds):
+            results_now = {"torch": torch_decode(proc), "float32": decode(fp32, steps)}
+            use_mlx_quantized(q4)
+            results_now["4-bit, MLX's kernel"] = decode(q4, steps)
+            switched = use_fast_quantized(q4)
+            results_now["4-bit, ours"] = decode(q4, steps)
+            for name, r in results_now.items():
+                results[name]["prefill"].append(r["prefill"])
+                results[name]["times"] += r["times"]
+            print({n: round(statistics.median(r["times"]), 3) for n, r in results_now.items()})
+    finally:
+        proc.stdin.close()
+        proc.wait()
+    for name in names:
+        results[name]["prefill"] = statistics.median(results[name]["prefill"])
+        results[name]["bytes"] = weight_bytes(q4 if name.startswith("4-bit") else fp32)
+    return results, torch_version, switched
+
+
+def row(name: str, r: dict, base: float, peer: float) -> str:
+    step = statistics.median(r["times"])
+    gbs = f"{r['bytes'] / step / 1e9:.2f}" if "bytes" in r else "—"
+    return (f"| {name} | {step:.3f} | {1 / step:.2f} | {gbs} | {r['prefill']:.2f} | "
+            f"{base / step:.2f}x | {peer / step:.2f}x |")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=8, help="decode steps per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each, alternating")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown report path")
+    opts = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth / 1e9:.2f} GB/s", flush=True)
+    res, torch_version, switched = run_all(opts.steps, opts.rounds)
+    torch_res, fp32 = res["torch"], res["float32"]
+    base = statistics.median(fp32["times"])
+    peer = statistics.median(torch_res["times"])
+    fast = statistics.median(res["4-bit, ours"]["times"])
+    lines = [
+        "# Orpheus LM decode on the CPU: mlx-lm float32 and 4-bit against transformers",
+        "",
+        machine_line(),
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        "`make bench` (`tools/bench/bench_orpheus_lm.py`)",
+        "- Model: Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads / 8 KV heads, MLP "
+        "8192, llama3 RoPE scaling, tied embeddings) with Orpheus' 156940-token vocabulary, "
+        f"random weights; a {PROMPT}-token prompt, then {opts.steps} greedy decode steps with "
+        f"the KV cache, {opts.rounds} rounds alternating between the four; the median step "
+        "and the median prefill are reported.",
+        f"- torch {torch_version} + transformers {TRANSFORMERS_VERSION} "
+        f"(`LlamaForCausalLM`, float32, {THREADS} threads, its own venv `.bench/llama-venv`); "
+        "ours: `mlx_lm.models.llama` through `mlx_lm.generate.generate_step`; 4-bit = "
+        "`nn.quantize(group_size=64, bits=4)` (embedding / LM head included), saved and loaded "
+        "through Orpheus' `load_lm`, then `mlx_audio_io.quant.use_fast_quantized` "
+        f"({switched} layers) for our kernel.",
+        f"- Copy bandwidth (NumPy, 512 MiB): {bandwidth / 1e9:.2f} GB/s copied "
+        f"({2 * bandwidth / 1e9:.1f} GB/s of reads plus writes). Load average (1 min) before "
+        f"and after: {load_before:.1f}, {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(above 1: other processes shared the machine, and every row ran slower).",
+        "",
+        "| implementation | s/token | tokens/s | GB/s of weights | prefill (s) | vs ours float32 "
+        "| vs torch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        row("transformers float32 (torch CPU)", torch_res, base, peer),
+        row("ours float32 (MLX + OpenBLAS)", fp32, base, peer),
+        row("ours 4-bit, MLX's quantized kernel", res["4-bit, MLX's kernel"], base, peer),
+        row("ours 4-bit, `mlx_audio_io` kernel", res["4-bit, ours"], base, peer),
+        "",
+        f"- Weights read per token: float32 {fp32['bytes'] / 1e9:.2f} GB, 4-bit "
+        f"{res['4-bit, ours']['bytes'] / 1e9:.2f} GB (packed words plus float32 scales and "
+        "biases, as quantizing a float32 model gives; a bfloat16 checkpoint's are half that).",
+        f"- Target: ours 4-bit >= 4x ours float32 in decode tokens/s — {base / fast:.1f}x, "
+        f"{'met' if base / fast >= 4 else '**missed**'}.",
+        "",
+        *KERNEL_NOTE,
+    ]
+    opts.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
