@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import mlx_audio_io  # noqa: F401
+from mlx_audio_io import quant
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -134,7 +135,10 @@ def test_mlx_community_4bit_layout(layouts):
     assert isinstance(m.lm.model.embed_tokens, nn.QuantizedEmbedding)
     assert isinstance(m.lm.model.layers[0].self_attn.q_proj, nn.QuantizedLinear)
     assert m.codec.config.codebook_size == 64  # the codec came from codec_path
-    np.testing.assert_array_equal(_logits(m.lm), _logits(layouts["quantized"]))
+    # loading puts the quantized layers on mlx_audio_io's CPU kernel: float rounding apart
+    assert isinstance(m.lm.model.layers[0].self_attn.q_proj, quant.QuantizedLinear)
+    ours, ref = _logits(m.lm), _logits(layouts["quantized"])
+    np.testing.assert_allclose(ours, ref, atol=1e-5 * np.abs(ref).max())
     assert m.prompt("Hi")[-1] == 128257
 
 

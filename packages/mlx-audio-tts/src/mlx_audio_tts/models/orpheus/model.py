@@ -313,12 +313,23 @@ def rope_overrides(config: dict) -> dict:
 
 def load_lm(folder: Path, config: dict | None = None):
     """The Llama in ``folder`` through ``mlx_lm.utils.load_model`` (quantized or not, sharded
-    or not), with transformers 5's ``rope_parameters`` read."""
+    or not), with transformers 5's ``rope_parameters`` read and its layers on the fast CPU
+    paths (:func:`fast_layers`)."""
     lm = _mlx_lm()
     config = read_config(folder / "config.json") if config is None else config
     check_shards(folder)
     model, _ = lm.utils.load_model(folder, model_config=rope_overrides(config) or None)
+    fast_layers(model)
     return model
+
+
+def fast_layers(model) -> int:
+    """Puts the Llama's layers on :mod:`mlx_audio_io.quant`'s CPU kernels (quantized
+    products as memory-bound mat-vecs; MLX's kernels on other devices); returns how many."""
+    from mlx_audio_io import quant
+
+    switch = getattr(quant, "use_fast_layers", None) or quant.use_fast_quantized
+    return switch(model)
 
 
 def check_shards(folder: Path) -> None:
