@@ -110,3 +110,4 @@ bench: deps
 	$(UV_RUN) --group bench python tools/bench/bench_tts.py
 	$(UV_RUN) --group bench python tools/bench/bench_snac.py
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_lm.py
+	$(UV_RUN) --group bench python tools/bench/bench_orpheus_stream.py
