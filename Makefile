@@ -82,6 +82,7 @@ parity: $(PARITY_DEPS)
 	  run "Orpheus' Llama (tools/parity/orpheus_lm.py, against transformers' LlamaForCausalLM)" tools/parity/orpheus_lm.py; \
 	  run "Orpheus end to end (tools/parity/orpheus.py, against transformers + snac)" tools/parity/orpheus.py; \
 	  run "CSM-1B (tools/parity/csm.py, against transformers' CsmForConditionalGeneration)" tools/parity/csm.py; \
+	  run "Mimi (tools/parity/mimi.py, against transformers' MimiModel)" tools/parity/mimi.py; \
 	} > $(PARITY_OUT); \
 	cat $(PARITY_OUT); \
 	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi
@@ -111,3 +112,4 @@ bench: deps
 	$(UV_RUN) --group bench python tools/bench/bench_snac.py
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_lm.py
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_stream.py
+	$(UV_RUN) --group bench python tools/bench/bench_mimi.py
