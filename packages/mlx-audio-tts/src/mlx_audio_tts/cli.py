@@ -12,7 +12,9 @@ import mlx_audio_io  # noqa: F401  (first: the BLAS preload must run before mlx.
 def _sampling(args) -> dict:
     return {"temperature": args.temperature, "top_p": args.top_p,
             "repetition_penalty": args.repetition_penalty, "max_tokens": args.max_tokens,
-            "seed": args.seed}  # fmt: skip
+            "seed": args.seed, "ref_audio": args.ref_audio, "ref_text": args.ref_text,
+            "speaker": args.speaker, "top_k": args.top_k,
+            "max_audio_length_ms": args.max_audio_length_ms}  # fmt: skip
 
 
 def _generate(args) -> int:
@@ -63,8 +65,7 @@ def _stream(args, text: str) -> int:
             text, args.model, args.voice, args.streaming_chunk_tokens, args.temperature,
             args.ultra_low_latency, args.output_chunk_duration_ms, speed=args.speed,
             lang_code=args.lang_code, model=model, verbose=not args.quiet,
-            top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-            max_tokens=args.max_tokens, seed=args.seed,
+            **{k: v for k, v in _sampling(args).items() if k != "temperature"},
         ):  # fmt: skip
             if player is not None and out is None:
                 out = player.OutputStream(samplerate=meta["sample_rate"], channels=1,
@@ -125,12 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regular expression the text is split on ('' : none)")  # fmt: skip
     g.add_argument("--play", action="store_true", help="also play the audio")
     o = g.add_argument_group("Orpheus (sampling) and streaming")
-    o.add_argument("--temperature", type=float, default=0.6, help="0: greedy")
+    o.add_argument("--temperature", type=float,
+                   help="0: greedy; default the model's (Orpheus 0.6, CSM 0.9)")  # fmt: skip
     o.add_argument("--top_p", "--top-p", type=float, default=0.8)
     o.add_argument("--repetition_penalty", "--repetition-penalty", type=float, default=1.3)
     o.add_argument("--max_tokens", "--max-tokens", type=int, default=1200,
                    help="per segment (7 tokens = 85 ms of audio)")  # fmt: skip
     o.add_argument("--seed", type=int, help="fix sampling and decoder noise")
+    c = g.add_argument_group("CSM (voice cloning)")
+    c.add_argument("--ref_audio", "--ref-audio", help="audio of the voice to clone (any format)")
+    c.add_argument("--ref_text", "--ref-text", help="the words spoken in --ref_audio")
+    c.add_argument("--speaker", type=int, default=0, help="speaker id (0, 1, ...)")
+    c.add_argument("--top_k", "--top-k", type=int, help="sample among the k likeliest (50)")
+    c.add_argument("--max_audio_length_ms", "--max-audio-length-ms", type=float,
+                   help="most audio per segment (90000)")  # fmt: skip
     o.add_argument("--real_streaming", "--real-streaming", action="store_true",
                    help="write (with --play: play) the audio while it is generated")  # fmt: skip
     o.add_argument("--ultra_low_latency", "--ultra-low-latency",

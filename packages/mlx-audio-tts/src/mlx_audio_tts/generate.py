@@ -108,9 +108,82 @@ def _seed_kokoro(seed) -> None:
     mx.random.seed(seed & 0xFFFFFFFF)
 
 
+def _is_csm(model) -> bool:
+    return type(model).__name__ == "CSM" and hasattr(model, "generate_frames")
+
+
+def csm_context(model, ref_audio=None, ref_text: str | None = None, speaker: int = 0) -> list:
+    """The context a CSM generation continues from: ``ref_audio`` (a path in any format
+    mlx_audio_io reads, at any rate: resampled to 24 kHz and mixed to mono; or an array of
+    24 kHz samples) said by ``speaker`` with the transcript ``ref_text``; no reference, none.
+
+    Raises:
+        ValueError: ``ref_audio`` without ``ref_text`` (the message says how to pass it), or
+            audio that cannot be read.
+        FileNotFoundError: No such file.
+    """
+    from .models.csm import Segment, check_reference, check_speaker
+
+    check_reference(ref_audio, ref_text)
+    if ref_audio is None:
+        if ref_text:
+            raise ValueError("ref_text was given without ref_audio (the audio it transcribes)")
+        return []
+    if isinstance(ref_audio, (str, Path)):
+        audio, _ = aio.load(ref_audio, sr=model.sample_rate, mono=True)
+        audio = np.asarray(audio)[:, 0]
+    else:
+        audio = np.asarray(ref_audio, np.float32).reshape(-1)
+    if not len(audio):
+        raise ValueError(f"ref_audio {str(ref_audio)[:80]!r} holds no samples")
+    return [Segment(check_speaker(speaker), ref_text, audio)]
+
+
+def _csm_options(temperature, top_k, max_audio_length_ms) -> dict:
+    from .models.csm import check_sampling
+
+    longest = 90_000 if max_audio_length_ms is None else max_audio_length_ms
+    opts = {"temperature": 0.9 if temperature is None else temperature,
+            "topk": 50 if top_k is None else top_k, "max_audio_length_ms": longest}  # fmt: skip
+    check_sampling(**opts)
+    return opts
+
+
+def _csm_pieces(model, text, speaker, context, frames_per_chunk, ultra_low_latency,
+                split_pattern, options):  # fmt: skip
+    """CSM's audio as it is generated: frames through Mimi's streaming decoder (exact: Mimi
+    is causal), ``frames_per_chunk`` frames of 80 ms at a time (the first alone with
+    ``ultra_low_latency``); segment by segment, each with the same context."""
+    from .codecs import mimi
+    from .text_split import split_text
+
+    parts = split_text(text, 400, split_pattern)
+    if not parts:
+        raise ValueError("text must be a non-empty string")
+    for i, part in enumerate(parts):
+        frames = model.generate_frames(part, speaker, context, **options)
+        decoder = mimi.StreamingDecoder(model.codec) if isinstance(model.codec, mimi.Mimi) else None
+        pending, target = [], 1 if ultra_low_latency else frames_per_chunk
+
+        def decode(frames_now, decoder=decoder):
+            codes = mx.stack(frames_now, axis=1)
+            audio = decoder.push(codes) if decoder is not None else model.codec.decode(codes)
+            return np.asarray(audio).reshape(-1)
+
+        for frame in frames:
+            pending.append(frame)
+            if len(pending) >= target:
+                yield AudioPiece(decode(pending), i, part, False)
+                pending, target = [], frames_per_chunk
+        tail = decode(pending) if pending else np.zeros(0, np.float32)
+        yield AudioPiece(tail, i, part, i == len(parts) - 1, segment_end=True)
+
+
 def _check_orpheus_speed(speed) -> None:
     if speed != 1.0:
-        raise ValueError(f"speed is a Kokoro option; Orpheus speaks at its own pace (got {speed})")
+        raise ValueError(
+            f"speed is a Kokoro option; this model speaks at its own pace (got {speed})"
+        )
 
 
 def generate_audio(
@@ -128,11 +201,16 @@ def generate_audio(
     split_pattern: str | None = r"\n+",
     model=None,
     *,
-    temperature: float = 0.6,
+    temperature: float | None = None,
     top_p: float = 0.8,
     repetition_penalty: float = 1.3,
     max_tokens: int = 1200,
     seed: int | None = None,
+    ref_audio=None,
+    ref_text: str | None = None,
+    speaker: int = 0,
+    top_k: int | None = None,
+    max_audio_length_ms: float | None = None,
 ) -> list[Path]:
     """Synthesises ``text`` and writes it to audio files.
 
@@ -160,8 +238,13 @@ def generate_audio(
         play: Also play each segment (needs sounddevice).
         split_pattern: Regular expression the text is first split on (None: not split).
         model: An already loaded model to use instead of loading ``model_path``.
-        temperature, top_p, repetition_penalty, max_tokens: Orpheus' sampling (the
-            official defaults; ``max_tokens`` per segment).
+        temperature: Sampling temperature (None: the model's default, Orpheus 0.6, CSM 0.9).
+        top_p, repetition_penalty, max_tokens: Orpheus' sampling (the official defaults;
+            ``max_tokens`` per segment).
+        ref_audio, ref_text, speaker: CSM: the voice to clone, as audio (a file in any
+            format and rate, or 24 kHz samples) with its transcript, said by ``speaker``.
+        top_k, max_audio_length_ms: CSM's sampling (50) and length bound per segment
+            (90 000).
         seed: Fixes the randomness (Orpheus: sampling and decoder noise; Kokoro: its
             harmonic source), so a later call with the same seed gives the same audio.
 
@@ -187,11 +270,21 @@ def generate_audio(
         model = load_model(model_path)
     if _is_orpheus(model):
         _check_orpheus_speed(speed)
-        sampling = _orpheus_sampling(temperature, top_p, repetition_penalty, max_tokens)
+        sampling = _orpheus_sampling(_temp(temperature), top_p, repetition_penalty, max_tokens)
         segments = (
             (part, np.asarray(audio[:, 0]))
             for part, audio in model.generate_segments(text, voice or "tara", seed=seed,
                                                        split_pattern=split_pattern, **sampling)
+        )  # fmt: skip
+    elif _is_csm(model):
+        _check_orpheus_speed(speed)
+        options = _csm_options(temperature, top_k, max_audio_length_ms)
+        context = csm_context(model, ref_audio, ref_text, speaker)
+        _seed_kokoro(seed)
+        segments = (
+            (p.text, p.audio)
+            for p in _join_segments(_csm_pieces(model, text, speaker, context, 10**9, False,
+                                                split_pattern, options))
         )  # fmt: skip
     else:
         _seed_kokoro(seed)
@@ -245,6 +338,20 @@ def generate_audio(
     return written
 
 
+def _temp(temperature) -> float:
+    return 0.6 if temperature is None else temperature
+
+
+def _join_segments(pieces):
+    """Pieces joined into one per segment."""
+    held: list[np.ndarray] = []
+    for piece in pieces:
+        held.append(piece.audio)
+        if piece.segment_end:
+            yield AudioPiece(np.concatenate(held), piece.segment, piece.text, piece.last, True)
+            held = []
+
+
 # Kokoro streams sentence by sentence with ultra_low_latency, else as generate_audio cuts
 _KOKORO_SENTENCES = r"\n+|(?<=[.!?…])\s+"
 
@@ -275,7 +382,7 @@ def stream_chunks(
     model_path: str = ORPHEUS_MODEL,
     voice: str | None = None,
     streaming_chunk_tokens: int = 21,
-    temperature: float = 0.6,
+    temperature: float | None = None,
     ultra_low_latency: bool = True,
     output_chunk_duration_ms: float = 150,
     respect_source_boundaries: bool = False,
@@ -289,6 +396,11 @@ def stream_chunks(
     split_pattern: str | None = None,
     model=None,
     verbose: bool = False,
+    ref_audio=None,
+    ref_text: str | None = None,
+    speaker: int = 0,
+    top_k: int | None = None,
+    max_audio_length_ms: float | None = None,
 ) -> Iterator[tuple[np.ndarray, dict]]:
     """Yields ``(chunk, metadata)``: what :func:`generate_audio_streaming` yields, with the
     metadata :func:`generate_audio_with_callback` passes (same arguments)."""
@@ -303,12 +415,19 @@ def stream_chunks(
     rate = model.sample_rate
     if _is_orpheus(model):
         _check_orpheus_speed(check_speed(speed))
-        sampling = _orpheus_sampling(temperature, top_p, repetition_penalty, max_tokens)
+        sampling = _orpheus_sampling(_temp(temperature), top_p, repetition_penalty, max_tokens)
         pieces = model.stream(
             text, voice or "tara", chunk_tokens=streaming_chunk_tokens,
             ultra_low_latency=bool(ultra_low_latency), seed=seed,
             split_pattern=split_pattern or r"\n+", **sampling,
         )  # fmt: skip
+    elif _is_csm(model):
+        _check_orpheus_speed(check_speed(speed))
+        options = _csm_options(temperature, top_k, max_audio_length_ms)
+        context = csm_context(model, ref_audio, ref_text, speaker)
+        _seed_kokoro(seed)
+        pieces = _csm_pieces(model, text, speaker, context, streaming_chunk_tokens // 7,
+                             bool(ultra_low_latency), split_pattern or r"\n+", options)  # fmt: skip
     else:
         _seed_kokoro(seed)
         pattern = split_pattern or (_KOKORO_SENTENCES if ultra_low_latency else r"\n+")
@@ -356,7 +475,7 @@ def generate_audio_streaming(
     model_path: str = ORPHEUS_MODEL,
     voice: str | None = None,
     streaming_chunk_tokens: int = 21,
-    temperature: float = 0.6,
+    temperature: float | None = None,
     ultra_low_latency: bool = True,
     output_chunk_duration_ms: float = 150,
     respect_source_boundaries: bool = False,
@@ -380,7 +499,8 @@ def generate_audio_streaming(
             a warning); Kokoro: a voice name (default ``"af_heart"``).
         streaming_chunk_tokens: Orpheus audio tokens per decoded chunk, a positive multiple
             of 7 (7 tokens = one 85 ms SNAC frame); smaller is lower latency, more decoding.
-        temperature: Sampling temperature (0: greedy).
+        temperature: Sampling temperature (0: greedy; None: the model's default, Orpheus 0.6
+            as the seed gives, CSM 0.9).
         ultra_low_latency: The first chunk as soon as the first frame can be decoded exactly
             (Orpheus: after 28 tokens), released at once; Kokoro: speak sentence by sentence.
         output_chunk_duration_ms: Duration of the chunks yielded (the model's pieces are
@@ -389,7 +509,10 @@ def generate_audio_streaming(
             re-cutting them.
         **kwargs: ``top_p`` (0.8), ``repetition_penalty`` (1.3), ``max_tokens`` (1200 per
             segment), ``seed``, ``speed`` and ``lang_code`` (Kokoro), ``split_pattern``,
-            ``model`` (an already loaded model), ``verbose``.
+            ``model`` (an already loaded model), ``verbose``; CSM: ``ref_audio``,
+            ``ref_text``, ``speaker``, ``top_k`` (50), ``max_audio_length_ms`` (90 000).
+            CSM decodes ``streaming_chunk_tokens / 7`` frames of 80 ms at a time through
+            Mimi's streaming decoder (exact: Mimi is causal).
 
     Raises:
         ValueError: Empty text, ``streaming_chunk_tokens`` not a positive multiple of 7, a

@@ -18,20 +18,24 @@ _GROUP_SIZES = (32, 64, 128)
 
 def model_type_of(config: dict) -> str:
     """The model family a ``config.json`` describes: ``"kokoro"`` (its ``model_type``, or for
-    hexgrad's Kokoro config, which has none, the presence of ``istftnet``) or ``"orpheus"``
-    (a Llama: ``model_type`` ``"llama"``).
+    hexgrad's Kokoro config, which has none, the presence of ``istftnet``), ``"orpheus"``
+    (a Llama: ``model_type`` ``"llama"``) or ``"csm"`` (``csm``, ``sesame``, or the original
+    config's ``backbone_flavor``).
 
     Raises:
         ValueError: A family this package does not implement.
     """
-    kind = config.get("model_type", "kokoro" if "istftnet" in config else "")
+    guess = "kokoro" if "istftnet" in config else "csm" if "backbone_flavor" in config else ""
+    kind = config.get("model_type", guess)
     if not isinstance(kind, str):
         raise ValueError(f"model_type must be a string, got a {type(kind).__name__}")
-    family = {"kokoro": "kokoro", "llama": "orpheus"}.get(kind.lower())
+    family = {"kokoro": "kokoro", "llama": "orpheus", "csm": "csm", "sesame": "csm"}.get(
+        kind.lower()
+    )
     if family is None:
         raise ValueError(
             f"model type {kind or 'unknown'!r} is not supported; this package loads: kokoro, "
-            "llama (Orpheus)"
+            "llama (Orpheus), csm (Sesame)"
         )
     return family
 
@@ -82,9 +86,41 @@ def load_model(model_path: str | None = None, *, repo_id: str | None = None,
         from .models.orpheus import load_model as load_orpheus
 
         return load_orpheus(key, revision=revision)
+    if kind == "csm":
+        return load_csm(key, revision=revision)
     from .models.kokoro.load import load_model as load_kokoro
 
     return load_kokoro(key, revision=revision)
+
+
+DEFAULT_MIMI = "kyutai/mimi"
+
+
+def load_csm(model_path: str, codec_path: str = DEFAULT_MIMI, revision: str | None = None):
+    """Sesame CSM with its Mimi codec: the checkpoint (:func:`mlx_audio_tts.models.csm.
+    load_csm_weights`, any of its three layouts), its tokenizer, and Mimi from the folder's
+    ``mimi/`` if it has one, else ``codec_path`` (folder or Hub id, transformers' or moshi's
+    layout).
+
+    Raises:
+        RuntimeError: mlx-lm missing, or the codec cannot be loaded (named).
+    """
+    try:
+        from .models import csm
+    except ImportError as e:
+        raise RuntimeError(f"CSM needs mlx-lm: pip install 'mlx-audio-tts[csm]' ({e})") from e
+    from .codecs import mimi
+
+    model, folder = csm.load_csm_weights(model_path, revision=revision)
+    where = Path(folder) / "mimi" if (Path(folder) / "mimi").is_dir() else codec_path
+    try:
+        codec = mimi.load_model(where)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(
+            f"loading failed for '{folder}': CSM needs the Mimi codec, and '{where}' could not "
+            f"be loaded ({e}); put it in the model's mimi/ folder or pass codec_path="
+        ) from e
+    return csm.CSM(model, csm.load_tokenizer(Path(folder), None, revision), codec)
 
 
 def quantize_model(model: nn.Module, config, group_size: int = 64, bits: int = 8):
