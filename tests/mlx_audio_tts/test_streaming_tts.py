@@ -370,3 +370,10 @@ def test_kokoro_seed_repeats_the_audio(kokoro_folder):
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="seed must be an int"):
         next(generate_audio_streaming("Hello there.", seed=1.5, **kw))
+
+
+@pytest.mark.parametrize("name", ["server", "stream-server"])
+def test_cli_hands_the_servers_their_arguments(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([name, "--help"])
+    assert e.value.code == 0 and "--port" in capsys.readouterr().out
