@@ -113,3 +113,4 @@ bench: deps
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_lm.py
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_stream.py
 	$(UV_RUN) --group bench python tools/bench/bench_mimi.py
+	$(UV_RUN) --group bench python tools/bench/bench_server.py
