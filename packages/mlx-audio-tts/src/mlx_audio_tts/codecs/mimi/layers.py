@@ -208,10 +208,11 @@ class CausalConvTranspose1d(nn.Module):
 
     Output block u (``stride`` frames) is ``sum_j x[u - j] @ W_j`` over the m stride-long tap
     blocks of the weight, which is a causal stride-1 convolution with m taps from ``in`` to
-    ``stride * out`` channels followed by a free reshape. It runs that way, through
-    ``nn.conv_axis``'s C kernel with the regrouped weight cached (no overlap-add pass, no
-    per-call weight transpose), and streams like :class:`CausalConv1d`: the last m - 1 input
-    frames are the state.
+    ``stride * out`` channels followed by a free reshape. It runs that way: the m shifted
+    inputs side by side and one ``addmm`` with the regrouped weight cached (no overlap-add
+    pass; ``nn.conv_transpose1d`` transposes its weight on every call, 150 ms per streaming
+    step for the 1024 -> 512 one), and streams like :class:`CausalConv1d`: the last m - 1
+    input frames are the state.
 
     ``depthwise``: groups = channels, weight ``[channels, kernel, 1]`` (the 12.5 -> 25 Hz
     up-sampling; broadcast multiplies and shifted adds); else ``[out, kernel, in]`` (MLX's

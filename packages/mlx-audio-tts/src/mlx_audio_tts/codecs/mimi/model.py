@@ -200,7 +200,7 @@ Model = Mimi
 
 class StreamingDecoder:
     """Decodes Mimi codes pushed a few frames at a time, with no latency: every causal
-    convolution keeps its last inputs, every transposed convolution its overhang, and both
+    convolution (transposed ones too) keeps its last input frames, and both
     transformers their keys and values (the last ``sliding_window - 1``), so each frame's audio
     is final as soon as its codes arrive and equals a whole-signal :meth:`Mimi.decode`.
 
