@@ -129,3 +129,23 @@ def test_cli_generate_with_ref_audio(model, folder, ref_wav, tmp_path, monkeypat
                    "--file_prefix", str(tmp_path / "cli")])  # fmt: skip
     assert rc == 0
     assert aio.load(tmp_path / "cli_000.wav")[0].shape == (4 * model.codec.samples_per_frame, 1)
+
+
+def test_served_through_the_registry(model):
+    import asyncio
+
+    from mlx_audio_tts.serving import ModelRegistry
+
+    registry = ModelRegistry(["csm"], loader=lambda name: model)
+    assert registry.kind() == "csm" and registry.voices() == ["0", "1"]
+    assert registry.default_voice() == "0"
+    _speaking(model, (3,))
+
+    async def run():
+        return [c async for c, _ in registry.stream("Hi.", voice="1")]
+
+    chunks = asyncio.run(run())
+    assert sum(map(len, chunks)) == 3 * model.codec.samples_per_frame
+    with pytest.raises(ValueError, match="CSM's voice comes from ref_audio"):
+        next(generate_audio_streaming("Hi.", model=model, voice="af_heart"))
+    registry.close()

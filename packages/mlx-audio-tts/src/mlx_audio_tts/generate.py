@@ -139,6 +139,17 @@ def csm_context(model, ref_audio=None, ref_text: str | None = None, speaker: int
     return [Segment(check_speaker(speaker), ref_text, audio)]
 
 
+def _csm_speaker(voice, speaker) -> int:
+    """CSM's voice is its reference audio; a ``voice`` of digits (what the servers list) is
+    the speaker id."""
+    if voice is None:
+        return speaker
+    if isinstance(voice, str) and voice.isdigit():
+        return int(voice)
+    raise ValueError(f"CSM's voice comes from ref_audio; voice may only be a speaker id "
+                     f"('0', '1', ...), got {voice!r}")  # fmt: skip
+
+
 def _csm_options(temperature, top_k, max_audio_length_ms) -> dict:
     from .models.csm import check_sampling
 
@@ -278,6 +289,7 @@ def generate_audio(
         )  # fmt: skip
     elif _is_csm(model):
         _check_orpheus_speed(speed)
+        speaker = _csm_speaker(voice, speaker)
         options = _csm_options(temperature, top_k, max_audio_length_ms)
         context = csm_context(model, ref_audio, ref_text, speaker)
         _seed_kokoro(seed)
@@ -423,6 +435,7 @@ def stream_chunks(
         )  # fmt: skip
     elif _is_csm(model):
         _check_orpheus_speed(check_speed(speed))
+        speaker = _csm_speaker(voice, speaker)
         options = _csm_options(temperature, top_k, max_audio_length_ms)
         context = csm_context(model, ref_audio, ref_text, speaker)
         _seed_kokoro(seed)

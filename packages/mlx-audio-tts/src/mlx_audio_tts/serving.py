@@ -122,16 +122,22 @@ class ModelRegistry:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def kind(self, name: str | None = None) -> str:
-        """``"orpheus"`` or ``"kokoro"``."""
-        return "orpheus" if _is_orpheus(self.get(name)) else "kokoro"
+        """``"orpheus"``, ``"csm"`` or ``"kokoro"``."""
+        model = self.get(name)
+        if _is_orpheus(model):
+            return "orpheus"
+        return "csm" if type(model).__name__ == "CSM" else "kokoro"
 
     def voices(self, name: str | None = None) -> list[str]:
-        """The voices of a model: Orpheus' eight; Kokoro's voice files in its folder, else in
-        its Hub repo, else the official list."""
+        """The voices of a model: Orpheus' eight; CSM's speaker ids ``"0"`` and ``"1"`` (its
+        voice comes from reference audio); Kokoro's voice files in its folder, else in its Hub
+        repo, else the official list."""
         key = self.resolve(name)
         model = self.get(key)
         if _is_orpheus(model):
             return list(ORPHEUS_VOICES)
+        if self.kind(key) == "csm":
+            return ["0", "1"]
         folder = getattr(model, "folder", None)
         found: set[str] = set()
         for base in [Path(folder), Path(folder) / "voices"] if folder else []:
@@ -148,9 +154,10 @@ class ModelRegistry:
         return sorted(found) if found else list(KOKORO_VOICES)
 
     def default_voice(self, name: str | None = None) -> str:
-        """``"tara"`` for Orpheus, ``"af_heart"`` for Kokoro if it has it, else its first."""
-        if self.kind(name) == "orpheus":
-            return "tara"
+        """``"tara"`` for Orpheus, ``"0"`` for CSM, ``"af_heart"`` for Kokoro if it has it,
+        else its first."""
+        if self.kind(name) in ("orpheus", "csm"):
+            return "tara" if self.kind(name) == "orpheus" else "0"
         voices = self.voices(name)
         return "af_heart" if "af_heart" in voices else voices[0]
 
