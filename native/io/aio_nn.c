@@ -1059,6 +1059,14 @@ typedef uint32_t qmm_vu __attribute__((vector_size(4 * QMM_LANES)));
 
 #define QMM_FMA __attribute__((optimize("fp-contract=fast"))) /* -std=c11 turns it off */
 
+/* A permute of one vector by constant indices: GCC's and clang's builtins differ (the fuzz
+   build is clang's). */
+#if defined(__clang__)
+#define QMM_SHUFFLE(v, ...) __builtin_shufflevector(v, v, __VA_ARGS__)
+#else
+#define QMM_SHUFFLE(v, ...) __builtin_shuffle(v, (qmm_vi){__VA_ARGS__})
+#endif
+
 /* A row's scales (or biases) p for the 16 words of step c, with WPG words per group.
    (Written through a pointer: returning a 64-byte vector by value has no fixed ABI.) */
 static inline __attribute__((always_inline)) void qmm_lanes(qmm_vf *v, const float *p,
@@ -1070,9 +1078,9 @@ static inline __attribute__((always_inline)) void qmm_lanes(qmm_vf *v, const flo
         qmm_vf near;
         memcpy(&near, g, sizeof near);
         if (WPG == 8)
-            *v = __builtin_shuffle(near, (qmm_vi){0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1});
+            *v = QMM_SHUFFLE(near, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         else /* 4 */
-            *v = __builtin_shuffle(near, (qmm_vi){0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3});
+            *v = QMM_SHUFFLE(near, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     }
 }
 
