@@ -1242,3 +1242,104 @@ AIO_API int aio_nn_quantized_matmul(const float *x, int64_t m, int64_t k, const 
     free(buf);
     return 0;
 }
+
+/* ---- Float32 products with few rows: y = x W^T + bias, W row-major [n][k] (a Linear) ----
+
+   OpenBLAS sends a [1, k] x [k, n] product through its full sgemm (packing included), far
+   from memory bandwidth; a decode step only has to stream each weight row once. Each row of
+   W is read 16 floats at a time, up to 4 rows side by side, and multiply-added against up to
+   LIN_MB rows of x (from L1); with more rows of x a tile of weight rows (LIN_TILE_BYTES)
+   stays in cache while x goes past it LIN_MB rows at a time. Tiles are the pool's chunks. */
+
+#define LIN_MB 4
+#define LIN_RB 4 /* weight rows side by side */
+#define LIN_TILE_BYTES (256 << 10)
+
+typedef struct {
+    const float *x, *w, *bias;
+    float *out;
+    int64_t m, k, n, tile;
+} lin_job;
+
+/* out[m0 + mm][r + rr] for mm < MB, rr < RB: RB weight rows read side by side (more loads in
+   flight), each 16-float step of x loaded once for all RB rows. MB and RB are constants in
+   every expansion, so the MB x RB accumulators stay in registers. */
+static inline __attribute__((always_inline)) QMM_FMA void lin_block(const lin_job *j, int64_t r,
+                                                                    int64_t m0, const int MB,
+                                                                    const int RB) {
+    const int64_t k = j->k;
+    const float *wr = j->w + r * k;
+    const float *xr = j->x + m0 * k;
+    qmm_vf acc[LIN_MB][LIN_RB];
+    for (int mm = 0; mm < MB; mm++)
+        for (int rr = 0; rr < RB; rr++) acc[mm][rr] = (qmm_vf){0};
+    int64_t c = 0;
+    for (; c + QMM_LANES <= k; c += QMM_LANES) {
+        qmm_vf wv[LIN_RB];
+        for (int rr = 0; rr < RB; rr++) memcpy(&wv[rr], wr + rr * k + c, sizeof wv[rr]);
+        for (int mm = 0; mm < MB; mm++) {
+            qmm_vf xv;
+            memcpy(&xv, xr + mm * k + c, sizeof xv);
+            for (int rr = 0; rr < RB; rr++) acc[mm][rr] += xv * wv[rr];
+        }
+    }
+    for (int mm = 0; mm < MB; mm++)
+        for (int rr = 0; rr < RB; rr++) {
+            float sum = 0.f;
+            for (int l = 0; l < QMM_LANES; l++) sum += acc[mm][rr][l];
+            for (int64_t t = c; t < k; t++) sum += xr[mm * k + t] * wr[rr * k + t]; /* < 16 */
+            if (j->bias) sum += j->bias[r + rr];
+            j->out[(m0 + mm) * j->n + r + rr] = sum;
+        }
+}
+
+/* Weight rows r0 .. r1 against all rows of x, LIN_MB rows of x per pass over them. */
+AIO_CLONES QMM_FMA static void lin_rows(const lin_job *j, int64_t r0, int64_t r1) {
+    for (int64_t m0 = 0; m0 < j->m; m0 += LIN_MB) {
+        int64_t r = r0, left = j->m - m0;
+        switch (left) {
+        case 1:
+            for (; r + 4 <= r1; r += 4) lin_block(j, r, m0, 1, 4);
+            break;
+        case 2:
+            for (; r + 4 <= r1; r += 4) lin_block(j, r, m0, 2, 4);
+            break;
+        case 3:
+            for (; r + 2 <= r1; r += 2) lin_block(j, r, m0, 3, 2);
+            break;
+        default:
+            for (; r + 2 <= r1; r += 2) lin_block(j, r, m0, LIN_MB, 2);
+            break;
+        }
+        for (; r < r1; r++) { /* the tile's last rows one at a time */
+            switch (left) {
+            case 1: lin_block(j, r, m0, 1, 1); break;
+            case 2: lin_block(j, r, m0, 2, 1); break;
+            case 3: lin_block(j, r, m0, 3, 1); break;
+            default: lin_block(j, r, m0, LIN_MB, 1); break;
+            }
+        }
+    }
+}
+
+static void lin_chunk(void *ctx, int slot, int64_t start) {
+    (void)slot;
+    const lin_job *j = ctx;
+    lin_rows(j, start, start + j->tile < j->n ? start + j->tile : j->n);
+}
+
+AIO_API int aio_nn_linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                          const float *bias, float *out, int threads, char *err) {
+    if (!x || !w || !out || m < 0 || n < 0 || k <= 0)
+        return aio_fail(err, AIO_EARG, "bad shape (m %lld, k %lld, n %lld)", (long long)m,
+                        (long long)k, (long long)n);
+    if (m == 0 || n == 0) return 0;
+    int64_t tile = LIN_TILE_BYTES / ((int64_t)sizeof(float) * k);
+    tile = tile < 4 ? 4 : tile > 64 ? 64 : tile;
+    lin_job job = {.x = x, .w = w, .bias = bias, .out = out, .m = m, .k = k, .n = n,
+                   .tile = tile};
+    pool_run run = {.chunk = lin_chunk, .ctx = &job, .total = n, .step = tile,
+                    .slots = thread_count(threads, n, k)};
+    pool_parallel(&run);
+    return 0;
+}

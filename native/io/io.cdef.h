@@ -160,6 +160,10 @@ int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const fl
 int aio_nn_quantized_matmul(const float *x, int64_t m, int64_t k, const uint32_t *w,
                             const void *scales, const void *biases, int dtype, int64_t n,
                             int64_t group_size, int bits, float *out, int threads, char *err);
+/* out = x w^T (+ bias) for float32 x [m][k], w [n][k] (a Linear's weight), bias [n] or NULL,
+   out [m][n]: each weight row streamed once (meant for few rows of x, e.g. a decode step). */
+int aio_nn_linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                  const float *bias, float *out, int threads, char *err);
 /* A streaming encoder into memory (the servers' one encoder per response): the muxer writes
    to a non-seekable output, so its header goes out once with the sizes unknown (WAV:
    0xFFFFFFFF) and nothing is rewritten at the end. container: "mp3", "opus" / "ogg", "adts"

@@ -1096,3 +1096,59 @@ def quantized_matmul(
             _threads())  # fmt: skip
     dtype = mx.result_type(x.dtype, scales.dtype)
     return _to_mlx(out, dtype).reshape(*x.shape[:-1], n)
+
+
+#: Rows of x (all leading axes together) up to which :func:`linear` uses its C kernel.
+LINEAR_MAX_ROWS = 8
+
+
+def _check_linear(x: mx.array, weight: mx.array, bias: mx.array | None) -> None:
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be [out, in], got shape {tuple(weight.shape)}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: x {tuple(x.shape)} does not fit weight {tuple(weight.shape)} "
+            f"(expected x's last axis to be {weight.shape[1]})"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"linear: bias must be [{weight.shape[0]}], got {tuple(bias.shape)}")
+
+
+def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
+    """``x @ weight.T + bias`` (``mlx.nn.Linear``'s product) with a memory-bound CPU path.
+
+    MLX sends a float32 product with one or a few rows (a decode step) through OpenBLAS's
+    full sgemm, which reads the weights at under half the memory bandwidth here. On the CPU,
+    when x, weight and bias are float32 and x has at most :data:`LINEAR_MAX_ROWS` rows (all
+    leading axes together), a threaded C kernel streams each weight row once and
+    multiply-adds it against every row of x. Other dtypes, more rows and other devices call
+    ``mx.addmm`` / ``mx.matmul``.
+
+    Args:
+        x: ``[..., in]``, any leading axes.
+        weight: ``[out, in]`` (row-major, as ``nn.Linear`` stores it).
+        bias: ``[out]`` or None.
+
+    Returns:
+        ``[..., out]``, of the type MLX promotes the operands to.
+
+    Raises:
+        ValueError: If the shapes do not fit together.
+    """
+    _check_linear(x, weight, bias)
+    n, k = weight.shape
+    rows = math.prod(x.shape[:-1])
+    if not (
+        0 < rows <= LINEAR_MAX_ROWS and n > 0 and k > 0 and _native_ok()
+        and x.dtype == mx.float32 and weight.dtype == mx.float32
+        and (bias is None or bias.dtype == mx.float32)
+    ):  # fmt: skip
+        if bias is None:
+            return x @ weight.T
+        return mx.addmm(bias, x, weight.T)
+    xv = _f32(x.reshape(rows, k))
+    wv, bv = _f32(weight), _f32(bias)
+    out = np.empty((rows, n), np.float32)
+    _native("aio_nn_linear", _ptr(xv), rows, k, _ptr(wv), n, _ptr(bv), _ptr(out, True),
+            _threads())  # fmt: skip
+    return mx.array(out).reshape(*x.shape[:-1], n)
