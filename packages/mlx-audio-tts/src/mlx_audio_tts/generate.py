@@ -1,6 +1,6 @@
-"""``generate_audio``: text to audio files with Kokoro or Orpheus, segment by segment, written
-as it is synthesised (long texts are never held whole); ``generate_audio_streaming`` and
-``generate_audio_with_callback``: the audio in chunks while it is generated; plus
+"""``generate_audio``: text to audio files with Kokoro, Orpheus or CSM, segment by segment,
+written as it is synthesised (long texts are never held whole); ``generate_audio_streaming``
+and ``generate_audio_with_callback``: the audio in chunks while it is generated; plus
 ``python -m mlx_audio_tts.generate``."""
 
 from __future__ import annotations
