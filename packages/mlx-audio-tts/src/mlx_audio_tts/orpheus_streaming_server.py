@@ -391,7 +391,8 @@ class _Connection:
         log.info("stream %d for %s: %s, voice %s", stream.id, self.ws.remote_address, model,
                  voice)  # fmt: skip
         await self.send({
-            "type": "stream_started", "stream_id": stream.id, "model": model, "voice": voice,
+            "type": "stream_started", "stream_id": stream.id,
+            "model": self.server.registry.public_name(model), "voice": voice,
             "sample_rate": rate, "num_channels": 1, "format": "PCM0 float32le",
             "mode": "text_stream" if text_mode else "text",
             "chunk_tokens": options["streaming_chunk_tokens"],

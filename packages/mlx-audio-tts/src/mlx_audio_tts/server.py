@@ -190,7 +190,7 @@ class _Speech:
 
     def public_id(self, key: str) -> str:
         """A model's id as clients see it (a local folder: its name, never its path)."""
-        return Path(key).name if Path(key).expanduser().exists() else key
+        return self.registry.public_name(key)
 
     def text(self, text) -> str:
         if not isinstance(text, str) or not text.strip():

@@ -98,8 +98,15 @@ class ModelRegistry:
         for known in self.names:
             if name == known or name == Path(known).name:
                 return known
+        served = [Path(k).name if Path(k).expanduser().exists() else k for k in self.names]
         raise ValueError(f"unknown model {str(name)[:100]!r}; this server serves: "
-                         f"{', '.join(self.names)}")  # fmt: skip
+                         f"{', '.join(served)}")  # fmt: skip
+
+    def public_name(self, name: str | None = None) -> str:
+        """A served model's id as clients see it: a local folder by its name, never its
+        path (a Hub id as it is); :meth:`resolve` takes it back."""
+        key = self.resolve(name)
+        return Path(key).name if Path(key).expanduser().exists() else key
 
     def get(self, name: str | None = None):
         """The loaded model (loading it on first use)."""
