@@ -7,7 +7,6 @@ import asyncio
 import gc
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -25,7 +24,6 @@ import uvicorn
 from mlx_audio_tts import server as srv
 from mlx_audio_tts.serving import ModelRegistry
 
-KOKORO = Path(__file__).parent.parent / "fixtures" / "kokoro"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "artifacts"
 SHORT = "Hi."
@@ -64,15 +62,6 @@ class FakePlayer:
 
     def stop(self):
         self.stops += 1
-
-
-@pytest.fixture(scope="module")
-def kokoro_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("kokoro")
-    shutil.copy(KOKORO / "kokoro_reduced_config.json", folder / "config.json")
-    shutil.copy(KOKORO / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
-    shutil.copytree(KOKORO / "voices", folder / "voices")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ Orpheus of test_orpheus.py (its tokens scripted so that it speaks) and the Kokor
 
 from __future__ import annotations
 
-import shutil
 import warnings
-from pathlib import Path
 
 import mlx_audio_io as aio
 
@@ -28,8 +26,6 @@ from mlx_audio_tts.text_split import split_text
 from mlx_audio_tts.utils import load_model
 from test_orpheus import _frames, _scripted
 from test_orpheus import folder as orpheus_folder  # noqa: F401  (a fixture)
-
-KOKORO = Path(__file__).parent.parent / "fixtures" / "kokoro"
 
 
 def _speaking(m, frames_per_segment=(20,), seed=0):
@@ -237,15 +233,6 @@ def test_cli_bad_chunk_size_is_one_error_line(orpheus_folder, tmp_path, capsys):
 
 
 # Kokoro through the same two functions
-
-
-@pytest.fixture(scope="module")
-def kokoro_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("kokoro")
-    shutil.copy(KOKORO / "kokoro_reduced_config.json", folder / "config.json")
-    shutil.copy(KOKORO / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
-    shutil.copytree(KOKORO / "voices", folder / "voices")
-    return folder
 
 
 def test_kokoro_streams_segment_by_segment(kokoro_folder, tmp_path):

@@ -26,17 +26,11 @@ from mlx_audio_tts.models.kokoro.voices import load_voice, style_for
 from mlx_audio_tts.normalize import normalize_text, number_to_words, ordinal_words, year_words
 from mlx_audio_tts.utils import load_model, quantize_model
 
-FIX = Path(__file__).parent.parent / "fixtures" / "kokoro"
-
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """hexgrad's layout: config.json, kokoro-v1_0.pth, voices/*.pt."""
-    folder = tmp_path_factory.mktemp("kokoro")
-    shutil.copy(FIX / "kokoro_reduced_config.json", folder / "config.json")
-    shutil.copy(FIX / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
-    shutil.copytree(FIX / "voices", folder / "voices")
-    return folder
+def folder(kokoro_folder) -> Path:
+    """hexgrad's layout (conftest's ``kokoro_folder``)."""
+    return kokoro_folder
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import asyncio
 import gc
 import json
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -49,7 +48,6 @@ from test_orpheus import _frames, _scripted
 from test_orpheus import folder as orpheus_folder  # noqa: F401  (a fixture)
 from websockets.sync.client import connect
 
-KOKORO = Path(__file__).parent.parent / "fixtures" / "kokoro"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
 ENDS = ("stream_complete", "stream_cancelled", "error")
 
@@ -66,15 +64,6 @@ class _QuietSource(SourceModuleHnNSF):
             time.sleep(_DELAYS[id(self)].pop(0))
         b, n, _ = f0.shape
         return super().__call__(f0, mx.zeros((b, self.harmonics)), mx.zeros((b, n, self.harmonics)))
-
-
-@pytest.fixture(scope="module")
-def kokoro_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("kokoro")
-    shutil.copy(KOKORO / "kokoro_reduced_config.json", folder / "config.json")
-    shutil.copy(KOKORO / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
-    shutil.copytree(KOKORO / "voices", folder / "voices")
-    return folder
 
 
 @pytest.fixture(scope="module")
