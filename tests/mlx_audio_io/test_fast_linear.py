@@ -18,25 +18,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx_lm.models import llama
-
-
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """Counts the C kernels' calls, so that a silent fallback to MLX fails the test."""
-    calls = []
-    native = aio_nn._native
-
-    def spy(name, *args):
-        calls.append(name)
-        return native(name, *args)
-
-    monkeypatch.setattr(aio_nn, "_native", spy)
-    return calls
-
-
-def _rel_err(got: mx.array, want: mx.array) -> float:
-    got, want = np.asarray(got.astype(mx.float32)), np.asarray(want.astype(mx.float32))
-    return float(np.abs(got - want).max() / np.abs(want).max())
+from test_quantized import _rel_err
 
 
 def _operands(rows, n, k, seed=0):

@@ -11,20 +11,6 @@ import pytest
 from mlx_lm.models import llama
 
 
-@pytest.fixture
-def kernel_calls(monkeypatch):
-    """Counts the C kernel's calls, so that a silent fallback to MLX fails the test."""
-    calls = []
-    native = aio_nn._native
-
-    def spy(name, *args):
-        calls.append(name)
-        return native(name, *args)
-
-    monkeypatch.setattr(aio_nn, "_native", spy)
-    return calls
-
-
 def _quantized(n, k, group_size, bits, dtype, seed=0):
     w = mx.random.normal((n, k), key=mx.random.key(seed)).astype(dtype)
     return mx.quantize(w, group_size, bits)
