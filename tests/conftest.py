@@ -161,3 +161,33 @@ def browser():
         )
         yield b
         b.close()
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts mlx_audio_io.nn's C kernel calls (by name), so that a silent fallback to MLX
+    fails the test."""
+    from mlx_audio_io import nn as aio_nn
+
+    calls = []
+    native = aio_nn._native
+
+    def spy(name, *args):
+        calls.append(name)
+        return native(name, *args)
+
+    monkeypatch.setattr(aio_nn, "_native", spy)
+    return calls
+
+
+KOKORO_FIX = Path(__file__).parent / "fixtures" / "kokoro"
+
+
+@pytest.fixture(scope="module")
+def kokoro_folder(tmp_path_factory) -> Path:
+    """The reduced Kokoro in hexgrad's layout: config.json, kokoro-v1_0.pth, voices/*.pt."""
+    folder = tmp_path_factory.mktemp("kokoro")
+    shutil.copy(KOKORO_FIX / "kokoro_reduced_config.json", folder / "config.json")
+    shutil.copy(KOKORO_FIX / "kokoro_reduced.pth", folder / "kokoro-v1_0.pth")
+    shutil.copytree(KOKORO_FIX / "voices", folder / "voices")
+    return folder
