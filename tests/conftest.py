@@ -170,13 +170,18 @@ def kernel_calls(monkeypatch):
     from mlx_audio_io import nn as aio_nn
 
     calls = []
-    native = aio_nn._native
+    native, graph = aio_nn._native, aio_nn._graph
 
     def spy(name, *args):
         calls.append(name)
         return native(name, *args)
 
+    def graph_spy(name, *args):  # the same kernels as MLX graph nodes (mlx_audio_io._prim)
+        calls.append(name)
+        return graph(name, *args)
+
     monkeypatch.setattr(aio_nn, "_native", spy)
+    monkeypatch.setattr(aio_nn, "_graph", graph_spy)
     return calls
 
 

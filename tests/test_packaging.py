@@ -22,6 +22,8 @@ aio.save("s.flac", np.zeros((100, 2), np.float32), 44100)
 assert aio.info("s.flac").frames == 100
 heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "mlx_audio_tts", "mlx_audio_sts")]
 assert not heavy or "{mod}" in ("mlx_audio_tts", "mlx_audio_sts"), heavy
+from mlx_audio_io import _lib  # the wheel has _prim, loaded unless MLX's version differs
+assert _lib.prim() is not None or "built for mlx" in _lib.prim_error(), _lib.prim_error()
 print({mod}.__version__)
 """
 

@@ -62,3 +62,45 @@ def check(rc: int, err, what: str, path: str | None = None) -> int:
     if rc in (lib.AIO_EFORMAT, lib.AIO_EARG):
         raise AudioFormatError(message)
     raise AudioDecodeError(message)
+
+
+_prim_state: list = []  # [module or None, why not]
+
+
+def prim():
+    """``mlx_audio_io._prim`` (the nn kernels as MLX graph nodes), wired to the loaded
+    extension's kernels; None when it is not there, or was built for another MLX version
+    (MLX has no stable C++ ABI), or ``MLX_AUDIO_IO_NO_PRIM=1``. :func:`prim_error` says why."""
+    if not _prim_state:
+        _prim_state.extend(_load_prim())
+    return _prim_state[0]
+
+
+def prim_error() -> str | None:
+    """Why :func:`prim` is None (None when it is loaded)."""
+    prim()
+    return _prim_state[1]
+
+
+def _load_prim():
+    if os.environ.get("MLX_AUDIO_IO_NO_PRIM") == "1":
+        return None, "MLX_AUDIO_IO_NO_PRIM=1"
+    if load_error is not None:
+        return None, f"the native extension did not load: {load_error}"
+    import mlx.core as mx  # libmlx first: _prim links to the one mlx loaded
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        with open(os.path.join(here, "_prim.mlx-version"), encoding="utf-8") as f:
+            built = f.read().strip()
+    except OSError:
+        return None, "not built (see setup.py: needs a C++ compiler, cmake and nanobind)"
+    if built != mx.__version__:
+        return None, f"built for mlx {built}, running mlx {mx.__version__}: reinstall to rebuild"
+    try:
+        from . import _prim
+    except ImportError as e:
+        return None, f"could not be loaded: {e}"
+    address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))  # noqa: E731
+    _prim.set_kernels(address("aio_nn_linear"), address("aio_nn_quantized_matmul"))
+    return _prim, None

@@ -66,6 +66,21 @@ def check_mlx(r: Report) -> None:
         mx.eval(a @ a)
         gflops = 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
         r.ok("BLAS preload", f"{_blas.loaded._name}, 1024x1024 matmul at {gflops:.0f} GFLOP/s")
+    check_prim(r)
+
+
+def check_prim(r: Report) -> None:
+    from . import _lib
+
+    if _lib.prim() is not None:
+        r.ok("graph kernels", "mlx_audio_io._prim (nn kernels run as MLX graph nodes)")
+    elif sys.platform != "darwin":  # macOS models run on Metal, where the kernels are not used
+        r.problem(
+            "graph kernels",
+            f"mlx_audio_io._prim {_lib.prim_error()}",
+            "reinstall mlx-audio-io from source with a C++ compiler (it builds against the "
+            "installed mlx); without it, decoding models is slower on the CPU",
+        )
 
 
 def check_formats(r: Report) -> None:

@@ -437,6 +437,18 @@ def _native(name: str, *args) -> None:
         raise ValueError(f"{name}: {_lib.ffi.string(err).decode()}")
 
 
+_GRAPH = {"aio_nn_linear": "linear", "aio_nn_quantized_matmul": "quantized_matmul"}
+
+
+def _graph(name: str, *args) -> mx.array:
+    """The C kernel ``name`` as a node of MLX's graph (``mlx_audio_io._prim``): lazy, run on
+    the CPU stream in order with MLX's operations, so nothing is evaluated at the call. Bad
+    arguments raise ValueError here; a kernel failure raises RuntimeError at evaluation."""
+    from . import _lib
+
+    return getattr(_lib.prim(), _GRAPH[name])(*args)
+
+
 def _to_mlx(out: np.ndarray, dtype) -> mx.array:
     """A kernel's float32 output copied into MLX, cast back to the input's dtype."""
     return mx.array(out) if dtype == mx.float32 else mx.array(out).astype(dtype)
@@ -1056,7 +1068,9 @@ def quantized_matmul(
     CPU, for 4- and 8-bit affine weights with ``transpose=True``, a threaded, vectorised C
     kernel streams the packed words once per call whatever the number of rows (scales and
     biases read in their own dtype): 5-8x MLX's speed for a decode step, 10-25x for a
-    prompt. Every other case, and every other device, calls ``mx.quantized_matmul``.
+    prompt. Every other case, and every other device, calls ``mx.quantized_matmul``. With
+    ``mlx_audio_io._prim`` loaded the kernel is a lazy node of MLX's graph; without it, x is
+    evaluated here and the kernel called through cffi.
 
     Args:
         x: ``[..., k]`` float32, float16 or bfloat16.
@@ -1086,15 +1100,19 @@ def quantized_matmul(
     from . import _lib
 
     n, k = w.shape[0], x.shape[-1]
+    dtype = mx.result_type(x.dtype, scales.dtype)
+    code = _QMM_DTYPES[scales.dtype]
+    if _lib.prim() is not None:  # a graph node: no evaluation forced here
+        y = _graph("aio_nn_quantized_matmul", x, w, scales, biases, code, group_size, bits,
+                   _threads())  # fmt: skip
+        return y if dtype == mx.float32 else y.astype(dtype)
     xv = _f32(x.reshape(rows, k))
     wv, sv, bv = _raw(w), _raw(scales), _raw(biases)
     out = np.empty((rows, n), np.float32)
     ffi = _lib.ffi
     packed = ffi.cast("uint32_t *", ffi.from_buffer(wv))
     _native("aio_nn_quantized_matmul", _ptr(xv), rows, k, packed, ffi.from_buffer(sv),
-            ffi.from_buffer(bv), _QMM_DTYPES[scales.dtype], n, group_size, bits, _ptr(out),
-            _threads())  # fmt: skip
-    dtype = mx.result_type(x.dtype, scales.dtype)
+            ffi.from_buffer(bv), code, n, group_size, bits, _ptr(out), _threads())  # fmt: skip
     return _to_mlx(out, dtype).reshape(*x.shape[:-1], n)
 
 
@@ -1121,8 +1139,9 @@ def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.ar
     full sgemm, which reads the weights at under half the memory bandwidth here. On the CPU,
     when x, weight and bias are float32 and x has at most :data:`LINEAR_MAX_ROWS` rows (all
     leading axes together), a threaded C kernel streams each weight row once and
-    multiply-adds it against every row of x. Other dtypes, more rows and other devices call
-    ``mx.addmm`` / ``mx.matmul``.
+    multiply-adds it against every row of x (a lazy node of MLX's graph with
+    ``mlx_audio_io._prim``; through cffi, after evaluating x, without it). Other dtypes, more
+    rows and other devices call ``mx.addmm`` / ``mx.matmul``.
 
     Args:
         x: ``[..., in]``, any leading axes.
@@ -1146,6 +1165,10 @@ def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.ar
         if bias is None:
             return x @ weight.T
         return mx.addmm(bias, x, weight.T)
+    from . import _lib
+
+    if _lib.prim() is not None:  # a graph node: no evaluation forced here
+        return _graph("aio_nn_linear", x, weight, bias, _threads())
     xv = _f32(x.reshape(rows, k))
     wv, bv = _f32(weight), _f32(bias)
     out = np.empty((rows, n), np.float32)

@@ -1,0 +1,189 @@
+// mlx_audio_io._prim: the C kernels of native/io/aio_nn.c as MLX graph nodes (CPU).
+//
+// Called through cffi, a kernel needs its input evaluated first: every call forces an
+// mx.eval, a round trip to MLX's CPU stream thread (~0.1 ms on a small VM, ~65 per decoded
+// token of a Llama). As a Primitive the kernel runs on that stream in graph order, like
+// MLX's own operations, with no evaluation in between. The kernels are not compiled in
+// here: Python hands over the addresses of the ones cffi loaded (set_kernels), so both
+// paths share one worker pool. Built against one MLX version; Python imports this module
+// only when the running MLX is that version (mlx_audio_io/_prim_build.py).
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace nb = nanobind;
+namespace mx = mlx::core;
+
+typedef int (*linear_fn)(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                         const float *bias, float *out, int threads, char *err);
+typedef int (*qmm_fn)(const float *x, int64_t m, int64_t k, const uint32_t *w,
+                      const void *scales, const void *biases, int dtype, int64_t n,
+                      int64_t group_size, int bits, float *out, int threads, char *err);
+
+static std::atomic<linear_fn> g_linear{nullptr};
+static std::atomic<qmm_fn> g_qmm{nullptr};
+
+[[noreturn]] static void kernel_failed(const char *name, const char *err) {
+  throw std::runtime_error(std::string(name) + ": " + err);
+}
+
+static void check_kernels() {
+  if (!g_linear.load() || !g_qmm.load())
+    throw std::runtime_error("mlx_audio_io._prim: set_kernels() was not called");
+}
+
+// x @ w.T (+ bias): x [..., k] float32, w [n, k] float32, bias [n]
+class AioLinear : public mx::UnaryPrimitive {
+ public:
+  AioLinear(mx::Stream s, bool has_bias, int threads)
+      : mx::UnaryPrimitive(s), has_bias_(has_bias), threads_(threads) {}
+
+  void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
+    const auto &x = inputs[0], &w = inputs[1];
+    int64_t k = w.shape(1), n = w.shape(0), m = k ? x.size() / k : 0;
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto &enc = mx::cpu::get_command_encoder(stream());
+    for (const auto &a : inputs) enc.set_input_array(a);
+    enc.set_output_array(out);
+    const float *bias = has_bias_ ? inputs[2].data<float>() : nullptr;
+    enc.dispatch([x = x.data<float>(), w = w.data<float>(), bias, o = out.data<float>(), m, k,
+                  n, t = threads_]() {
+      char err[512] = {0};
+      if (g_linear.load()(x, m, k, w, n, bias, o, t, err) < 0) kernel_failed("aio_nn_linear", err);
+    });
+  }
+  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
+    throw std::runtime_error("mlx_audio_io linear: CPU only");
+  }
+  const char *name() const override { return "AioLinear"; }
+  bool is_equivalent(const mx::Primitive &other) const override {
+    auto &o = static_cast<const AioLinear &>(other);
+    return has_bias_ == o.has_bias_ && threads_ == o.threads_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array> &inputs) override {
+    auto shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ private:
+  bool has_bias_;
+  int threads_;
+};
+
+// x @ dequantize(w, scales, biases).T in MLX's affine layout: x [..., k] float32, w uint32
+// [n, k * bits / 32], scales and biases [n, k / group_size] (float32, float16 or bfloat16)
+class AioQuantizedMatmul : public mx::UnaryPrimitive {
+ public:
+  AioQuantizedMatmul(mx::Stream s, int dtype, int group_size, int bits, int threads)
+      : mx::UnaryPrimitive(s), dtype_(dtype), group_size_(group_size), bits_(bits),
+        threads_(threads) {}
+
+  void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
+    const auto &x = inputs[0], &w = inputs[1];
+    int64_t n = w.shape(0), k = w.shape(1) * 32 / bits_, m = x.size() / k;
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto &enc = mx::cpu::get_command_encoder(stream());
+    for (const auto &a : inputs) enc.set_input_array(a);
+    enc.set_output_array(out);
+    enc.dispatch([x = x.data<float>(), w = w.data<uint32_t>(), s = inputs[2].data<void>(),
+                  b = inputs[3].data<void>(), o = out.data<float>(), m, k, n, d = dtype_,
+                  g = group_size_, bits = bits_, t = threads_]() {
+      char err[512] = {0};
+      if (g_qmm.load()(x, m, k, w, s, b, d, n, g, bits, o, t, err) < 0)
+        kernel_failed("aio_nn_quantized_matmul", err);
+    });
+  }
+  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
+    throw std::runtime_error("mlx_audio_io quantized_matmul: CPU only");
+  }
+  const char *name() const override { return "AioQuantizedMatmul"; }
+  bool is_equivalent(const mx::Primitive &other) const override {
+    auto &o = static_cast<const AioQuantizedMatmul &>(other);
+    return dtype_ == o.dtype_ && group_size_ == o.group_size_ && bits_ == o.bits_ &&
+           threads_ == o.threads_;
+  }
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array> &inputs) override {
+    auto shape = inputs[0].shape();
+    shape.back() = inputs[1].shape(0);
+    return {shape};
+  }
+
+ private:
+  int dtype_, group_size_, bits_, threads_;
+};
+
+static mx::Stream cpu_stream() { return mx::to_stream({}, mx::Device::cpu); }
+
+// row-major float32 (no copy when it already is)
+static mx::array f32_rows(const mx::array &a, mx::Stream s) {
+  return mx::contiguous(mx::astype(a, mx::float32, s), false, s);
+}
+
+static mx::array linear(const mx::array &x, const mx::array &w,
+                        const std::optional<mx::array> &bias, int threads) {
+  check_kernels();
+  if (x.ndim() < 1 || w.ndim() != 2 || x.shape(-1) != w.shape(1) || w.shape(1) == 0)
+    throw std::invalid_argument("linear: x [..., k] and w [n, k] with k > 0 required");
+  if (bias && (bias->ndim() != 1 || bias->shape(0) != w.shape(0)))
+    throw std::invalid_argument("linear: bias must be [n]");
+  auto s = cpu_stream();
+  std::vector<mx::array> ins{f32_rows(x, s), f32_rows(w, s)};
+  if (bias) ins.push_back(f32_rows(*bias, s));
+  auto shape = x.shape();
+  shape.back() = w.shape(0);
+  return mx::array(shape, mx::float32, std::make_shared<AioLinear>(s, bool(bias), threads),
+                   std::move(ins));
+}
+
+static mx::array quantized_matmul(const mx::array &x, const mx::array &w,
+                                  const mx::array &scales, const mx::array &biases, int dtype,
+                                  int group_size, int bits, int threads) {
+  check_kernels();
+  if ((bits != 4 && bits != 8) || (group_size != 32 && group_size != 64 && group_size != 128))
+    throw std::invalid_argument("quantized_matmul: bits 4 or 8, group size 32, 64 or 128");
+  if (x.ndim() < 1 || w.ndim() != 2 || w.dtype() != mx::uint32 ||
+      x.shape(-1) != w.shape(1) * 32 / bits || x.shape(-1) % group_size || x.shape(-1) == 0)
+    throw std::invalid_argument("quantized_matmul: x [..., k] and packed w [n, k * bits / 32]");
+  mx::Dtype want = dtype == 0 ? mx::float32 : dtype == 1 ? mx::float16 : mx::bfloat16;
+  mx::Shape pshape{w.shape(0), x.shape(-1) / group_size};
+  if (dtype < 0 || dtype > 2 || scales.dtype() != want || biases.dtype() != want ||
+      scales.shape() != pshape || biases.shape() != pshape)
+    throw std::invalid_argument("quantized_matmul: scales and biases [n, k / group_size]");
+  auto s = cpu_stream();
+  std::vector<mx::array> ins{f32_rows(x, s), mx::contiguous(w, false, s),
+                             mx::contiguous(scales, false, s), mx::contiguous(biases, false, s)};
+  auto shape = x.shape();
+  shape.back() = w.shape(0);
+  return mx::array(shape, mx::float32,
+                   std::make_shared<AioQuantizedMatmul>(s, dtype, group_size, bits, threads),
+                   std::move(ins));
+}
+
+NB_MODULE(_prim, m) {
+  m.doc() = "mlx_audio_io's C kernels as MLX graph nodes (CPU stream).";
+  m.def("set_kernels",
+        [](uintptr_t linear_addr, uintptr_t qmm_addr) {
+          g_linear.store(reinterpret_cast<linear_fn>(linear_addr));
+          g_qmm.store(reinterpret_cast<qmm_fn>(qmm_addr));
+        },
+        nb::arg("linear"), nb::arg("quantized_matmul"),
+        "Uses the kernels at these addresses (aio_nn_linear, aio_nn_quantized_matmul).");
+  m.def("linear", &linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(),
+        nb::arg("threads"), "x @ w.T (+ bias), float32, as a graph node on the CPU stream.");
+  m.def("quantized_matmul", &quantized_matmul, nb::arg("x"), nb::arg("w"), nb::arg("scales"),
+        nb::arg("biases"), nb::arg("dtype"), nb::arg("group_size"), nb::arg("bits"),
+        nb::arg("threads"),
+        "x @ dequantize(w).T (affine, transposed), float32 out, as a graph node.");
+  m.attr("MLX_VERSION") = MLX_BUILD_VERSION;
+}

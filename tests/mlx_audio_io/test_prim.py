@@ -1,0 +1,137 @@
+"""mlx_audio_io._prim: the nn kernels as MLX graph nodes (no evaluation forced at the call),
+loaded only for the MLX version it was built against, with the cffi path as the fallback."""
+
+import subprocess
+import sys
+import textwrap
+
+from mlx_audio_io import _lib
+from mlx_audio_io import nn as aio_nn
+from mlx_audio_io.quant import use_fast_layers
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_lm.models import llama
+from mlx_lm.models.cache import make_prompt_cache
+from test_quantized import _rel_err
+
+
+def test_built_for_this_mlx():
+    # setup.py builds it with the workspace's MLX; a missing build is a failed install here
+    assert _lib.prim() is not None, _lib.prim_error()
+    assert _lib.prim().MLX_VERSION == mx.__version__
+    assert _lib.prim_error() is None
+
+
+def test_kernels_are_lazy_graph_nodes(kernel_calls):
+    x, w = mx.random.normal((2, 96)), mx.random.normal((40, 96))
+    q, s, b = mx.quantize(mx.random.normal((64, 96 * 2)), group_size=32, bits=4)
+    x2 = mx.random.normal((3, 96 * 2))
+    mx.eval(x, w, q, s, b, x2)
+    # one graph, one evaluation at the end, through both kernels and MLX's operations
+    y = mx.exp(0.1 * aio_nn.linear(mx.sin(x), w))
+    z = aio_nn.quantized_matmul(mx.cos(x2), q, s, b, group_size=32, bits=4) * 2
+    got_y, got_z = mx.compile(lambda: (y + 1, z - 1))()
+    assert kernel_calls == ["aio_nn_linear", "aio_nn_quantized_matmul"]
+    assert _rel_err(got_y, mx.exp(0.1 * (mx.sin(x) @ w.T)) + 1) < 1e-5
+    want = mx.quantized_matmul(mx.cos(x2), q, s, b, group_size=32, bits=4) * 2 - 1
+    assert _rel_err(got_z, want) < 1e-5
+    mx.async_eval(y)  # the way mlx-lm's generate_step pipelines decode steps
+    np.testing.assert_allclose(np.asarray(y), np.asarray(mx.exp(0.1 * aio_nn.linear(mx.sin(x), w))))
+
+
+def test_llama_decode_matches_the_cffi_path(monkeypatch):
+    args = llama.ModelArgs(
+        model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
+        num_attention_heads=4, rms_norm_eps=1e-5, vocab_size=300, num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    mx.random.seed(3)
+    model = llama.Model(args)
+    use_fast_layers(model)
+    mx.eval(model.parameters())
+
+    def decode():
+        cache, tok, out = make_prompt_cache(model), mx.array([[1, 2, 3]]), []
+        for _ in range(4):
+            logits = model(tok, cache=cache)[:, -1]
+            out.append(np.asarray(logits))
+            tok = logits.argmax(-1)[None]
+        return out
+
+    lazy = decode()
+    monkeypatch.setattr(_lib, "_prim_state", [None, "disabled by the test"])
+    eager = decode()
+    for a, b in zip(lazy, eager, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_failing_kernel_raises_at_evaluation():
+    # kernels that fail (as the C code does on out-of-memory) -> RuntimeError, process lives
+    ffi, prim = _lib.ffi, _lib.prim()
+
+    @ffi.callback("int(float *, int64_t, int64_t, float *, int64_t, float *, float *, int, char *)")
+    def failing(*args):
+        msg = b"out of memory"
+        ffi.memmove(args[-1], msg + b"\0", len(msg) + 1)
+        return -1
+
+    address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(_lib.lib, name)))  # noqa: E731
+    x, w = mx.ones((1, 8)), mx.ones((4, 8))
+    prim.set_kernels(int(ffi.cast("uintptr_t", failing)), address("aio_nn_quantized_matmul"))
+    try:
+        y = aio_nn.linear(x, w)
+        with pytest.raises(RuntimeError, match="aio_nn_linear: out of memory"):
+            mx.eval(y)
+    finally:
+        prim.set_kernels(address("aio_nn_linear"), address("aio_nn_quantized_matmul"))
+    np.testing.assert_array_equal(np.asarray(aio_nn.linear(x, w)), np.full((1, 4), 8.0))
+
+
+def test_bad_arguments_raise_value_error():
+    prim = _lib.prim()
+    with pytest.raises(ValueError, match="k > 0"):
+        prim.linear(mx.ones((1, 8)), mx.ones((4, 7)), None, 1)
+    with pytest.raises(ValueError, match="bias"):
+        prim.linear(mx.ones((1, 8)), mx.ones((4, 8)), mx.ones((3,)), 1)
+    q, s, b = mx.quantize(mx.ones((4, 64)), group_size=64, bits=4)
+    with pytest.raises(ValueError, match="scales and biases"):
+        prim.quantized_matmul(mx.ones((1, 64)), q, s, b, 1, 64, 4, 1)  # float16 claimed
+    with pytest.raises(ValueError, match="bits"):
+        prim.quantized_matmul(mx.ones((1, 64)), q, s, b, 0, 64, 3, 1)
+
+
+def _run(code: str, **env) -> str:
+    import os
+
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+CHECK = """
+    import sys
+    import mlx_audio_io
+    import mlx.core as mx
+    {patch}
+    from mlx_audio_io import _lib, nn
+    x, w = mx.random.normal((2, 64)), mx.random.normal((10, 64))
+    err = float(mx.abs(nn.linear(x, w) - x @ w.T).max())
+    print(_lib.prim() is None, _lib.prim_error(), err < 1e-4)
+    print("imported" if "mlx_audio_io._prim" in sys.modules else "not imported")
+"""
+
+
+def test_disabled_by_environment_falls_back_to_cffi():
+    out = _run(CHECK.format(patch=""), MLX_AUDIO_IO_NO_PRIM="1")
+    assert out.split() == ["True", "MLX_AUDIO_IO_NO_PRIM=1", "True", "not", "imported"]
+
+
+def test_other_mlx_version_is_not_loaded():
+    # MLX has no stable C++ ABI: a _prim built for another version must not even be imported
+    out = _run(CHECK.format(patch="mx.__version__ = '0.0.1'"))
+    first, second = out.splitlines()
+    assert first.startswith("True built for mlx") and "running mlx 0.0.1" in first
+    assert first.endswith("True") and second == "not imported"
