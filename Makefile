@@ -113,4 +113,5 @@ bench: deps
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_lm.py
 	$(UV_RUN) --group bench python tools/bench/bench_orpheus_stream.py
 	$(UV_RUN) --group bench python tools/bench/bench_mimi.py
+	$(UV_RUN) --group bench python tools/bench/bench_csm.py
 	$(UV_RUN) --group bench python tools/bench/bench_server.py
