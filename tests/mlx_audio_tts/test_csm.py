@@ -334,6 +334,20 @@ def test_real_sampling_runs(gen):
     assert len(list(everything)) <= 2
 
 
+def test_never_samples_codes_mimi_cannot_decode(gen):
+    # ids 2048-2050 (padding and specials) have no Mimi entry: masked before every sampler
+    def highest_allowed(logits):  # the largest id whose logit is not -inf
+        ids = mx.arange(logits.shape[-1])
+        return mx.argmax(mx.where(logits > -mx.inf, ids, -1), axis=-1)
+
+    frames = list(gen.generate_frames("Hi", 0, max_audio_length_ms=160, sampler=highest_allowed))
+    assert len(frames) == 2 and all(np.asarray(f).tolist() == [2047] * 4 for f in frames)
+    mx.random.seed(1)
+    flat = gen.decodable(lambda logits: mx.random.categorical(logits))  # every id equally likely
+    draws = np.asarray(flat(mx.zeros((4000, 2051))))
+    assert draws.max() < 2048 and draws.max() > 2000
+
+
 def test_context_past_2048_positions_is_a_clear_error(gen):
     long_audio = np.zeros(1000 * SAMPLES_PER_FRAME, np.float32)
     context = [csm.Segment(0, "a", long_audio)]  # 6 text + 1001 audio frames

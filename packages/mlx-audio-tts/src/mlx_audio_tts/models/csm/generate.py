@@ -24,6 +24,7 @@ from .model import Model, Sampler, make_cache
 
 SAMPLE_RATE = 24000
 FRAME_MS = 80  # Mimi's 12.5 Hz
+MIMI_CODES = 2048  # entries per Mimi codebook (when no codec is attached)
 
 
 @dataclass
@@ -214,10 +215,27 @@ class CSM:
             # mlx-lm refuses top_k >= vocabulary; keeping every code is what it means
             top_k = int(topk) if topk < self.model.args.audio_vocab_size else 0
             sampler = make_sampler(temp=float(temperature), top_k=top_k)
+        sampler = self.decodable(sampler)
         tokens, mask = self.prompt(text, speaker, context)
         n_text = len(self.text_frames(text, speaker)[0])
         self.check_length(len(tokens), max_frames, len(tokens) - n_text)
         return self.frames_from_prompt(tokens, mask, max_frames, sampler)
+
+    def decodable(self, sampler: Sampler) -> Sampler:
+        """``sampler`` restricted to the codes the codec decodes: CSM's 2051 ids per codebook
+        end with three (2048-2050: padding and specials) that Mimi has no entry for; the
+        official generator can sample them (then its codec fails), so their logits are set
+        to -inf first. A vocabulary no larger than the codec's is left as it is."""
+        config = getattr(self.codec, "config", None)
+        size = getattr(config, "codebook_size", MIMI_CODES)
+        if self.model.args.audio_vocab_size <= size:
+            return sampler
+
+        def masked(logits: mx.array) -> mx.array:
+            keep = mx.arange(logits.shape[-1]) < size
+            return sampler(mx.where(keep, logits, -mx.inf))
+
+        return masked
 
     def frames_from_prompt(
         self,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
 from mlx_audio_io.hub import read_config, resolve_model_path
+from mlx_audio_io.quant import use_fast_layers
 
 import mlx.core as mx
 import numpy as np
@@ -185,6 +186,8 @@ def load_csm_weights(
         raise ValueError(f"loading failed for '{path}': {e}") from e
     mx.eval(model.parameters())
     model.eval()
+    # the Llamas' and heads' products on mlx_audio_io's CPU kernels (MLX's on other devices)
+    use_fast_layers(model)
     return model, folder
 
 
