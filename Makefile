@@ -28,7 +28,9 @@ test-bad-inputs: sync
 test-asan: sync
 	rm -rf $(ASAN_DIR)
 	MLX_AUDIO_IO_SANITIZE=1 $(UV_RUN) python packages/mlx-audio-io/build_native.py $(ASAN_DIR)
-	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	# libstdc++ preloaded too: ASan intercepts C++ throws, and finds no real __cxa_throw in a
+	# python that does not link libstdc++ (mlx_audio_io._prim's kernel errors are throws)
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	MLX_AUDIO_IO_NATIVE=$$(find $(CURDIR)/$(ASAN_DIR) -name '_native*.so') \
