@@ -88,12 +88,26 @@ KERNEL_NOTE = [
     "matmul. OpenBLAS's `cblas_sgemv` was measured against it (the microbenchmark "
     "above): as fast for one row, but it reads the weights once per row of x.",
     "",
-    "Where a float32 decode step goes (measured on a quiet machine, 2026-12-05): of 0.204 s "
-    "per token, 0.175 s were inside `aio_nn_linear` (29.6 GB/s over 5.18 GB, torch's "
-    "`F.linear` speed); the other ~29 ms are MLX's remaining operations (norms, RoPE, "
-    "attention, the residual adds) and the evaluation that every native call forces (about "
-    "65 per step; an `mx.eval` of one tiny operation costs ~70 µs here), which transformers "
-    "does not pay. On one thread the kernel reaches about half the speed (0.37 s per token).",
+    "Where a float32 decode step went before `mlx_audio_io._prim` (measured on a quiet "
+    "machine, 2026-12-05): of 0.204 s per token, 0.175 s were inside `aio_nn_linear` (29.6 "
+    "GB/s over 5.18 GB, torch's `F.linear` speed); the other ~29 ms were MLX's remaining "
+    "operations (norms, RoPE, attention, the residual adds) and the evaluation that every "
+    "kernel called through cffi forces on its input (about 65 per step; each a round trip to "
+    "MLX's CPU stream thread, ~0.1 ms here plus ~15 µs per operation), which transformers does "
+    "not pay. `mlx_audio_io._prim` (a C++ extension built against the installed MLX) makes "
+    "the kernels nodes of MLX's graph: `eval_cpu` hands the C kernel to MLX's CPU stream, so "
+    "a step is built lazily and evaluated once, and mlx-lm's `generate_step` overlaps "
+    "building the next step with computing this one. The rows 'through cffi' above are the "
+    "same kernels without it. On one thread the kernel reaches about half the speed (0.37 s "
+    "per token).",
+    "",
+    "Why 4-bit is not 4x float32 on this machine: a float32 decode step is memory-bound (~28 "
+    "GB/s of weights, 7 G weights/s), but the 4-bit kernel is compute-bound: per 16 weights "
+    "a mask, an integer-to-float conversion and a multiply-add (AVX-512), measured at about 1 "
+    "ms per 16.7 M weights on one core with the weights in cache. That caps it near 2.5x "
+    "float32 here, not the 6.4x of the bytes (the issue's estimate assumed float32 at 3.4 "
+    "GB/s). More would take products that are not float32-exact (bfloat16 or int8 dot "
+    "products, VDPBF16PS / VNNI), which change the results; not done.",
     "",
     "`mlx_audio_io.quant.use_fast_layers(model)` switches every `nn.Linear`, `nn.Embedding` "
     "(whose `as_linear` is a tied LM head), `nn.QuantizedLinear` and `nn.QuantizedEmbedding` "
@@ -344,6 +358,19 @@ def use_mlx_layers(model: nn.Module) -> None:
                 break
 
 
+def through_cffi(model, steps: int) -> dict:
+    """``decode`` with ``mlx_audio_io._prim`` set aside: the same kernels called through cffi,
+    each forcing an evaluation of its input (what ``_prim`` saves)."""
+    from mlx_audio_io import _lib
+
+    saved = _lib._prim_state[:] if _lib._prim_state else None
+    _lib._prim_state[:] = [None, "set aside by the benchmark"]
+    try:
+        return decode(model, steps)
+    finally:
+        _lib._prim_state[:] = saved or []
+
+
 def run_all(steps: int, rounds: int) -> tuple[dict, str, int]:
     """Rounds of one decode run each of torch, ours float32 with our kernel and with MLX's
     matmul, ours 4-bit with MLX's kernel and with ours, alternating so that load on the machine
@@ -353,7 +380,8 @@ def run_all(steps: int, rounds: int) -> tuple[dict, str, int]:
     fp32 = llama.Model(llama.ModelArgs.from_dict(CONFIG))
     mx.eval(fp32.parameters())
     proc, torch_version = torch_worker(steps)
-    names = ["torch", "float32", "float32, MLX's matmul", "4-bit, MLX's kernel", "4-bit, ours"]
+    names = ["torch", "float32", "float32, cffi", "float32, MLX's matmul",
+             "4-bit, MLX's kernel", "4-bit, ours", "4-bit, cffi"]  # fmt: skip
     results = {name: {"prefill": [], "times": []} for name in names}
     switched = 0
     try:
@@ -361,12 +389,14 @@ def run_all(steps: int, rounds: int) -> tuple[dict, str, int]:
             results_now = {"torch": torch_decode(proc)}
             use_fast_layers(fp32)
             results_now["float32"] = decode(fp32, steps)
+            results_now["float32, cffi"] = through_cffi(fp32, steps)
             use_mlx_layers(fp32)
             results_now["float32, MLX's matmul"] = decode(fp32, steps)
             use_mlx_layers(q4)
             results_now["4-bit, MLX's kernel"] = decode(q4, steps)
             switched = use_fast_layers(q4)
             results_now["4-bit, ours"] = decode(q4, steps)
+            results_now["4-bit, cffi"] = through_cffi(q4, steps)
             for name, r in results_now.items():
                 results[name]["prefill"].append(r["prefill"])
                 results[name]["times"] += r["times"]
@@ -414,7 +444,7 @@ def main() -> int:
         "- Model: Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads / 8 KV heads, MLP "
         "8192, llama3 RoPE scaling, tied embeddings) with Orpheus' 156940-token vocabulary, "
         f"random weights; a {PROMPT}-token prompt, then {opts.steps} greedy decode steps with "
-        f"the KV cache, {opts.rounds} rounds alternating between the five; the median step "
+        f"the KV cache, {opts.rounds} rounds alternating between the seven; the median step "
         "and the median prefill are reported.",
         f"- torch {torch_version} + transformers {TRANSFORMERS_VERSION} "
         f"(`LlamaForCausalLM`, float32, {THREADS} threads, its own venv `.bench/llama-venv`); "
@@ -433,9 +463,18 @@ def main() -> int:
         "|---|---:|---:|---:|---:|---:|---:|",
         row("transformers float32 (torch CPU)", torch_res, base, peer),
         row("ours float32 (`mlx_audio_io.nn.linear`)", fp32, base, peer),
+        row(
+            "ours float32, the same kernel through cffi (no `_prim`)",
+            res["float32, cffi"],
+            base,
+            peer,
+        ),
         row("ours float32, MLX's matmul (sgemm)", res["float32, MLX's matmul"], base, peer),
         row("ours 4-bit, MLX's quantized kernel", res["4-bit, MLX's kernel"], base, peer),
         row("ours 4-bit, `mlx_audio_io` kernel", res["4-bit, ours"], base, peer),
+        row(
+            "ours 4-bit, the same kernel through cffi (no `_prim`)", res["4-bit, cffi"], base, peer
+        ),
         "",
         f"- Weights read per token: float32 {fp32['bytes'] / 1e9:.2f} GB, 4-bit "
         f"{res['4-bit, ours']['bytes'] / 1e9:.2f} GB (packed words plus float32 scales and "
