@@ -77,15 +77,18 @@ def test_a_failing_kernel_raises_at_evaluation():
         ffi.memmove(args[-1], msg + b"\0", len(msg) + 1)
         return -1
 
-    address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(_lib.lib, name)))  # noqa: E731
     x, w = mx.ones((1, 8)), mx.ones((4, 8))
-    prim.set_kernels(int(ffi.cast("uintptr_t", failing)), address("aio_nn_quantized_matmul"))
+    prim.set_kernels(
+        int(ffi.cast("uintptr_t", failing)), _lib.kernel_address("aio_nn_quantized_matmul")
+    )
     try:
         y = aio_nn.linear(x, w)
         with pytest.raises(RuntimeError, match="aio_nn_linear: out of memory"):
             mx.eval(y)
     finally:
-        prim.set_kernels(address("aio_nn_linear"), address("aio_nn_quantized_matmul"))
+        prim.set_kernels(
+            _lib.kernel_address("aio_nn_linear"), _lib.kernel_address("aio_nn_quantized_matmul")
+        )
     np.testing.assert_array_equal(np.asarray(aio_nn.linear(x, w)), np.full((1, 4), 8.0))
 
 

@@ -52,15 +52,20 @@ import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
 import mlx.core as mx
 
 # isort: on
+from mlx_audio_io.quant import use_fast_layers
+
 import numpy as np
 from bench_sts import setup_torch_peer, worker_env
-from common import machine_line
+from common import machine_line, use_mlx_layers, write_report
 from mlx.utils import tree_flatten, tree_unflatten
 from mlx_audio_tts.codecs.mimi import Mimi, StreamingDecoder
 from mlx_audio_tts.codecs.mimi import ModelArgs as MimiArgs
 from mlx_audio_tts.generate import generate_audio_streaming
 from mlx_audio_tts.models import csm
 from mlx_lm.sample_utils import make_sampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "parity"))
+from csm_prompt import prompt_frames  # noqa: E402  (the parity tool's prompt; NumPy only)
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".bench" / "llama-venv"
@@ -138,27 +143,6 @@ for line in sys.stdin:  # one generation per line ([frames, seed]), its frame ti
     print(json.dumps({"times": [c - t for c in clock.times], "total": total,
                       "frames": out.shape[1]}), flush=True)
 """
-
-
-def prompt_frames(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``[L, 33]`` and mask as Sesame's generator builds them (as
-    ``tools/parity/csm.py``): a context segment's text (BOS, tokens, EOS), REF_FRAMES frames
-    of its audio, the all-zero EOS frame, then the text to speak."""
-    rng = np.random.default_rng(seed)
-    k = CONFIG["num_codebooks"]
-    rows, masks = [], []
-    for kind, n in (("text", 9), ("audio", REF_FRAMES), ("eos", 1), ("text", 7)):
-        frame = np.zeros((n, k + 1), np.int32)
-        mask = np.zeros((n, k + 1), bool)
-        if kind == "text":
-            frame[:, -1] = [1, *rng.integers(3, TEXT_VOCAB, n - 2), 2]
-            mask[:, -1] = True
-        else:
-            frame[:, :k] = rng.integers(1, 2048, (n, k)) if kind == "audio" else 0
-            mask[:, :k] = True
-        rows.append(frame)
-        masks.append(mask)
-    return np.concatenate(rows), np.concatenate(masks)
 
 
 def write_tokenizer(path: Path) -> None:
@@ -251,25 +235,6 @@ def codec_parts(gen: csm.CSM, ref_audio: np.ndarray) -> tuple[float, float]:
     return encode, time.perf_counter() - t
 
 
-def fast_layers(gen: csm.CSM, on: bool) -> int:
-    """Switches the model's layers to ``mlx_audio_io``'s kernels (``use_fast_layers``) or back
-    to MLX's; the number switched (0 where the kernels are not there)."""
-    import mlx.nn as nn
-
-    try:
-        from mlx_audio_io.quant import use_fast_layers
-    except ImportError:
-        return 0
-    if on:
-        return use_fast_layers(gen.model)
-    for _, module in gen.model.named_modules():
-        for base in (nn.Linear, nn.Embedding):
-            if isinstance(module, base):
-                module.__class__ = base
-                break
-    return 0
-
-
 def summary(runs: list[dict]) -> dict:
     """Medians over rounds: first frame, seconds per later frame, frames/s of the whole call;
     the fewest frames any round produced."""
@@ -292,9 +257,9 @@ def run_rounds(gen, proc, opts, tokens, mask, ref_audio) -> tuple[dict, int]:
     switched = 0
     for i in range(opts.warmup + opts.rounds):
         now = {"ours": ours(gen, tokens, mask, opts.frames, i)}
-        fast_layers(gen, False)  # the same model on MLX's own matmul, for reference
+        use_mlx_layers(gen.model)  # the same model on MLX's own matmul, for reference
         now["ours mlx"] = ours(gen, tokens, mask, opts.frames, i)
-        switched = fast_layers(gen, True)
+        switched = use_fast_layers(gen.model)
         now["theirs"] = theirs(proc, opts.frames, i)
         now["ttfa ultra"] = first_audio(gen, ref_audio, opts.frames, i, True)
         now["ttfa"] = first_audio(gen, ref_audio, opts.frames, i, False)
@@ -428,7 +393,7 @@ def main() -> int:
     if opts.frames < 2 or opts.rounds < 1 or opts.warmup < 0:
         raise SystemExit("--frames must be >= 2, --rounds >= 1, --warmup >= 0")
     start, load_before = time.perf_counter(), os.getloadavg()[0]
-    tokens, mask = prompt_frames()
+    tokens, mask = prompt_frames(CONFIG, 0, REF_FRAMES)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "csm"
         proc, hello = start_worker(folder, tokens, mask, Path(tmp) / "spec.json")
@@ -447,9 +412,7 @@ def main() -> int:
             "load": (load_before, os.getloadavg()[0]),
             "elapsed": time.perf_counter() - start}  # fmt: skip
     lines = report(opts, res, meta)
-    opts.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {opts.out}")
+    write_report(opts.out, lines)
     return 0
 
 

@@ -34,7 +34,7 @@ import mlx.core as mx
 # isort: on
 import numpy as np
 from bench_sts import setup_torch_peer, worker_env
-from common import machine_line
+from common import machine_line, write_report
 from mlx.utils import tree_flatten, tree_unflatten
 from mlx_audio_tts.codecs.mimi import Mimi, ModelArgs, StreamingDecoder
 
@@ -199,9 +199,7 @@ def main() -> int:
         f"- Target (issue 18): decode no slower than transformers on torch CPU (>= 1.0x) — "
         f"{'met' if decode_ratio >= 1.0 else '**missed**'} ({decode_ratio:.2f}x).",
     ]
-    opts.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {opts.out}")
+    write_report(opts.out, lines)
     return 0
 
 

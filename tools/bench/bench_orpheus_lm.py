@@ -51,7 +51,7 @@ from mlx_audio_io.quant import use_fast_layers
 import mlx.nn as nn
 import numpy as np
 from bench_sts import setup_torch_peer, worker_env
-from common import machine_line
+from common import machine_line, use_mlx_layers, write_report
 from mlx_audio_tts.models.orpheus.model import load_lm
 from mlx_lm.generate import generate_step
 from mlx_lm.models import llama
@@ -349,15 +349,6 @@ def quantized_model() -> nn.Module:
     return model
 
 
-def use_mlx_layers(model: nn.Module) -> None:
-    """Undoes ``use_fast_layers``: MLX's own kernels again."""
-    for _, module in model.named_modules():
-        for base in (nn.QuantizedLinear, nn.QuantizedEmbedding, nn.Linear, nn.Embedding):
-            if isinstance(module, base):
-                module.__class__ = base
-                break
-
-
 def through_cffi(model, steps: int) -> dict:
     """``decode`` with ``mlx_audio_io._prim`` set aside: the same kernels called through cffi,
     each forcing an evaluation of its input (what ``_prim`` saves)."""
@@ -487,9 +478,7 @@ def main() -> int:
         "",
         *KERNEL_NOTE,
     ]
-    opts.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {opts.out}")
+    write_report(opts.out, lines)
     return 0
 
 

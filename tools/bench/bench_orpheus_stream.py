@@ -37,7 +37,7 @@ import mlx.core as mx
 # isort: on
 import mlx.nn as nn
 import numpy as np
-from common import machine_line, version
+from common import machine_line, version, write_report
 from mlx.utils import tree_flatten
 from mlx_audio_tts.codecs import snac
 from mlx_audio_tts.generate import generate_audio_with_callback
@@ -243,9 +243,7 @@ def main() -> int:
         "the LM, not the decoder, sets both the time to first audio and the real-time factor "
         "(see benchmarks_orpheus.md for tokens/s).",
     ]
-    opts.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {opts.out}")
+    write_report(opts.out, lines)
     return 0
 
 

@@ -29,7 +29,7 @@ import mlx.core as mx
 # isort: on
 import numpy as np
 from bench_sts import setup_torch_peer
-from common import machine_line
+from common import machine_line, write_report
 from mlx_audio_tts.codecs.snac import SNAC, ModelArgs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,9 +115,7 @@ def main() -> int:
         f"- Target (issue 16): decode no slower than snac on torch CPU (>= 1.0x) — "
         f"{'met' if theirs / ours >= 1.0 else '**missed**'}.",
     ]
-    opts.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {opts.out}")
+    write_report(opts.out, lines)
     return 0
 
 

@@ -119,3 +119,23 @@ class Footnotes:
     def lines(self) -> list[str]:
         """The footnote definitions."""
         return [f"[^{i}]: {t}" for i, t in enumerate(self.items, 1)]
+
+
+def write_report(path: Path, lines: list[str]) -> None:
+    """Writes a benchmark's Markdown report to ``path`` and prints it."""
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {path}")
+
+
+def use_mlx_layers(model) -> None:
+    """Undoes ``mlx_audio_io.quant.use_fast_layers``: every switched layer back to MLX's own
+    class (its kernels), e.g. for a reference row."""
+    import mlx.nn as nn
+
+    bases = (nn.QuantizedLinear, nn.QuantizedEmbedding, nn.Linear, nn.Embedding)
+    for _, module in model.named_modules():
+        for base in bases:
+            if isinstance(module, base):
+                module.__class__ = base
+                break

@@ -37,6 +37,7 @@ import mlx_audio_io  # noqa: E402, F401  (before mlx.core: the BLAS preload)
 import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from csm_prompt import prompt_frames  # noqa: E402
 from parity_common import main, rel_error  # noqa: E402
 
 ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
@@ -126,29 +127,6 @@ def torchtune_state(model, cfg: dict) -> dict:
             name = re.sub(pattern, replacement, name)
         out[name] = value.clone().contiguous()
     return out
-
-
-def prompt_frames(cfg: dict, seed: int, audio_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``[L, K+1]`` and mask as Sesame's generator builds them: a context segment's
-    text (BOS, tokens, EOS), its audio's frames and the all-zero EOS frame, then the text
-    to speak. A long reference (``audio_frames``, 80 ms each) reaches the positions where
-    llama3 RoPE scaling matters (at 50 positions, leaving it out changes the logits by only
-    4e-5 of their scale)."""
-    rng = np.random.default_rng(seed)
-    k, vocab = cfg["num_codebooks"], cfg["text_vocab_size"]
-    rows, masks = [], []
-    for kind, n in (("text", 9), ("audio", audio_frames), ("eos", 1), ("text", 7)):
-        frame = np.zeros((n, k + 1), np.int32)
-        mask = np.zeros((n, k + 1), bool)
-        if kind == "text":
-            frame[:, -1] = [1, *rng.integers(3, vocab, n - 2), 2]
-            mask[:, -1] = True
-        else:
-            frame[:, :k] = rng.integers(1, 2048, (n, k)) if kind == "audio" else 0
-            mask[:, :k] = True
-        rows.append(frame)
-        masks.append(mask)
-    return np.concatenate(rows), np.concatenate(masks)
 
 
 def _embed(model, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

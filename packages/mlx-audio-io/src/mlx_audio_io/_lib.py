@@ -101,6 +101,10 @@ def _load_prim():
         from . import _prim
     except ImportError as e:
         return None, f"could not be loaded: {e}"
-    address = lambda name: int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))  # noqa: E731
-    _prim.set_kernels(address("aio_nn_linear"), address("aio_nn_quantized_matmul"))
+    _prim.set_kernels(kernel_address("aio_nn_linear"), kernel_address("aio_nn_quantized_matmul"))
     return _prim, None
+
+
+def kernel_address(name: str) -> int:
+    """The address of the loaded extension's C function ``name`` (what ``_prim`` calls)."""
+    return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
