@@ -1388,3 +1388,93 @@ AIO_API int aio_nn_linear(const float *x, int64_t m, int64_t k, const float *w, 
     pool_parallel(&run);
     return 0;
 }
+
+/* ---- Float32 products with few rows against an input-major matrix: y = x W, W [k][n] ----
+
+   A weight stored [in][out] (CSM's audio heads) would go through OpenBLAS's sgemm, which
+   packs it first (about 4 GB/s here, and its threads then spin on the cores the pool needs).
+   Here W is streamed row by row: MM_RB rows at a time are scaled by x's entries and added
+   into an n-wide accumulator per row of x, which stays in cache. Runs of rows are the pool's
+   chunks; each chunk sums into its own partial and the partials are added in chunk order,
+   so the result does not depend on which thread took which chunk. */
+
+#define MM_RB 4
+#define MM_MAX_CHUNKS 64
+
+typedef struct {
+    const float *x, *w;
+    float *part; /* [chunks][m][n] */
+    int64_t m, k, n, tile;
+} mm_job;
+
+/* acc[mm][:] = sum over rows r0 .. r1 of x[mm][r] * W[r][:], for every row mm of x */
+AIO_CLONES QMM_FMA static void mm_rows(const mm_job *j, int64_t r0, int64_t r1, float *acc) {
+    const int64_t n = j->n, k = j->k;
+    memset(acc, 0, sizeof(float) * (size_t)(j->m * n));
+    for (int64_t mm = 0; mm < j->m; mm++) {
+        float *a = acc + mm * n;
+        const float *xr = j->x + mm * k;
+        int64_t r = r0;
+        for (; r + MM_RB <= r1; r += MM_RB) {
+            const float *w0 = j->w + r * n;
+            const qmm_vf x0 = (qmm_vf){0} + xr[r], x1 = (qmm_vf){0} + xr[r + 1];
+            const qmm_vf x2 = (qmm_vf){0} + xr[r + 2], x3 = (qmm_vf){0} + xr[r + 3];
+            int64_t c = 0;
+            for (; c + QMM_LANES <= n; c += QMM_LANES) {
+                qmm_vf av, w[MM_RB];
+                memcpy(&av, a + c, sizeof av);
+                for (int rr = 0; rr < MM_RB; rr++) memcpy(&w[rr], w0 + rr * n + c, sizeof w[rr]);
+                av += x0 * w[0] + x1 * w[1] + x2 * w[2] + x3 * w[3];
+                memcpy(a + c, &av, sizeof av);
+            }
+            for (; c < n; c++) /* < 16 */
+                a[c] += xr[r] * w0[c] + xr[r + 1] * w0[n + c] + xr[r + 2] * w0[2 * n + c] +
+                        xr[r + 3] * w0[3 * n + c];
+        }
+        for (; r < r1; r++) {
+            const float *wr = j->w + r * n;
+            for (int64_t c = 0; c < n; c++) a[c] += xr[r] * wr[c];
+        }
+    }
+}
+
+static void mm_chunk(void *ctx, int slot, int64_t start) {
+    (void)slot;
+    const mm_job *j = ctx;
+    int64_t end = start + j->tile < j->k ? start + j->tile : j->k;
+    mm_rows(j, start, end, j->part + (start / j->tile) * j->m * j->n);
+}
+
+AIO_API int aio_nn_matmul(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                          float *out, int threads, char *err) {
+    if (!x || !w || !out || m < 0 || n < 0 || k <= 0)
+        return aio_fail(err, AIO_EARG, "bad shape (m %lld, k %lld, n %lld)", (long long)m,
+                        (long long)k, (long long)n);
+    if (m == 0 || n == 0) return 0;
+    int64_t tile = LIN_TILE_BYTES / ((int64_t)sizeof(float) * n);
+    int64_t least = (k + MM_MAX_CHUNKS - 1) / MM_MAX_CHUNKS;
+    if (tile < least) tile = least;
+    tile = (tile + MM_RB - 1) / MM_RB * MM_RB;
+    int64_t chunks = (k + tile - 1) / tile;
+    float *part = out;
+    if (chunks > 1) {
+        part = malloc(sizeof(float) * (size_t)chunks * (size_t)m * (size_t)n);
+        if (!part)
+            return aio_fail(err, AIO_ENOMEM, "out of memory (%lld partial sums)",
+                            (long long)(chunks * m * n));
+    }
+    mm_job job = {.x = x, .w = w, .part = part, .m = m, .k = k, .n = n, .tile = tile};
+    pool_run run = {.chunk = mm_chunk, .ctx = &job, .total = k, .step = tile,
+                    .slots = thread_count(threads, chunks, tile * n)};
+    pool_parallel(&run);
+    if (chunks > 1) {
+        const size_t size = (size_t)(m * n);
+        memcpy(out, part, sizeof(float) * size);
+        for (int64_t c = 1; c < chunks; c++) {
+            const float *p = part + (size_t)c * size;
+            for (size_t i = 0; i < size; i++) out[i] += p[i];
+        }
+        free(part);
+    }
+    return 0;
+}

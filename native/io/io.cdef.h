@@ -164,6 +164,10 @@ int aio_nn_quantized_matmul(const float *x, int64_t m, int64_t k, const uint32_t
    out [m][n]: each weight row streamed once (meant for few rows of x, e.g. a decode step). */
 int aio_nn_linear(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
                   const float *bias, float *out, int threads, char *err);
+/* out = x w for float32 x [m][k], w [k][n] (input-major, e.g. CSM's audio heads), out
+   [m][n]: w streamed once, rows split in chunks summed in a fixed order (deterministic). */
+int aio_nn_matmul(const float *x, int64_t m, int64_t k, const float *w, int64_t n, float *out,
+                  int threads, char *err);
 /* A streaming encoder into memory (the servers' one encoder per response): the muxer writes
    to a non-seekable output, so its header goes out once with the sizes unknown (WAV:
    0xFFFFFFFF) and nothing is rewritten at the end. container: "mp3", "opus" / "ogg", "adts"

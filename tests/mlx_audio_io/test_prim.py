@@ -41,6 +41,25 @@ def test_kernels_are_lazy_graph_nodes(kernel_calls):
     np.testing.assert_allclose(np.asarray(y), np.asarray(mx.exp(0.1 * aio_nn.linear(mx.sin(x), w))))
 
 
+def test_views_are_read_in_place_and_strided_inputs_copied():
+    # one matrix of a stacked weight (a slice of a bigger buffer) is used where it lies; a
+    # strided x, a transposed weight or a broadcast bias is gathered into rows first
+    stack = mx.random.normal((3, 96, 40))
+    x = mx.random.normal((4, 2, 96))
+    mx.eval(stack, x)
+    for i in range(3):
+        w = stack[i, :, :]
+        assert _rel_err(aio_nn.matmul(x[:, 0], w), x[:, 0] @ w) < 1e-5
+        assert _rel_err(aio_nn.linear(x[:, 1], w.T), x[:, 1] @ w) < 1e-5
+        bias = mx.broadcast_to(x[0, 0, :1], (40,))
+        assert _rel_err(aio_nn.linear(x[::2, 1], w.T, bias), x[::2, 1] @ w + bias) < 1e-5
+    q, s, b = mx.quantize(mx.random.normal((64, 128)), group_size=32, bits=4)
+    both = mx.concatenate([q, q])  # a slice of it is q's rows again
+    xq = mx.random.normal((2, 2, 128))[:, 1]
+    got = aio_nn.quantized_matmul(xq, both[64:, :], s, b, group_size=32, bits=4)
+    assert _rel_err(got, mx.quantized_matmul(xq, q, s, b, group_size=32, bits=4)) < 1e-5
+
+
 def test_llama_decode_matches_the_cffi_path(monkeypatch):
     args = llama.ModelArgs(
         model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
@@ -77,19 +96,25 @@ def test_a_failing_kernel_raises_at_evaluation():
         ffi.memmove(args[-1], msg + b"\0", len(msg) + 1)
         return -1
 
+    @ffi.callback("int(float *, int64_t, int64_t, float *, int64_t, float *, int, char *)")
+    def failing_matmul(*args):
+        ffi.memmove(args[-1], b"out of memory\0", 14)
+        return -1
+
     x, w = mx.ones((1, 8)), mx.ones((4, 8))
-    prim.set_kernels(
-        int(ffi.cast("uintptr_t", failing)), _lib.kernel_address("aio_nn_quantized_matmul")
-    )
+    kernels = [_lib.kernel_address(name) for name in _lib.PRIM_KERNELS]
+    prim.set_kernels(int(ffi.cast("uintptr_t", failing)), kernels[1],
+                     int(ffi.cast("uintptr_t", failing_matmul)))  # fmt: skip
     try:
-        y = aio_nn.linear(x, w)
+        y, z = aio_nn.linear(x, w), aio_nn.matmul(x, w.T)
         with pytest.raises(RuntimeError, match="aio_nn_linear: out of memory"):
             mx.eval(y)
+        with pytest.raises(RuntimeError, match="aio_nn_matmul: out of memory"):
+            mx.eval(z)
     finally:
-        prim.set_kernels(
-            _lib.kernel_address("aio_nn_linear"), _lib.kernel_address("aio_nn_quantized_matmul")
-        )
+        prim.set_kernels(*kernels)
     np.testing.assert_array_equal(np.asarray(aio_nn.linear(x, w)), np.full((1, 4), 8.0))
+    np.testing.assert_array_equal(np.asarray(aio_nn.matmul(x, w.T)), np.full((1, 4), 8.0))
 
 
 def test_bad_arguments_raise_value_error():
@@ -98,6 +123,8 @@ def test_bad_arguments_raise_value_error():
         prim.linear(mx.ones((1, 8)), mx.ones((4, 7)), None, 1)
     with pytest.raises(ValueError, match="bias"):
         prim.linear(mx.ones((1, 8)), mx.ones((4, 8)), mx.ones((3,)), 1)
+    with pytest.raises(ValueError, match=r"w \[k, n\]"):
+        prim.matmul(mx.ones((1, 8)), mx.ones((7, 4)), 1)
     q, s, b = mx.quantize(mx.ones((4, 64)), group_size=64, bits=4)
     with pytest.raises(ValueError, match="scales and biases"):
         prim.quantized_matmul(mx.ones((1, 64)), q, s, b, 1, 64, 4, 1)  # float16 claimed

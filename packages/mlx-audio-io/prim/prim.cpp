@@ -13,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
@@ -26,40 +27,91 @@ namespace mx = mlx::core;
 
 typedef int (*linear_fn)(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
                          const float *bias, float *out, int threads, char *err);
+typedef int (*matmul_fn)(const float *x, int64_t m, int64_t k, const float *w, int64_t n,
+                         float *out, int threads, char *err);
 typedef int (*qmm_fn)(const float *x, int64_t m, int64_t k, const uint32_t *w,
                       const void *scales, const void *biases, int dtype, int64_t n,
                       int64_t group_size, int bits, float *out, int threads, char *err);
 
 static std::atomic<linear_fn> g_linear{nullptr};
 static std::atomic<qmm_fn> g_qmm{nullptr};
+static std::atomic<matmul_fn> g_matmul{nullptr};
 
 [[noreturn]] static void kernel_failed(const char *name, const char *err) {
   throw std::runtime_error(std::string(name) + ": " + err);
 }
 
 static void check_kernels() {
-  if (!g_linear.load() || !g_qmm.load())
+  if (!g_linear.load() || !g_qmm.load() || !g_matmul.load())
     throw std::runtime_error("mlx_audio_io._prim: set_kernels() was not called");
 }
 
-// x @ w.T (+ bias): x [..., k] float32, w [n, k] float32, bias [n]
+// `a` as row-major data for a kernel: `a` itself when it is (a slice of a larger buffer
+// included, such as one of a stacked weight's matrices, which MLX's Contiguous would copy:
+// 8 MB per CSM audio head and step), else a copy the encoder keeps until the kernel has run
+template <typename T>
+static void gather_rows(const T *src, T *dst, const mx::Shape &shape, const mx::Strides &strides) {
+  const int nd = static_cast<int>(shape.size());
+  if (nd == 0) {
+    *dst = *src;
+    return;
+  }
+  std::vector<int64_t> index(nd, 0);
+  const int64_t inner = shape[nd - 1], step = strides[nd - 1];
+  for (;;) {
+    int64_t offset = 0;
+    for (int d = 0; d < nd - 1; d++) offset += index[d] * strides[d];
+    for (int64_t i = 0; i < inner; i++) *dst++ = src[offset + i * step];
+    int d = nd - 2;
+    for (; d >= 0 && ++index[d] == shape[d]; d--) index[d] = 0;
+    if (d < 0) return;
+  }
+}
+
+static mx::array row_major(const mx::array &a, mx::cpu::CommandEncoder &enc) {
+  if (a.flags().row_contiguous) return a;
+  mx::array copy(a.shape(), a.dtype(), nullptr, {});
+  copy.set_data(mx::allocator::malloc(copy.nbytes()));
+  enc.add_temporary(copy);
+  if (a.size() == 0) return copy;
+  enc.dispatch([src = a.data<char>(), dst = copy.data<char>(), shape = a.shape(),
+                strides = a.strides(), item = a.itemsize()]() {
+    switch (item) {
+    case 4: gather_rows((const uint32_t *)src, (uint32_t *)dst, shape, strides); break;
+    case 2: gather_rows((const uint16_t *)src, (uint16_t *)dst, shape, strides); break;
+    default: gather_rows((const uint8_t *)src, (uint8_t *)dst, shape, strides); break;
+    }
+  });
+  return copy;
+}
+
+// x @ w.T (+ bias): x [..., k] float32, w [n, k] float32, bias [n]; or, input_major,
+// x @ w: w [k, n] (no bias)
 class AioLinear : public mx::UnaryPrimitive {
  public:
-  AioLinear(mx::Stream s, bool has_bias, int threads)
-      : mx::UnaryPrimitive(s), has_bias_(has_bias), threads_(threads) {}
+  AioLinear(mx::Stream s, bool has_bias, int threads, bool input_major)
+      : mx::UnaryPrimitive(s), has_bias_(has_bias), threads_(threads),
+        input_major_(input_major) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
-    const auto &x = inputs[0], &w = inputs[1];
-    int64_t k = w.shape(1), n = w.shape(0), m = k ? x.size() / k : 0;
-    out.set_data(mx::allocator::malloc(out.nbytes()));
     auto &enc = mx::cpu::get_command_encoder(stream());
     for (const auto &a : inputs) enc.set_input_array(a);
     enc.set_output_array(out);
-    const float *bias = has_bias_ ? inputs[2].data<float>() : nullptr;
+    auto x = row_major(inputs[0], enc), w = row_major(inputs[1], enc);
+    int64_t k = w.shape(input_major_ ? 0 : 1), n = w.shape(input_major_ ? 1 : 0);
+    int64_t m = k ? x.size() / k : 0;
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    std::optional<mx::array> b;
+    if (has_bias_) b = row_major(inputs[2], enc);
+    const float *bias = b ? b->data<float>() : nullptr;
     enc.dispatch([x = x.data<float>(), w = w.data<float>(), bias, o = out.data<float>(), m, k,
-                  n, t = threads_]() {
+                  n, t = threads_, im = input_major_]() {
       char err[512] = {0};
-      if (g_linear.load()(x, m, k, w, n, bias, o, t, err) < 0) kernel_failed("aio_nn_linear", err);
+      if (im) {
+        if (g_matmul.load()(x, m, k, w, n, o, t, err) < 0) kernel_failed("aio_nn_matmul", err);
+      } else if (g_linear.load()(x, m, k, w, n, bias, o, t, err) < 0) {
+        kernel_failed("aio_nn_linear", err);
+      }
     });
   }
   void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
@@ -68,17 +120,18 @@ class AioLinear : public mx::UnaryPrimitive {
   const char *name() const override { return "AioLinear"; }
   bool is_equivalent(const mx::Primitive &other) const override {
     auto &o = static_cast<const AioLinear &>(other);
-    return has_bias_ == o.has_bias_ && threads_ == o.threads_;
+    return has_bias_ == o.has_bias_ && threads_ == o.threads_ && input_major_ == o.input_major_;
   }
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array> &inputs) override {
     auto shape = inputs[0].shape();
-    shape.back() = inputs[1].shape(0);
+    shape.back() = inputs[1].shape(input_major_ ? 1 : 0);
     return {shape};
   }
 
  private:
   bool has_bias_;
   int threads_;
+  bool input_major_;
 };
 
 // x @ dequantize(w, scales, biases).T in MLX's affine layout: x [..., k] float32, w uint32
@@ -90,14 +143,16 @@ class AioQuantizedMatmul : public mx::UnaryPrimitive {
         threads_(threads) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
-    const auto &x = inputs[0], &w = inputs[1];
-    int64_t n = w.shape(0), k = w.shape(1) * 32 / bits_, m = x.size() / k;
-    out.set_data(mx::allocator::malloc(out.nbytes()));
     auto &enc = mx::cpu::get_command_encoder(stream());
     for (const auto &a : inputs) enc.set_input_array(a);
     enc.set_output_array(out);
-    enc.dispatch([x = x.data<float>(), w = w.data<uint32_t>(), s = inputs[2].data<void>(),
-                  b = inputs[3].data<void>(), o = out.data<float>(), m, k, n, d = dtype_,
+    auto x = row_major(inputs[0], enc), w = row_major(inputs[1], enc);
+    auto scales = row_major(inputs[2], enc);
+    auto biases = row_major(inputs[3], enc);
+    int64_t n = w.shape(0), k = w.shape(1) * 32 / bits_, m = x.size() / k;
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    enc.dispatch([x = x.data<float>(), w = w.data<uint32_t>(), s = scales.data<void>(),
+                  b = biases.data<void>(), o = out.data<float>(), m, k, n, d = dtype_,
                   g = group_size_, bits = bits_, t = threads_]() {
       char err[512] = {0};
       if (g_qmm.load()(x, m, k, w, s, b, d, n, g, bits, o, t, err) < 0)
@@ -125,10 +180,8 @@ class AioQuantizedMatmul : public mx::UnaryPrimitive {
 
 static mx::Stream cpu_stream() { return mx::to_stream({}, mx::Device::cpu); }
 
-// row-major float32 (no copy when it already is)
-static mx::array f32_rows(const mx::array &a, mx::Stream s) {
-  return mx::contiguous(mx::astype(a, mx::float32, s), false, s);
-}
+// float32 (no copy when it already is; made row-major at evaluation: row_major)
+static mx::array f32(const mx::array &a, mx::Stream s) { return mx::astype(a, mx::float32, s); }
 
 static mx::array linear(const mx::array &x, const mx::array &w,
                         const std::optional<mx::array> &bias, int threads) {
@@ -138,12 +191,23 @@ static mx::array linear(const mx::array &x, const mx::array &w,
   if (bias && (bias->ndim() != 1 || bias->shape(0) != w.shape(0)))
     throw std::invalid_argument("linear: bias must be [n]");
   auto s = cpu_stream();
-  std::vector<mx::array> ins{f32_rows(x, s), f32_rows(w, s)};
-  if (bias) ins.push_back(f32_rows(*bias, s));
+  std::vector<mx::array> ins{f32(x, s), f32(w, s)};
+  if (bias) ins.push_back(f32(*bias, s));
   auto shape = x.shape();
   shape.back() = w.shape(0);
-  return mx::array(shape, mx::float32, std::make_shared<AioLinear>(s, bool(bias), threads),
-                   std::move(ins));
+  return mx::array(shape, mx::float32,
+                   std::make_shared<AioLinear>(s, bool(bias), threads, false), std::move(ins));
+}
+
+static mx::array matmul(const mx::array &x, const mx::array &w, int threads) {
+  check_kernels();
+  if (x.ndim() < 1 || w.ndim() != 2 || x.shape(-1) != w.shape(0) || w.shape(0) == 0)
+    throw std::invalid_argument("matmul: x [..., k] and w [k, n] with k > 0 required");
+  auto s = cpu_stream();
+  auto shape = x.shape();
+  shape.back() = w.shape(1);
+  return mx::array(shape, mx::float32, std::make_shared<AioLinear>(s, false, threads, true),
+                   {f32(x, s), f32(w, s)});
 }
 
 static mx::array quantized_matmul(const mx::array &x, const mx::array &w,
@@ -161,8 +225,7 @@ static mx::array quantized_matmul(const mx::array &x, const mx::array &w,
       scales.shape() != pshape || biases.shape() != pshape)
     throw std::invalid_argument("quantized_matmul: scales and biases [n, k / group_size]");
   auto s = cpu_stream();
-  std::vector<mx::array> ins{f32_rows(x, s), mx::contiguous(w, false, s),
-                             mx::contiguous(scales, false, s), mx::contiguous(biases, false, s)};
+  std::vector<mx::array> ins{f32(x, s), w, scales, biases};
   auto shape = x.shape();
   shape.back() = w.shape(0);
   return mx::array(shape, mx::float32,
@@ -173,14 +236,18 @@ static mx::array quantized_matmul(const mx::array &x, const mx::array &w,
 NB_MODULE(_prim, m) {
   m.doc() = "mlx_audio_io's C kernels as MLX graph nodes (CPU stream).";
   m.def("set_kernels",
-        [](uintptr_t linear_addr, uintptr_t qmm_addr) {
+        [](uintptr_t linear_addr, uintptr_t qmm_addr, uintptr_t matmul_addr) {
           g_linear.store(reinterpret_cast<linear_fn>(linear_addr));
           g_qmm.store(reinterpret_cast<qmm_fn>(qmm_addr));
+          g_matmul.store(reinterpret_cast<matmul_fn>(matmul_addr));
         },
-        nb::arg("linear"), nb::arg("quantized_matmul"),
-        "Uses the kernels at these addresses (aio_nn_linear, aio_nn_quantized_matmul).");
+        nb::arg("linear"), nb::arg("quantized_matmul"), nb::arg("matmul"),
+        "Uses the kernels at these addresses (aio_nn_linear, aio_nn_quantized_matmul, "
+        "aio_nn_matmul).");
   m.def("linear", &linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(),
         nb::arg("threads"), "x @ w.T (+ bias), float32, as a graph node on the CPU stream.");
+  m.def("matmul", &matmul, nb::arg("x"), nb::arg("w"), nb::arg("threads"),
+        "x @ w for w [k, n], float32, as a graph node on the CPU stream.");
   m.def("quantized_matmul", &quantized_matmul, nb::arg("x"), nb::arg("w"), nb::arg("scales"),
         nb::arg("biases"), nb::arg("dtype"), nb::arg("group_size"), nb::arg("bits"),
         nb::arg("threads"),

@@ -101,8 +101,12 @@ def _load_prim():
         from . import _prim
     except ImportError as e:
         return None, f"could not be loaded: {e}"
-    _prim.set_kernels(kernel_address("aio_nn_linear"), kernel_address("aio_nn_quantized_matmul"))
+    _prim.set_kernels(*(kernel_address(n) for n in PRIM_KERNELS))
     return _prim, None
+
+
+#: the C kernels ``_prim.set_kernels`` takes, in its order
+PRIM_KERNELS = ("aio_nn_linear", "aio_nn_quantized_matmul", "aio_nn_matmul")
 
 
 def kernel_address(name: str) -> int:

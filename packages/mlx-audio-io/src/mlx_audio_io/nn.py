@@ -437,7 +437,11 @@ def _native(name: str, *args) -> None:
         raise ValueError(f"{name}: {_lib.ffi.string(err).decode()}")
 
 
-_GRAPH = {"aio_nn_linear": "linear", "aio_nn_quantized_matmul": "quantized_matmul"}
+_GRAPH = {
+    "aio_nn_linear": "linear",
+    "aio_nn_quantized_matmul": "quantized_matmul",
+    "aio_nn_matmul": "matmul",
+}
 
 
 def _graph(name: str, *args) -> mx.array:
@@ -1174,4 +1178,51 @@ def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.ar
     out = np.empty((rows, n), np.float32)
     _native("aio_nn_linear", _ptr(xv), rows, k, _ptr(wv), n, _ptr(bv), _ptr(out, True),
             _threads())  # fmt: skip
+    return mx.array(out).reshape(*x.shape[:-1], n)
+
+
+def matmul(x: mx.array, weight: mx.array) -> mx.array:
+    """``x @ weight`` for a matrix stored input-major (``[in, out]``, e.g. CSM's audio heads)
+    with a memory-bound CPU path: :func:`linear`'s counterpart for that layout.
+
+    MLX sends a float32 product with one or a few rows through OpenBLAS's sgemm, which packs
+    the matrix first (about a quarter of the memory bandwidth here) and leaves its threads
+    spinning on the cores the next kernel needs. On the CPU, when x and weight are float32 and
+    x has at most :data:`LINEAR_MAX_ROWS` rows (all leading axes together), a threaded C
+    kernel streams the matrix once, row by row, into accumulators that stay in cache; runs of
+    rows are summed in a fixed order, so results do not depend on the threads. A lazy node of
+    MLX's graph with ``mlx_audio_io._prim``; through cffi, after evaluating x, without it.
+    Anything else calls ``mx.matmul``.
+
+    Args:
+        x: ``[..., in]``, any leading axes.
+        weight: ``[in, out]``.
+
+    Returns:
+        ``[..., out]``, of the type MLX promotes the operands to.
+
+    Raises:
+        ValueError: If the shapes do not fit together.
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"matmul: weight must be [in, out], got shape {tuple(weight.shape)}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[0]:
+        raise ValueError(
+            f"matmul: x {tuple(x.shape)} does not fit weight {tuple(weight.shape)} "
+            f"(expected x's last axis to be {weight.shape[0]})"
+        )
+    k, n = weight.shape
+    rows = math.prod(x.shape[:-1])
+    if not (
+        0 < rows <= LINEAR_MAX_ROWS and n > 0 and k > 0 and _native_ok()
+        and x.dtype == mx.float32 and weight.dtype == mx.float32
+    ):  # fmt: skip
+        return x @ weight
+    from . import _lib
+
+    if _lib.prim() is not None:
+        return _graph("aio_nn_matmul", x, weight, _threads())
+    xv, wv = _f32(x.reshape(rows, k)), _f32(weight)
+    out = np.empty((rows, n), np.float32)
+    _native("aio_nn_matmul", _ptr(xv), rows, k, _ptr(wv), n, _ptr(out, True), _threads())
     return mx.array(out).reshape(*x.shape[:-1], n)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
+from mlx_audio_io import nn as aio_nn
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -104,7 +105,10 @@ class Model(nn.Module):
         dec_cache = make_cache(self.decoder)  # every frame starts the decoder afresh
         for i in range(1, self.args.audio_num_codebooks):
             out = self.decoder(None, cache=dec_cache, input_embeddings=self.projection(h))
-            code = decoder_sampler(out[:, -1] @ self.audio_head[i - 1]).astype(mx.int32)
+            # [i - 1, :, :] is a view (an int index copies the 8 MB matrix); nn.matmul
+            # streams it once instead of OpenBLAS's packing sgemm
+            logits = aio_nn.matmul(out[:, -1], self.audio_head[i - 1, :, :])
+            code = decoder_sampler(logits).astype(mx.int32)
             code = code.reshape(-1)
             codes.append(code)
             h = self.embed_audio(i, code)[:, None]
