@@ -89,6 +89,20 @@ static inline float snake(float x, float alpha) { return x + (1.f / alpha) * sin
 
 static inline float leaky(float x, float slope) { return x > 0.f ? x : x * slope; }
 
+/* torch's ELU (alpha 1): x, or exp(x) - 1 for x <= 0; above -1/4 expm1's Taylor series to x^6
+   (relative error < 1e-7), where exp(x) - 1 would lose the small values' precision.
+   Branch-free, so the loops vectorise. */
+static inline float elu(float x) {
+    float t = 1.f / 720.f;
+    t = t * x + 1.f / 120.f;
+    t = t * x + 1.f / 24.f;
+    t = t * x + 1.f / 6.f;
+    t = t * x + 0.5f;
+    t = t * x + 1.f;
+    float e = exp_approx(x) - 1.f, m = x > -0.25f ? t * x : e;
+    return x > 0.f ? x : m;
+}
+
 typedef struct {
     /* the problem */
     const float *x, *x_bias;
@@ -258,6 +272,9 @@ static void apply_rows(nn_job *j) {
                 for (int64_t c = 0; c < ch; c++) o[c] = leaky(xr[c] * a[c] + b[c], slope);
                 break;
             }
+            case AIO_NN_ELU:
+                for (int64_t c = 0; c < ch; c++) o[c] = elu(xr[c] * a[c] + b[c]);
+                break;
             default:
                 for (int64_t c = 0; c < ch; c++) o[c] = xr[c] * a[c] + b[c];
             }
@@ -334,7 +351,7 @@ AIO_API int aio_nn_norm_act(const float *x, const int64_t *strides, const float 
         channels % groups)
         return aio_fail(err, AIO_EARG, "bad shape (channels %lld, groups %lld)",
                         (long long)channels, (long long)groups);
-    if (act < AIO_NN_NONE || act > AIO_NN_LEAKY)
+    if (act < AIO_NN_NONE || act > AIO_NN_ELU)
         return aio_fail(err, AIO_EARG, "unknown activation %d", act);
     if ((act == AIO_NN_SNAKE || act == AIO_NN_LEAKY) && !act_param)
         return aio_fail(err, AIO_EARG, "activation %d needs its parameter", act);
@@ -585,6 +602,8 @@ static void dw_rows(dw_job *j) {
             for (int64_t c = 0; c < ch; c++) o[c] = gelu_erf(o[c]);
         } else if (j->act == AIO_NN_GELU_TANH) {
             for (int64_t c = 0; c < ch; c++) o[c] = gelu_tanh(o[c]);
+        } else if (j->act == AIO_NN_ELU) {
+            for (int64_t c = 0; c < ch; c++) o[c] = elu(o[c]);
         }
     }
 }
@@ -672,6 +691,10 @@ static void conv_epilogue(const float *t, float *o, int64_t m, int64_t ch, const
             continue;
         }
         float *orow = o + i * ch;
+        if (act == AIO_NN_ELU) {
+            for (int64_t c = 0; c < ch; c++) orow[c] = elu(tr[c] + (bias ? bias[c] : 0.f));
+            continue;
+        }
         for (int64_t c = 0; c < ch; c++) {
             float v = tr[c] + (bias ? bias[c] : 0.f);
             orow[c] = act == AIO_NN_GELU ? gelu_erf(v) : act == AIO_NN_GELU_TANH ? gelu_tanh(v) : v;
@@ -737,7 +760,8 @@ AIO_API int aio_nn_conv2d(void *sgemm, void *set_threads, void *get_threads, con
     if (!sgemm || !x || !weight || !out || batch < 0 || h < 0 || w < 0 || c_in <= 0 ||
         c_out <= 0 || kh <= 0 || kw <= 0 || ph < 0 || pw < 0 || dh <= 0 || dw <= 0)
         return aio_fail(err, AIO_EARG, "bad convolution arguments");
-    if (act < AIO_NN_NONE || act > AIO_NN_GLU || (act == AIO_NN_GLU && c_out % 2))
+    if (act < AIO_NN_NONE || (act > AIO_NN_GLU && act != AIO_NN_ELU) ||
+        (act == AIO_NN_GLU && c_out % 2))
         return aio_fail(err, AIO_EARG, "bad activation %d for %lld channels", act,
                         (long long)c_out);
     int64_t k = kh * kw * c_in;

@@ -90,6 +90,7 @@ const char *aio_version_info(void);
 #define AIO_NN_GLU 3       /* first half of the channels times the sigmoid of the second */
 #define AIO_NN_SNAKE 4     /* x + sin(alpha x)^2 / alpha, alpha per channel (norm_act only) */
 #define AIO_NN_LEAKY 5     /* x > 0 ? x : slope x (norm_act only) */
+#define AIO_NN_ELU 6       /* x > 0 ? x : exp(x) - 1 (torch's ELU, alpha 1) */
 
 /* x is [outer][rows][mid][channels], channels-last: element (o, r, m, c) at o * strides[0] +
    r * strides[1] + m * strides[2] + c (strides NULL: contiguous). With proj ([k_in][channels]),
@@ -123,7 +124,7 @@ int aio_nn_overlap_add(const float *z, float *out, int64_t batch, int64_t length
    [taps][channels], zero padding `padding` each side and `dilation`: out [batch][out_len]
    [channels] = act(bias[c] (NULL: 0) + sum over taps of weight[k][c] x[t - padding + k
    dilation][c]), out_len = length + 2 padding - dilation (taps - 1). act: AIO_NN_NONE, GELU,
-   GELU_TANH, SNAKE (act_param: alpha [channels]) or LEAKY (act_param: slope [1]). */
+   GELU_TANH, ELU, SNAKE (act_param: alpha [channels]) or LEAKY (act_param: slope [1]). */
 int aio_nn_depthwise_conv1d(const float *x, int64_t batch, int64_t length, int64_t channels,
                             const float *weight, int64_t taps, int64_t padding, int64_t dilation,
                             const float *bias, int act, const float *act_param, float *out,
@@ -132,7 +133,8 @@ int aio_nn_depthwise_conv1d(const float *x, int64_t batch, int64_t length, int64
    when not NULL: a skip connection summed on the fly) with zero padding (ph, pw) and dilation
    (dh, dw): out [batch][h_out][w_out][c_out] = act(bias[c] (NULL: 0) + the sum over the
    kernel of weight [c_out][kh][kw][c_in] times the input), h_out = h + 2 ph - dh (kh - 1)
-   (w_out alike); act is AIO_NN_* (GLU: out has c_out / 2 channels). sgemm is a cblas_sgemm;
+   (w_out alike); act is AIO_NN_NONE, GELU, GELU_TANH, GLU (out has c_out / 2 channels) or
+   ELU. sgemm is a cblas_sgemm;
    set_threads / get_threads are the BLAS's openblas_set_num_threads /
    openblas_get_num_threads (NULL: the BLAS is called from this thread only, as it is).
    Gathers blocks of output positions' receptive fields (im2col in L2-sized pieces; a 1x1

@@ -172,7 +172,7 @@ def test_conv2d_on_many_threads_and_blocks_and_half_precision(kernel_path):
     np.testing.assert_allclose(np.asarray(got.astype(mx.float32)), want, atol=0.05)
 
 
-@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "glu"])
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "glu", "elu"])
 @pytest.mark.parametrize("kernel,padding", [((3, 3), (1, 1)), ((1, 1), (0, 0))])
 def test_conv2d_fuses_skip_bias_and_activation(kernel_path, kernel, padding, activation):
     x = mx.random.normal((2, 13, 9, 6), key=mx.random.key(6))
@@ -185,7 +185,7 @@ def test_conv2d_fuses_skip_bias_and_activation(kernel_path, kernel, padding, act
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
 
 
-@pytest.mark.parametrize("activation", [None, "gelu", "glu"])
+@pytest.mark.parametrize("activation", [None, "gelu", "glu", "elu"])
 @pytest.mark.parametrize("stride,dilation,c_out", [(1, 1, 8), (1, 2, 8), (2, 1, 8), (1, 1, 2)])
 def test_conv_axis_fuses_skip_bias_and_activation(kernel_path, stride, dilation, c_out,
                                                   activation):  # fmt: skip
@@ -330,6 +330,8 @@ def _activate64(y, activation):
     if activation == "glu":
         a, b = np.split(y, 2, axis=-1)
         return a / (1 + np.exp(-b))
+    if activation == "elu":
+        return np.where(y > 0, y, np.expm1(np.minimum(y, 0)))
     return y
 
 
@@ -388,7 +390,7 @@ def test_group_norm_of_batch_by_channels_and_half_precision(kernel_path):
     np.testing.assert_allclose(np.asarray(got.astype(mx.float32)), want, atol=5e-3)
 
 
-@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "glu"])
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_tanh", "glu", "elu"])
 def test_bias_act_matches_the_definition(kernel_path, activation):
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((4, 33, 10)) * 4).astype(np.float32)
@@ -426,6 +428,15 @@ def test_parametric_activations_match_the_definition(kernel_path, activation):
                       activation_param=param)  # fmt: skip
     want = res + act64(x.astype(np.float64) + b)
     np.testing.assert_allclose(np.asarray(got), want, atol=2e-4 * np.abs(want).max())
+
+
+def test_elu_keeps_small_values_relative_precision(kernel_path):
+    # exp(x) - 1 cancels near 0; the kernel switches to expm1's series above -1/4
+    x = np.concatenate([-np.logspace(-12, 2, 4000), np.logspace(-12, 2, 50), [0.0, -0.25]])
+    x = x.astype(np.float32)
+    want = np.where(x > 0, x, np.expm1(np.minimum(x, 0).astype(np.float64)))
+    got = np.asarray(nn.bias_act(mx.array(x[None, :, None]), activation="elu"))[0, :, 0]
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=0)
 
 
 def test_parametric_activations_check_their_parameter():
@@ -509,7 +520,7 @@ def test_linear_matches_mlx_and_follows_new_weights():
         (3, 1, 4, 3, 1, 1),
     ],  # fmt: skip
 )
-@pytest.mark.parametrize("activation", [None, "snake", "leaky_relu", "gelu"])
+@pytest.mark.parametrize("activation", [None, "snake", "leaky_relu", "gelu", "elu"])
 def test_depthwise_conv1d_matches_mlx(n, frames, channels, kernel, padding, dilation, activation):
     keys = mx.random.split(mx.random.key(7), 4)
     x = mx.random.normal((n, frames, channels), key=keys[0])
@@ -524,6 +535,8 @@ def test_depthwise_conv1d_matches_mlx(n, frames, channels, kernel, padding, dila
         y = mx.where(y > 0, y, 0.1 * y)
     elif activation == "gelu":
         y = nn.gelu(y)
+    elif activation == "elu":
+        y = mx.where(y > 0, y, mx.expm1(mx.minimum(y, 0)))
     got = nn.depthwise_conv1d(x, w, padding, dilation, b, activation, p)
     assert got.shape == y.shape
     np.testing.assert_allclose(np.asarray(got), np.asarray(y), atol=2e-5, rtol=1e-5)

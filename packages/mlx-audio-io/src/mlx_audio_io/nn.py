@@ -202,8 +202,9 @@ def conv_axis(
         weight: ``[out_channels, kernel, in_channels]`` (MLX's layout).
         axis: The axis to convolve over (not the last).
         bias: ``[out_channels]`` added to the output, or None.
-        activation: None, ``"gelu"``, ``"gelu_tanh"`` or ``"glu"`` (halves the channels),
-            applied after the bias; with the bias fused into the C kernel's output pass.
+        activation: None, ``"gelu"``, ``"gelu_tanh"``, ``"glu"`` (halves the channels) or
+            ``"elu"``, applied after the bias; with the bias fused into the C kernel's output
+            pass.
         skip: An array shaped as ``x`` added to it first (a U-Net skip connection), fused
             into the C kernel's gather.
 
@@ -396,7 +397,7 @@ def var(x: mx.array, axes, ddof: int = 0) -> tuple[mx.array, mx.array]:
     return m, mean(d * d, axes) * (n / (n - ddof))
 
 
-_ACTIVATIONS = {None: 0, "gelu": 1, "gelu_tanh": 2, "glu": 3}
+_ACTIVATIONS = {None: 0, "gelu": 1, "gelu_tanh": 2, "glu": 3, "elu": 6}
 # bias_act and group_norm also take activations with a parameter (activation_param)
 _NORM_ACTIVATIONS = {**_ACTIVATIONS, "snake": 4, "leaky_relu": 5}
 
@@ -489,7 +490,7 @@ def _as_3d(v: np.ndarray, split: tuple[int, int] | None):
     """``v``'s leading axes (all but the contiguous channel axis) as (sizes, strides) of
     [outer, rows, mid], in floats; ``split`` = (first rows axis, first mid axis), or None for
     any grouping (element-wise use). None when the view does not fit."""
-    if v.strides[-1] != 4:
+    if v.strides[-1] != 4 and v.shape[-1] != 1:  # (one channel: any stride, MLX gives 0)
         return None
     lead = v.shape[:-1]
     strides = [st // 4 for st in v.strides[:-1]]
@@ -569,6 +570,8 @@ def _activate(y: mx.array, activation: str | None, param: mx.array | None = None
     if activation == "glu":
         a, b = mx.split(y, 2, axis=-1)
         return a * mx.sigmoid(b)
+    if activation == "elu":
+        return mx.where(y > 0, y, mx.expm1(mx.minimum(y, 0)))
     return y
 
 
@@ -584,7 +587,7 @@ def _check_activation(activation: str | None, param, channels: int) -> mx.array 
     if activation not in _NORM_ACTIVATIONS:
         raise ValueError(
             f"unknown activation {activation!r}; expected one of None, 'gelu', 'gelu_tanh', "
-            "'glu', 'snake', 'leaky_relu'"
+            "'glu', 'elu', 'snake', 'leaky_relu'"
         )
     if activation not in ("snake", "leaky_relu"):
         if param is not None:
@@ -621,8 +624,9 @@ def bias_act(
         bias: ``[channels]`` or None.
         activation: None, ``"gelu"`` (exact, erf), ``"gelu_tanh"`` (torch's
             ``approximate="tanh"``), ``"glu"`` (first half of the channels times the sigmoid
-            of the second half; the output has half the channels), ``"snake"`` (``y + sin(alpha
-            y)^2 / alpha``, BigVGAN's and iSTFTNet's) or ``"leaky_relu"``.
+            of the second half; the output has half the channels), ``"elu"`` (torch's ``ELU()``:
+            ``y``, or ``exp(y) - 1`` where ``y <= 0``), ``"snake"`` (``y + sin(alpha y)^2 /
+            alpha``, BigVGAN's and iSTFTNet's) or ``"leaky_relu"``.
         residual: None, or an array shaped as the output.
         residual_scale: None (1), or ``[output channels]`` (a LayerScale).
         activation_param: Snake's ``alpha`` (``[channels]``) or leaky_relu's negative slope
@@ -739,8 +743,8 @@ def depthwise_conv1d(
         padding: Zeros added on each side.
         dilation: Spacing of the taps.
         bias: ``[channels]`` or None.
-        activation: None, ``"gelu"``, ``"gelu_tanh"``, ``"snake"`` or ``"leaky_relu"`` (as for
-            :func:`bias_act`), applied after the bias.
+        activation: None, ``"gelu"``, ``"gelu_tanh"``, ``"elu"``, ``"snake"`` or
+            ``"leaky_relu"`` (as for :func:`bias_act`), applied after the bias.
         activation_param: Snake's alpha ``[channels]`` or leaky_relu's slope.
 
     Returns:

@@ -11,10 +11,6 @@ names are transformers' (``kyutai/mimi``); weights are in MLX's layouts.
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
 from mlx_audio_io import nn as fnn
 
@@ -24,55 +20,12 @@ import numpy as np
 
 from .config import ModelArgs
 
-_scratch = threading.local()
-_pool: list = []  # one ThreadPoolExecutor, made on first use
-_POOL_LOCK = threading.Lock()
-_PARALLEL_MIN = 1 << 18  # values below which one thread does it
-
-
-def _threads() -> int:
-    try:
-        return max(1, min(4, len(os.sched_getaffinity(0))))
-    except AttributeError:  # macOS
-        return max(1, min(4, os.cpu_count() or 1))
-
-
-def _elu_rows(a: np.ndarray, out: np.ndarray) -> None:
-    np.minimum(a, 0.0, out=out)
-    np.expm1(out, out=out)
-    np.maximum(a, out, out=out)  # expm1(x) >= x, and expm1(0) = 0 <= x where x > 0: exact
-
 
 def elu(x: mx.array) -> mx.array:
-    """torch's ``ELU()``: ``x`` where positive, ``exp(x) - 1`` elsewhere.
-
-    On the CPU, float32: NumPy's SIMD ``expm1`` into a reused buffer, in slices on up to 4
-    threads (NumPy releases the GIL). MLX's CPU build evaluates ``expm1`` one element at a
-    time: 118 ms for the 7.7 M values of one 24 kHz x 64-channel ELU here, this 4-10 ms.
-    Elsewhere MLX's operations. (A candidate for an ``"elu"`` in ``mlx_audio_io.nn``'s fused
-    C kernels.)
-    """
-    if mx.default_device() != mx.cpu or x.dtype != mx.float32:
-        return mx.where(x > 0, x, mx.expm1(mx.minimum(x, 0)))
-    a = np.asarray(x)  # evaluates; a view of MLX's buffer
-    buf = getattr(_scratch, "buf", None)
-    if buf is None or buf.size < a.size:
-        buf = _scratch.buf = np.empty(max(a.size, 1 << 16), np.float32)
-    out = buf[: a.size].reshape(a.shape)
-    threads = _threads()
-    if a.size < _PARALLEL_MIN or threads == 1 or a.ndim < 2 or not a.flags.c_contiguous:
-        _elu_rows(a, out)
-        return mx.array(out)
-    flat_a, flat_out = a.reshape(-1), out.reshape(-1)
-    bounds = np.linspace(0, a.size, threads + 1).astype(int)
-    with _POOL_LOCK:
-        if not _pool:
-            _pool.append(ThreadPoolExecutor(4, thread_name_prefix="mimi-elu"))
-    parts = [
-        (flat_a[lo:hi], flat_out[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    list(_pool[0].map(lambda p: _elu_rows(*p), parts))
-    return mx.array(out)
+    """torch's ``ELU()``: ``x`` where positive, ``exp(x) - 1`` elsewhere; on the CPU
+    ``mlx_audio_io.nn.bias_act``'s threaded C kernel (MLX's CPU build evaluates ``expm1`` one
+    element at a time: 118 ms for the 7.7 M values of one 24 kHz x 64-channel ELU here)."""
+    return fnn.bias_act(x, activation="elu")
 
 
 class ELU(nn.Module):
@@ -115,14 +68,23 @@ class CausalConv1d(nn.Module):
             return mx.repeat(x[:, :1], frames, axis=1)
         return mx.zeros((x.shape[0], frames, x.shape[2]), x.dtype)
 
-    def __call__(self, x: mx.array, state: dict | None = None) -> mx.array:
+    def __call__(self, x: mx.array, state: dict | None = None, activation: str | None = None
+                 ) -> mx.array:  # fmt: skip
+        """The convolution of ``x`` ``[b, t, in]``; ``activation`` (None or ``"elu"``) after
+        the bias, fused into the C kernel's output pass where the convolution runs there."""
+        if activation is None or (state is None and self.stride == 1 and self.pad_mode ==
+                                  "constant"):  # fmt: skip
+            return self._conv(x, state, activation)
+        return fnn.bias_act(self._conv(x, state, None), activation=activation)
+
+    def _conv(self, x: mx.array, state: dict | None, activation: str | None) -> mx.array:
         pad = self.padding
         w, bias = self.conv.weight, self.conv.get("bias")
         if state is None and self.stride == 1 and self.pad_mode == "constant":
             # zeros on both sides (inside the kernel's gather, no padded copy), the last
             # `pad` outputs dropped: what zeros on the left alone give
             y = fnn.conv_axis(x, weight=w, axis=1, stride=1, padding=pad, dilation=self.dilation,
-                              bias=bias)  # fmt: skip
+                              bias=bias, activation=activation)  # fmt: skip
             return y[:, : x.shape[1]] if pad else y
         k, st = w.shape[1], self.stride
         if state is None and st > 1 and k % st == 0 and self.dilation == 1:
@@ -290,9 +252,8 @@ class ResnetBlock(nn.Module):
         ]
 
     def __call__(self, x: mx.array, state: dict | None = None) -> mx.array:
-        y = x
-        for layer in self.block[:-1]:
-            y = layer(y, state)
+        # the second ELU fused into the convolution before it
+        y = self.block[1](elu(x), state, activation="elu")
         # the last convolution is 1x1: one addmm onto the residual (plus its bias), with the
         # weight cached as [hidden, dim]; 2x the C kernel followed by an add at 24 kHz here
         w, bias = self.block[-1].conv.weight, self.block[-1].conv.get("bias")
