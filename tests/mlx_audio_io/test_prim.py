@@ -24,6 +24,34 @@ def test_built_for_this_mlx():
     assert _lib.prim_error() is None
 
 
+def test_fused_kernels_are_graph_nodes_equal_to_the_cffi_path(kernel_calls, monkeypatch):
+    # norm_act (bias_act, group_norm; strided x read in place), conv2d, depthwise: lazy, the
+    # output MLX's own, the same values as through cffi
+    x = mx.random.normal((2, 9, 7, 12))
+    w, b = mx.random.normal((6, 3, 3, 12)) * 0.2, mx.random.normal((6,))
+    wd = mx.random.normal((12, 5, 1))
+
+    def run():
+        strided = mx.sin(x)[:, ::2]  # a lazy, strided view
+        out = [
+            aio_nn.bias_act(strided, b[:1] + mx.zeros((12,)), "elu", residual=strided),
+            aio_nn.group_norm(mx.cos(x), 4, activation="gelu", axes=(1,)),
+            aio_nn.conv2d(mx.cos(x), w, (1, 1), bias=b, activation="glu", skip=x),
+            aio_nn.depthwise_conv1d(x[0], wd, 2, 1, None, "leaky_relu", 0.2),
+            aio_nn.bias_act(x.astype(mx.bfloat16), activation="gelu"),
+        ]
+        return out
+
+    lazy = run()
+    assert kernel_calls == ["aio_nn_norm_act", "aio_nn_norm_act", "aio_nn_conv2d",
+                            "aio_nn_depthwise_conv1d", "aio_nn_norm_act"]  # fmt: skip
+    assert lazy[-1].dtype == mx.bfloat16
+    monkeypatch.setattr(_lib, "_prim_state", [None, "disabled by the test"])
+    for got, want in zip(lazy, run(), strict=True):
+        got, want = (np.asarray(t.astype(mx.float32)) for t in (got, want))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_kernels_are_lazy_graph_nodes(kernel_calls):
     x, w = mx.random.normal((2, 96)), mx.random.normal((40, 96))
     q, s, b = mx.quantize(mx.random.normal((64, 96 * 2)), group_size=32, bits=4)
@@ -101,16 +129,25 @@ def test_a_failing_kernel_raises_at_evaluation():
         ffi.memmove(args[-1], b"out of memory\0", 14)
         return -1
 
+    @ffi.callback("int(float *, int64_t *, float *, int64_t, float *, float *, int64_t, int64_t, "
+                  "int64_t, int64_t, int64_t, int, float, float *, float *, int, float *, float *, "
+                  "float *, int, char *)")  # fmt: skip
+    def failing_norm_act(*args):
+        ffi.memmove(args[-1], b"out of memory\0", 14)
+        return -1
+
     x, w = mx.ones((1, 8)), mx.ones((4, 8))
     kernels = [_lib.kernel_address(name) for name in _lib.PRIM_KERNELS]
-    prim.set_kernels(int(ffi.cast("uintptr_t", failing)), kernels[1],
-                     int(ffi.cast("uintptr_t", failing_matmul)))  # fmt: skip
+    broken = list(kernels)
+    for i, cb in ((0, failing), (2, failing_matmul), (3, failing_norm_act)):
+        broken[i] = int(ffi.cast("uintptr_t", cb))
+    prim.set_kernels(*broken)
     try:
         y, z = aio_nn.linear(x, w), aio_nn.matmul(x, w.T)
-        with pytest.raises(RuntimeError, match="aio_nn_linear: out of memory"):
-            mx.eval(y)
-        with pytest.raises(RuntimeError, match="aio_nn_matmul: out of memory"):
-            mx.eval(z)
+        g = aio_nn.bias_act(x, activation="gelu")
+        for lazy, name in ((y, "aio_nn_linear"), (z, "aio_nn_matmul"), (g, "aio_nn_norm_act")):
+            with pytest.raises(RuntimeError, match=f"{name}: out of memory"):
+                mx.eval(lazy)
     finally:
         prim.set_kernels(*kernels)
     np.testing.assert_array_equal(np.asarray(aio_nn.linear(x, w)), np.full((1, 4), 8.0))
@@ -125,6 +162,10 @@ def test_bad_arguments_raise_value_error():
         prim.linear(mx.ones((1, 8)), mx.ones((4, 8)), mx.ones((3,)), 1)
     with pytest.raises(ValueError, match=r"w \[k, n\]"):
         prim.matmul(mx.ones((1, 8)), mx.ones((7, 4)), 1)
+    with pytest.raises(ValueError, match="argument count"):
+        prim.kernel(0, [mx.ones((2, 4))], [2, 4], [0] * 7, [1e-5], 1)
+    with pytest.raises(ValueError, match="bad kind"):
+        prim.kernel(5, [mx.ones((2, 4))] * 8, [2, 4], [0] * 7, [1e-5], 1)
     q, s, b = mx.quantize(mx.ones((4, 64)), group_size=64, bits=4)
     with pytest.raises(ValueError, match="scales and biases"):
         prim.quantized_matmul(mx.ones((1, 64)), q, s, b, 1, 64, 4, 1)  # float16 claimed

@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/vector.h>
 
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/mlx.h"
@@ -33,16 +35,36 @@ typedef int (*qmm_fn)(const float *x, int64_t m, int64_t k, const uint32_t *w,
                       const void *scales, const void *biases, int dtype, int64_t n,
                       int64_t group_size, int bits, float *out, int threads, char *err);
 
+typedef int (*norm_act_fn)(const float *x, const int64_t *strides, const float *proj,
+                           int64_t k_in, const float *x_bias, float *out, int64_t outer,
+                           int64_t rows, int64_t mid, int64_t channels, int64_t groups,
+                           int normalize, float eps, const float *weight, const float *bias,
+                           int act, const float *act_param, const float *residual,
+                           const float *res_scale, int threads, char *err);
+typedef int (*conv2d_fn)(void *sgemm, void *set_threads, void *get_threads, const float *x,
+                         const float *add, int64_t batch, int64_t h, int64_t w, int64_t c_in,
+                         const float *weight, int64_t c_out, int64_t kh, int64_t kw, int64_t ph,
+                         int64_t pw, int64_t dh, int64_t dw, const float *bias, int act,
+                         float *out, int threads, char *err);
+typedef int (*depthwise_fn)(const float *x, int64_t batch, int64_t length, int64_t channels,
+                            const float *weight, int64_t taps, int64_t padding, int64_t dilation,
+                            const float *bias, int act, const float *act_param, float *out,
+                            int64_t out_len, int threads, char *err);
+
 static std::atomic<linear_fn> g_linear{nullptr};
 static std::atomic<qmm_fn> g_qmm{nullptr};
 static std::atomic<matmul_fn> g_matmul{nullptr};
+static std::atomic<norm_act_fn> g_norm_act{nullptr};
+static std::atomic<conv2d_fn> g_conv2d{nullptr};
+static std::atomic<depthwise_fn> g_depthwise{nullptr};
 
 [[noreturn]] static void kernel_failed(const char *name, const char *err) {
   throw std::runtime_error(std::string(name) + ": " + err);
 }
 
 static void check_kernels() {
-  if (!g_linear.load() || !g_qmm.load() || !g_matmul.load())
+  if (!g_linear.load() || !g_qmm.load() || !g_matmul.load() || !g_norm_act.load() ||
+      !g_conv2d.load() || !g_depthwise.load())
     throw std::runtime_error("mlx_audio_io._prim: set_kernels() was not called");
 }
 
@@ -178,6 +200,143 @@ class AioQuantizedMatmul : public mx::UnaryPrimitive {
   int dtype_, group_size_, bits_, threads_;
 };
 
+// [outer, rows, mid] runs of x's leading axes (all but the channel axis), in elements, as
+// mlx_audio_io.nn._as_3d: split = (first rows axis, first mid axis), or any grouping when
+// split0 < 0. False when x's layout does not fit (then it is copied to rows first).
+static bool layout3(const mx::array &x, int split0, int split1, int64_t dims[3],
+                    int64_t strides[3]) {
+  const int nd = static_cast<int>(x.ndim());
+  if (x.shape(nd - 1) != 1 && x.strides()[nd - 1] != 1) return false;
+  auto runs = [&](int a, int b) {
+    std::vector<std::pair<int64_t, int64_t>> r;
+    for (int i = a; i < b; i++) {
+      int64_t n = x.shape(i), st = x.strides()[i];
+      if (n == 1) continue;
+      if (!r.empty() && r.back().second == st * n)
+        r.back() = {r.back().first * n, st};
+      else
+        r.push_back({n, st});
+    }
+    return r;
+  };
+  std::vector<std::pair<int64_t, int64_t>> out;
+  if (split0 < 0) {
+    auto r = runs(0, nd - 1);
+    if (r.size() > 3) return false;
+    const std::pair<int64_t, int64_t> one{1, 0};
+    if (r.size() == 0) out = {one, one, one};
+    if (r.size() == 1) out = {one, r[0], one}; // one run goes to rows: split between threads
+    if (r.size() == 2) out = {one, r[0], r[1]};
+    if (r.size() == 3) out = r;
+  } else {
+    int bounds[4] = {0, split0, split1, nd - 1};
+    for (int i = 0; i < 3; i++) {
+      auto r = runs(bounds[i], bounds[i + 1]);
+      if (r.size() > 1) return false;
+      out.push_back(r.empty() ? std::pair<int64_t, int64_t>{1, 0} : r[0]);
+    }
+  }
+  for (int i = 0; i < 3; i++) dims[i] = out[i].first, strides[i] = out[i].second;
+  return true;
+}
+
+// The fused element-wise, convolution and depthwise kernels (aio_nn_norm_act, aio_nn_conv2d,
+// aio_nn_depthwise_conv1d) as one graph node each: float32 in and out, operands that are None
+// in Python left out of the inputs (`present` says which of the kernel's array operands are
+// there, in its order), the rest of the arguments as integers and floats.
+class AioKernel : public mx::UnaryPrimitive {
+ public:
+  enum Kind { NormAct = 0, Conv2d = 1, Depthwise = 2 };
+  AioKernel(mx::Stream s, int kind, std::vector<bool> present, std::vector<int64_t> ints,
+            std::vector<double> floats, int threads)
+      : mx::UnaryPrimitive(s), kind_(kind), present_(std::move(present)),
+        ints_(std::move(ints)), floats_(std::move(floats)), threads_(threads) {}
+
+  void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
+    auto &enc = mx::cpu::get_command_encoder(stream());
+    for (const auto &a : inputs) enc.set_input_array(a);
+    enc.set_output_array(out);
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    if (out.size() == 0) return;
+    // operand i of the kernel: its (row-major unless it is x of norm_act) data, or NULL
+    std::vector<mx::array> ops;
+    std::vector<const float *> ptr;
+    size_t next = 0;
+    int64_t xdims[3] = {0, 0, 0}, xstrides[3] = {0, 0, 0};
+    for (size_t i = 0; i < present_.size(); i++) {
+      if (!present_[i]) {
+        ptr.push_back(nullptr);
+        continue;
+      }
+      mx::array a = inputs[next++];
+      if (i == 0 && kind_ == NormAct) {  // x read in place through its strides when it fits
+        if (!layout3(a, int(ints_[0]), int(ints_[1]), xdims, xstrides)) {
+          a = row_major(a, enc);
+          layout3(a, int(ints_[0]), int(ints_[1]), xdims, xstrides);
+        }
+      } else {
+        a = row_major(a, enc);
+      }
+      ops.push_back(a);
+      ptr.push_back(a.data<float>());
+    }
+    float *o = out.data<float>();
+    auto ints = ints_;
+    auto floats = floats_;
+    int t = threads_;
+    if (kind_ == NormAct) {
+      // operands: x, proj, x_bias, weight, bias, act_param, residual, res_scale
+      // ints: split0, split1, k_in, channels, groups, normalize, act
+      enc.dispatch([ptr, o, ints, floats, t, d0 = xdims[0], d1 = xdims[1], d2 = xdims[2],
+                    s0 = xstrides[0], s1 = xstrides[1], s2 = xstrides[2]]() {
+        char err[512] = {0};
+        int64_t strides[3] = {s0, s1, s2};
+        if (g_norm_act.load()(ptr[0], strides, ptr[1], ints[2], ptr[2], o, d0, d1, d2, ints[3],
+                              ints[4], int(ints[5]), float(floats[0]), ptr[3], ptr[4],
+                              int(ints[6]), ptr[5], ptr[6], ptr[7], t, err) < 0)
+          kernel_failed("aio_nn_norm_act", err);
+      });
+    } else if (kind_ == Conv2d) {
+      // operands: x, skip, weight, bias; ints: sgemm, set_threads, get_threads, n, h, w, c_in,
+      // c_out, kh, kw, ph, pw, dh, dw, act
+      enc.dispatch([ptr, o, ints, t]() {
+        char err[512] = {0};
+        auto fn = [&](int i) { return reinterpret_cast<void *>(static_cast<uintptr_t>(ints[i])); };
+        if (g_conv2d.load()(fn(0), fn(1), fn(2), ptr[0], ptr[1], ints[3], ints[4], ints[5],
+                            ints[6], ptr[2], ints[7], ints[8], ints[9], ints[10], ints[11],
+                            ints[12], ints[13], ptr[3], int(ints[14]), o, t, err) < 0)
+          kernel_failed("aio_nn_conv2d", err);
+      });
+    } else {
+      // operands: x, weight [taps][channels], bias, act_param; ints: n, length, channels,
+      // taps, padding, dilation, act, out_len
+      enc.dispatch([ptr, o, ints, t]() {
+        char err[512] = {0};
+        if (g_depthwise.load()(ptr[0], ints[0], ints[1], ints[2], ptr[1], ints[3], ints[4],
+                               ints[5], ptr[2], int(ints[6]), ptr[3], o, ints[7], t, err) < 0)
+          kernel_failed("aio_nn_depthwise_conv1d", err);
+      });
+    }
+    for (auto &a : ops) enc.add_temporary(a);  // (inputs stay alive anyway; copies too)
+  }
+  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
+    throw std::runtime_error("mlx_audio_io kernels: CPU only");
+  }
+  const char *name() const override { return "AioKernel"; }
+  bool is_equivalent(const mx::Primitive &other) const override {
+    auto &o = static_cast<const AioKernel &>(other);
+    return kind_ == o.kind_ && present_ == o.present_ && ints_ == o.ints_ &&
+           floats_ == o.floats_ && threads_ == o.threads_;
+  }
+
+ private:
+  int kind_;
+  std::vector<bool> present_;
+  std::vector<int64_t> ints_;
+  std::vector<double> floats_;
+  int threads_;
+};
+
 static mx::Stream cpu_stream() { return mx::to_stream({}, mx::Device::cpu); }
 
 // float32 (no copy when it already is; made row-major at evaluation: row_major)
@@ -233,17 +392,47 @@ static mx::array quantized_matmul(const mx::array &x, const mx::array &w,
                    std::move(ins));
 }
 
+// A graph node of kernel `kind` with output shape `shape` (float32): the operands (None left
+// out), the integer and float arguments as the kind reads them.
+static mx::array kernel(int kind, const std::vector<std::optional<mx::array>> &operands,
+                        const std::vector<int> &shape, const std::vector<int64_t> &ints,
+                        const std::vector<double> &floats, int threads) {
+  check_kernels();
+  static const size_t want[3] = {8, 4, 4}, nints[3] = {7, 15, 8};
+  if (kind < 0 || kind > 2 || operands.size() != want[kind] || ints.size() != nints[kind] ||
+      !operands[0])
+    throw std::invalid_argument("kernel: bad kind or argument count");
+  auto s = cpu_stream();
+  std::vector<bool> present;
+  std::vector<mx::array> ins;
+  for (const auto &a : operands) {
+    present.push_back(bool(a));
+    if (a) ins.push_back(f32(*a, s));
+  }
+  return mx::array(mx::Shape(shape.begin(), shape.end()), mx::float32,
+                   std::make_shared<AioKernel>(s, kind, present, ints, floats, threads),
+                   std::move(ins));
+}
+
 NB_MODULE(_prim, m) {
   m.doc() = "mlx_audio_io's C kernels as MLX graph nodes (CPU stream).";
   m.def("set_kernels",
-        [](uintptr_t linear_addr, uintptr_t qmm_addr, uintptr_t matmul_addr) {
+        [](uintptr_t linear_addr, uintptr_t qmm_addr, uintptr_t matmul_addr,
+           uintptr_t norm_act_addr, uintptr_t conv2d_addr, uintptr_t depthwise_addr) {
           g_linear.store(reinterpret_cast<linear_fn>(linear_addr));
           g_qmm.store(reinterpret_cast<qmm_fn>(qmm_addr));
           g_matmul.store(reinterpret_cast<matmul_fn>(matmul_addr));
+          g_norm_act.store(reinterpret_cast<norm_act_fn>(norm_act_addr));
+          g_conv2d.store(reinterpret_cast<conv2d_fn>(conv2d_addr));
+          g_depthwise.store(reinterpret_cast<depthwise_fn>(depthwise_addr));
         },
-        nb::arg("linear"), nb::arg("quantized_matmul"), nb::arg("matmul"),
+        nb::arg("linear"), nb::arg("quantized_matmul"), nb::arg("matmul"), nb::arg("norm_act"),
+        nb::arg("conv2d"), nb::arg("depthwise_conv1d"),
         "Uses the kernels at these addresses (aio_nn_linear, aio_nn_quantized_matmul, "
-        "aio_nn_matmul).");
+        "aio_nn_matmul, aio_nn_norm_act, aio_nn_conv2d, aio_nn_depthwise_conv1d).");
+  m.def("kernel", &kernel, nb::arg("kind"), nb::arg("operands"), nb::arg("shape"),
+        nb::arg("ints"), nb::arg("floats"), nb::arg("threads"),
+        "Kernel `kind` (0 norm_act, 1 conv2d, 2 depthwise_conv1d) as a graph node (float32).");
   m.def("linear", &linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(),
         nb::arg("threads"), "x @ w.T (+ bias), float32, as a graph node on the CPU stream.");
   m.def("matmul", &matmul, nb::arg("x"), nb::arg("w"), nb::arg("threads"),

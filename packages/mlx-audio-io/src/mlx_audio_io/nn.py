@@ -349,6 +349,12 @@ def _conv_native(x, weight, padding, dilation, bias=None, activation=None, skip=
     c_final = c_out // 2 if activation == "glu" else c_out
     if min(n, h_out, w_out) <= 0:
         return mx.zeros((n, max(h_out, 0), max(w_out, 0), c_final), x.dtype)
+    if _lib.prim() is not None:  # a graph node
+        ints = [*_gemm(), n, h, w, c_in, c_out, kh, kw, *padding, *dilation,
+                _ACTIVATIONS[activation]]  # fmt: skip
+        y = _graph("aio_nn_conv2d", 1, [x, skip, weight, bias], [n, h_out, w_out, c_final], ints,
+                   [], _threads())  # fmt: skip
+        return y if x.dtype == mx.float32 else y.astype(x.dtype)
     xv, wv, sv, bv = _f32(x), _f32(weight), _f32(skip), _f32(bias)
     out = _scratch_array((n, h_out, w_out, c_final))
     gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
@@ -442,6 +448,9 @@ _GRAPH = {
     "aio_nn_linear": "linear",
     "aio_nn_quantized_matmul": "quantized_matmul",
     "aio_nn_matmul": "matmul",
+    "aio_nn_norm_act": "kernel",
+    "aio_nn_conv2d": "kernel",
+    "aio_nn_depthwise_conv1d": "kernel",
 }
 
 
@@ -538,6 +547,13 @@ def _norm_act_native(x, split, x_bias, groups, normalize, eps, weight, bias, act
 
     c = x.shape[-1] if projection is None else projection.shape[0]
     c_out = c // 2 if activation == "glu" else c
+    if _lib.prim() is not None:  # a graph node: nothing evaluated here, the output MLX's own
+        ops = [x, None if projection is None else projection.T, x_bias, weight, bias, act_param,
+               residual, residual_scale]  # fmt: skip
+        ints = [*(split or (-1, -1)), x.shape[-1], c, groups, int(normalize),
+                _NORM_ACTIVATIONS[activation]]  # fmt: skip
+        y = _graph("aio_nn_norm_act", 0, ops, [*x.shape[:-1], c_out], ints, [eps], _threads())
+        return y if x.dtype == mx.float32 else y.astype(x.dtype)
     v = np.asarray(x if x.dtype == mx.float32 else x.astype(mx.float32))
     layout = _as_3d(v, split)
     if layout is None:
@@ -764,6 +780,13 @@ def depthwise_conv1d(
     if out_len < 0:
         raise ValueError(f"depthwise_conv1d: {length} frames are fewer than the kernel's reach")
     if _native_ok() and n * out_len > 0:
+        from . import _lib
+
+        if _lib.prim() is not None:  # a graph node
+            ints = [n, length, c, k, padding, dilation, _NORM_ACTIVATIONS[activation], out_len]
+            ops = [x, weight[:, :, 0].T, bias, param]  # the weight as [taps][channels]
+            y = _graph("aio_nn_depthwise_conv1d", 2, ops, [n, out_len, c], ints, [], _threads())
+            return y if x.dtype == mx.float32 else y.astype(x.dtype)
         w = np.ascontiguousarray(_f32(weight)[:, :, 0].T)  # [taps][channels]
         xv, b, pv = _f32(x), _f32(bias), _f32(param)
         out = _scratch_array((n, out_len, c))
