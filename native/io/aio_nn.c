@@ -810,6 +810,7 @@ typedef struct {
     const float *q, *k, *v;
     float *out, *scores;
     int64_t heads, lq, lk, d, block, blocks, i0, i1;
+    int64_t q_start, k_start, window; /* window > 0: the causal sliding-window mask */
     float scale;
 } attn_job;
 
@@ -824,8 +825,27 @@ static void attn_items(attn_job *j) {
         float *o = j->out + ((b * j->lq + r) * j->heads + h) * j->d;
         j->gemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, (int)m, (int)j->lk, (int)j->d, 1.f,
                 q, (int)j->d, k, (int)j->d, 0.f, j->scores, (int)j->lk);
-        softmax_job sm = {.x = j->scores, .scale = j->scale, .cols = j->lk, .r0 = 0, .r1 = m};
-        softmax_rows(&sm);
+        if (j->window <= 0) {
+            softmax_job sm = {.x = j->scores, .scale = j->scale, .cols = j->lk, .r0 = 0, .r1 = m};
+            softmax_rows(&sm);
+        } else { /* each row's visible keys j: q - window < k_start + j <= q, the rest 0 */
+            for (int64_t i = 0; i < m; i++) {
+                int64_t pos = j->q_start + r + i, lo = pos - j->window + 1 - j->k_start;
+                int64_t hi = pos - j->k_start + 1; /* exclusive */
+                lo = lo < 0 ? 0 : lo;
+                hi = hi > j->lk ? j->lk : hi;
+                float *row = j->scores + i * j->lk;
+                if (hi <= lo) { /* no key visible: a zero output row */
+                    memset(row, 0, sizeof(float) * (size_t)j->lk);
+                    continue;
+                }
+                softmax_job sm = {.x = row + lo, .scale = j->scale, .cols = hi - lo, .r0 = 0,
+                                  .r1 = 1};
+                softmax_rows(&sm);
+                memset(row, 0, sizeof(float) * (size_t)lo);
+                memset(row + hi, 0, sizeof(float) * (size_t)(j->lk - hi));
+            }
+        }
         j->gemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_NO_TRANS, (int)m, (int)j->d, (int)j->lk,
                 1.f, j->scores, (int)j->lk, v, (int)j->d, 0.f, o, (int)(j->heads * j->d));
     }
@@ -836,10 +856,11 @@ static void *run_attn(void *p) {
     return NULL;
 }
 
-AIO_API int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const float *q,
-                             const float *k, const float *v, float *out, int64_t batch,
-                             int64_t heads, int64_t lq, int64_t lk, int64_t d, float scale,
-                             int64_t block, int threads, char *err) {
+AIO_API int aio_nn_attention_window(void *sgemm, void *set_threads, void *get_threads,
+                                    const float *q, const float *k, const float *v, float *out,
+                                    int64_t batch, int64_t heads, int64_t lq, int64_t lk,
+                                    int64_t d, float scale, int64_t block, int64_t q_start,
+                                    int64_t k_start, int64_t window, int threads, char *err) {
     if (!sgemm || !q || !k || !v || !out || batch < 0 || heads <= 0 || lq < 0 || lk <= 0 ||
         d <= 0 || !(scale > 0.f))
         return aio_fail(err, AIO_EARG, "bad attention arguments");
@@ -861,6 +882,7 @@ AIO_API int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, 
         jobs[i] = (attn_job){.gemm = (nn_sgemm_fn)sgemm, .q = q, .k = k, .v = v, .out = out,
                              .heads = heads, .lq = lq, .lk = lk, .d = d, .block = block,
                              .blocks = blocks, .i0 = items * i / n, .i1 = items * (i + 1) / n,
+                             .q_start = q_start, .k_start = k_start, .window = window,
                              .scale = scale};
         jobs[i].scores = malloc((size_t)(block * lk) * sizeof(float));
         if (!jobs[i].scores) {
@@ -872,6 +894,14 @@ AIO_API int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, 
     parallel_blas(run_attn, jobs, sizeof jobs[0], n, set_threads, get_threads);
     for (int i = 0; i < n; i++) free(jobs[i].scores);
     return 0;
+}
+
+AIO_API int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const float *q,
+                             const float *k, const float *v, float *out, int64_t batch,
+                             int64_t heads, int64_t lq, int64_t lk, int64_t d, float scale,
+                             int64_t block, int threads, char *err) {
+    return aio_nn_attention_window(sgemm, set_threads, get_threads, q, k, v, out, batch, heads,
+                                   lq, lk, d, scale, block, 0, 0, 0, threads, err);
 }
 
 /* ---- A pool of spinning workers for kernels of well under a millisecond ----

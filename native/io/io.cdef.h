@@ -152,6 +152,14 @@ int aio_nn_attention(void *sgemm, void *set_threads, void *get_threads, const fl
                      const float *k, const float *v, float *out, int64_t batch, int64_t heads,
                      int64_t lq, int64_t lk, int64_t d, float scale, int64_t block, int threads,
                      char *err);
+/* aio_nn_attention with the causal sliding-window mask when window > 0: query i (position
+   q_start + i) sees key j (position k_start + j) when q - window < k <= q; a query that sees
+   no key gets a zero row. */
+int aio_nn_attention_window(void *sgemm, void *set_threads, void *get_threads, const float *q,
+                            const float *k, const float *v, float *out, int64_t batch,
+                            int64_t heads, int64_t lq, int64_t lk, int64_t d, float scale,
+                            int64_t block, int64_t q_start, int64_t k_start, int64_t window,
+                            int threads, char *err);
 /* y = x dequant(w)^T for MLX's affine quantization: x [m][k], w [n][k bits / 32]
    uint32 with elements packed from the low bits up, scales and biases [n][k / group_size] of
    type dtype (AIO_QMM_*); dequant(w)[r][c] = scale * q + bias per group of group_size

@@ -283,6 +283,37 @@ def attention_path(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.parametrize("lq,lk,q_start,k_start,window", [
+    (50, 50, 0, 0, 250),  # causal: the window reaches past the start
+    (300, 300, 0, 0, 40),  # a sliding window; 300 queries: several query blocks
+    (3, 40, 37, 0, 30),  # a streaming step: 3 new queries after 37 cached keys
+    (4, 10, 100, 94, 5),  # keys from 94, a cache that dropped what the window left
+    (2, 6, 0, 10, 3),  # no key visible: zero rows
+])  # fmt: skip
+def test_attention_window_matches_the_definition(kernel_path, lq, lk, q_start, k_start, window):
+    q = mx.random.normal((2, 3, lq, 16), key=mx.random.key(5)) * 2
+    k = mx.random.normal((2, 3, lk, 16), key=mx.random.key(6)) * 2
+    v = mx.random.normal((2, 3, lk, 16), key=mx.random.key(7))
+    q64, k64, v64 = (np.asarray(t, np.float64) for t in (q, k, v))
+    qpos = np.arange(q_start, q_start + lq)[:, None]
+    kpos = np.arange(k_start, k_start + lk)[None]
+    visible = (kpos <= qpos) & (kpos > qpos - window)
+    s64 = np.where(visible, q64 @ k64.swapaxes(-1, -2) * 0.25, -np.inf)
+    top = np.where(visible.any(-1, keepdims=True), s64.max(-1, keepdims=True), 0)
+    p64 = np.exp(s64 - top)
+    p64 /= np.maximum(p64.sum(-1, keepdims=True), 1e-300)
+    got = nn.attention(q, k, v, 0.25, window=window, q_start=q_start, k_start=k_start)
+    assert got.shape == (2, 3, lq, 16)
+    rows = visible.any(-1)  # MLX's kernel gives NaN where no key is visible; ours zeros
+    if kernel_path == "native":
+        np.testing.assert_allclose(np.asarray(got), p64 @ v64, atol=1e-5)
+    else:
+        np.testing.assert_allclose(np.asarray(got)[:, :, rows], (p64 @ v64)[:, :, rows],
+                                   atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="window must be None or an int >= 1"):
+        nn.attention(q, k, v, 0.25, window=0)
+
+
 @pytest.mark.parametrize("lq,lk", [(50, 70), (700, 3000), (1, 5)])  # 3000 keys: 131-query blocks
 def test_attention_matches_mlx(attention_path, lq, lk):
     q = mx.random.normal((2, 3, lq, 16), key=mx.random.key(5)) * 2

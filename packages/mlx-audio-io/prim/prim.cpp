@@ -51,12 +51,19 @@ typedef int (*depthwise_fn)(const float *x, int64_t batch, int64_t length, int64
                             const float *bias, int act, const float *act_param, float *out,
                             int64_t out_len, int threads, char *err);
 
+typedef int (*attention_fn)(void *sgemm, void *set_threads, void *get_threads, const float *q,
+                            const float *k, const float *v, float *out, int64_t batch,
+                            int64_t heads, int64_t lq, int64_t lk, int64_t d, float scale,
+                            int64_t block, int64_t q_start, int64_t k_start, int64_t window,
+                            int threads, char *err);
+
 static std::atomic<linear_fn> g_linear{nullptr};
 static std::atomic<qmm_fn> g_qmm{nullptr};
 static std::atomic<matmul_fn> g_matmul{nullptr};
 static std::atomic<norm_act_fn> g_norm_act{nullptr};
 static std::atomic<conv2d_fn> g_conv2d{nullptr};
 static std::atomic<depthwise_fn> g_depthwise{nullptr};
+static std::atomic<attention_fn> g_attention{nullptr};
 
 [[noreturn]] static void kernel_failed(const char *name, const char *err) {
   throw std::runtime_error(std::string(name) + ": " + err);
@@ -64,7 +71,7 @@ static std::atomic<depthwise_fn> g_depthwise{nullptr};
 
 static void check_kernels() {
   if (!g_linear.load() || !g_qmm.load() || !g_matmul.load() || !g_norm_act.load() ||
-      !g_conv2d.load() || !g_depthwise.load())
+      !g_conv2d.load() || !g_depthwise.load() || !g_attention.load())
     throw std::runtime_error("mlx_audio_io._prim: set_kernels() was not called");
 }
 
@@ -240,13 +247,13 @@ static bool layout3(const mx::array &x, int split0, int split1, int64_t dims[3],
   return true;
 }
 
-// The fused element-wise, convolution and depthwise kernels (aio_nn_norm_act, aio_nn_conv2d,
-// aio_nn_depthwise_conv1d) as one graph node each: float32 in and out, operands that are None
+// The fused element-wise, convolution, depthwise and attention kernels (aio_nn_norm_act,
+// aio_nn_conv2d, aio_nn_depthwise_conv1d, aio_nn_attention_window) as one graph node each: float32 in and out, operands that are None
 // in Python left out of the inputs (`present` says which of the kernel's array operands are
 // there, in its order), the rest of the arguments as integers and floats.
 class AioKernel : public mx::UnaryPrimitive {
  public:
-  enum Kind { NormAct = 0, Conv2d = 1, Depthwise = 2 };
+  enum Kind { NormAct = 0, Conv2d = 1, Depthwise = 2, Attention = 3 };
   AioKernel(mx::Stream s, int kind, std::vector<bool> present, std::vector<int64_t> ints,
             std::vector<double> floats, int threads)
       : mx::UnaryPrimitive(s), kind_(kind), present_(std::move(present)),
@@ -306,6 +313,17 @@ class AioKernel : public mx::UnaryPrimitive {
                             ints[6], ptr[2], ints[7], ints[8], ints[9], ints[10], ints[11],
                             ints[12], ints[13], ptr[3], int(ints[14]), o, t, err) < 0)
           kernel_failed("aio_nn_conv2d", err);
+      });
+    } else if (kind_ == Attention) {
+      // operands: q, k, v; ints: sgemm, set_threads, get_threads, batch, heads, lq, lk, d,
+      // block, q_start, k_start, window; floats: scale
+      enc.dispatch([ptr, o, ints, floats, t]() {
+        char err[512] = {0};
+        auto fn = [&](int i) { return reinterpret_cast<void *>(static_cast<uintptr_t>(ints[i])); };
+        if (g_attention.load()(fn(0), fn(1), fn(2), ptr[0], ptr[1], ptr[2], o, ints[3], ints[4],
+                               ints[5], ints[6], ints[7], float(floats[0]), ints[8], ints[9],
+                               ints[10], ints[11], t, err) < 0)
+          kernel_failed("aio_nn_attention_window", err);
       });
     } else {
       // operands: x, weight [taps][channels], bias, act_param; ints: n, length, channels,
@@ -398,9 +416,10 @@ static mx::array kernel(int kind, const std::vector<std::optional<mx::array>> &o
                         const std::vector<int> &shape, const std::vector<int64_t> &ints,
                         const std::vector<double> &floats, int threads) {
   check_kernels();
-  static const size_t want[3] = {8, 4, 4}, nints[3] = {7, 15, 8};
-  if (kind < 0 || kind > 2 || operands.size() != want[kind] || ints.size() != nints[kind] ||
-      !operands[0])
+  static const size_t want[4] = {8, 4, 4, 3}, nints[4] = {7, 15, 8, 12};
+  static const size_t nfloats[4] = {1, 0, 0, 1};
+  if (kind < 0 || kind > 3 || operands.size() != want[kind] || ints.size() != nints[kind] ||
+      floats.size() != nfloats[kind] || !operands[0])
     throw std::invalid_argument("kernel: bad kind or argument count");
   auto s = cpu_stream();
   std::vector<bool> present;
@@ -418,21 +437,25 @@ NB_MODULE(_prim, m) {
   m.doc() = "mlx_audio_io's C kernels as MLX graph nodes (CPU stream).";
   m.def("set_kernels",
         [](uintptr_t linear_addr, uintptr_t qmm_addr, uintptr_t matmul_addr,
-           uintptr_t norm_act_addr, uintptr_t conv2d_addr, uintptr_t depthwise_addr) {
+           uintptr_t norm_act_addr, uintptr_t conv2d_addr, uintptr_t depthwise_addr,
+           uintptr_t attention_addr) {
           g_linear.store(reinterpret_cast<linear_fn>(linear_addr));
           g_qmm.store(reinterpret_cast<qmm_fn>(qmm_addr));
           g_matmul.store(reinterpret_cast<matmul_fn>(matmul_addr));
           g_norm_act.store(reinterpret_cast<norm_act_fn>(norm_act_addr));
           g_conv2d.store(reinterpret_cast<conv2d_fn>(conv2d_addr));
           g_depthwise.store(reinterpret_cast<depthwise_fn>(depthwise_addr));
+          g_attention.store(reinterpret_cast<attention_fn>(attention_addr));
         },
         nb::arg("linear"), nb::arg("quantized_matmul"), nb::arg("matmul"), nb::arg("norm_act"),
-        nb::arg("conv2d"), nb::arg("depthwise_conv1d"),
+        nb::arg("conv2d"), nb::arg("depthwise_conv1d"), nb::arg("attention"),
         "Uses the kernels at these addresses (aio_nn_linear, aio_nn_quantized_matmul, "
-        "aio_nn_matmul, aio_nn_norm_act, aio_nn_conv2d, aio_nn_depthwise_conv1d).");
+        "aio_nn_matmul, aio_nn_norm_act, aio_nn_conv2d, aio_nn_depthwise_conv1d, "
+        "aio_nn_attention_window).");
   m.def("kernel", &kernel, nb::arg("kind"), nb::arg("operands"), nb::arg("shape"),
         nb::arg("ints"), nb::arg("floats"), nb::arg("threads"),
-        "Kernel `kind` (0 norm_act, 1 conv2d, 2 depthwise_conv1d) as a graph node (float32).");
+        "Kernel `kind` (0 norm_act, 1 conv2d, 2 depthwise_conv1d, 3 attention_window) as a "
+        "graph node (float32).");
   m.def("linear", &linear, nb::arg("x"), nb::arg("w"), nb::arg("bias").none(),
         nb::arg("threads"), "x @ w.T (+ bias), float32, as a graph node on the CPU stream.");
   m.def("matmul", &matmul, nb::arg("x"), nb::arg("w"), nb::arg("threads"),

@@ -107,7 +107,7 @@ def _load_prim():
 
 #: the C kernels ``_prim.set_kernels`` takes, in its order
 PRIM_KERNELS = ("aio_nn_linear", "aio_nn_quantized_matmul", "aio_nn_matmul", "aio_nn_norm_act",
-                "aio_nn_conv2d", "aio_nn_depthwise_conv1d")  # fmt: skip
+                "aio_nn_conv2d", "aio_nn_depthwise_conv1d", "aio_nn_attention_window")  # fmt: skip
 
 
 def kernel_address(name: str) -> int:

@@ -451,6 +451,7 @@ _GRAPH = {
     "aio_nn_norm_act": "kernel",
     "aio_nn_conv2d": "kernel",
     "aio_nn_depthwise_conv1d": "kernel",
+    "aio_nn_attention_window": "kernel",
 }
 
 
@@ -894,9 +895,10 @@ def _default_cache_limit() -> int:
     return min(4 << 30, physical // 4)
 
 
-def attention(q: mx.array, k: mx.array, v: mx.array, scale: float) -> mx.array:
-    """Dense scaled dot-product attention, ``softmax(q k^T * scale) v``, as
-    ``mx.fast.scaled_dot_product_attention`` without a mask.
+def attention(q: mx.array, k: mx.array, v: mx.array, scale: float, window: int | None = None,
+              q_start: int = 0, k_start: int = 0) -> mx.array:  # fmt: skip
+    """Scaled dot-product attention, ``softmax(q k^T * scale) v``, as
+    ``mx.fast.scaled_dot_product_attention``: dense, or with a causal sliding-window mask.
 
     On the CPU, MLX's softmax spends 1 s in exp for one 8-head 2688x2688 attention here
     (its matmuls take 0.3 s). With OpenBLAS, a C kernel takes blocks of ~150 queries per
@@ -907,14 +909,26 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float) -> mx.array:
 
     Args:
         q: ``[batch, heads, queries, dim]``; k, v: ``[batch, heads, keys, dim]``.
+        window: None (every key), or the causal sliding window (Mimi's, Llama-style local
+            attention): query i, at position ``q_start + i``, sees key j, at position
+            ``k_start + j``, when ``q - window < k <= q``. A query that sees no key gives
+            zeros.
     """
-    if not _native_ok():
-        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                               or window < 1):  # fmt: skip
+        raise ValueError(f"attention: window must be None or an int >= 1, got {window!r}")
+    if not _native_ok() or (window is not None and _gemm() is None):
+        mask = None
+        if window is not None:
+            qpos = np.arange(q_start, q_start + q.shape[2])[:, None]
+            kpos = np.arange(k_start, k_start + k.shape[2])[None]
+            mask = mx.array((kpos <= qpos) & (kpos > qpos - window))
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     b, h = q.shape[:2]
     if scale <= 0:
         q, scale = q * scale, 1.0
     if _gemm() is not None:
-        return _attention_native(q, k, v, scale)
+        return _attention_native(q, k, v, scale, window or 0, q_start, k_start)
     # each head's operands float32 (the softmax kernel's type) and contiguous for BLAS; the
     # scale goes into the softmax
     dtype = q.dtype
@@ -935,7 +949,7 @@ def attention(q: mx.array, k: mx.array, v: mx.array, scale: float) -> mx.array:
     return mx.stack(outs).astype(dtype).transpose(0, 2, 1, 3)
 
 
-def _attention_native(q, k, v, scale):
+def _attention_native(q, k, v, scale, window=0, q_start=0, k_start=0):
     """:func:`attention` by the C kernel: query blocks whose scores stay in cache."""
     from . import _lib
 
@@ -945,11 +959,17 @@ def _attention_native(q, k, v, scale):
         raise ValueError(f"attention: q {q.shape}, k {k.shape} and v {v.shape} do not match")
     if not (lk and lq and b):  # nothing to attend to (MLX's kernel gives NaN for no keys)
         return mx.zeros((b, h, lq, d), q.dtype)
+    if _lib.prim() is not None:  # a graph node
+        ints = [*_gemm(), b, h, lq, lk, d, 0, q_start, k_start, window]
+        y = _graph("aio_nn_attention_window", 3, [q, k, v], [b, lq, h, d], ints, [scale],
+                   _threads())  # fmt: skip
+        return (y if q.dtype == mx.float32 else y.astype(q.dtype)).transpose(0, 2, 1, 3)
     qv, kv, vv = (_f32(mx.contiguous(t)) for t in (q, k, v))
     out = _scratch_array((b, lq, h, d))
     gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
-    _native("aio_nn_attention", gemm, set_threads, get_threads, _ptr(qv), _ptr(kv), _ptr(vv),
-            _ptr(out, True), b, h, lq, lk, d, scale, 0, _threads())  # fmt: skip
+    _native("aio_nn_attention_window", gemm, set_threads, get_threads, _ptr(qv), _ptr(kv),
+            _ptr(vv), _ptr(out, True), b, h, lq, lk, d, scale, 0, q_start, k_start, window,
+            _threads())  # fmt: skip
     # a [batch, heads, queries, dim] view of [batch, queries, heads, dim]: the usual
     # transpose back to [batch, queries, heads * dim] is then free
     return _to_mlx(out, q.dtype).transpose(0, 2, 1, 3)
