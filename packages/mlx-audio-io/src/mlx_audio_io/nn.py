@@ -1171,14 +1171,30 @@ def quantized_matmul(
 LINEAR_MAX_ROWS = 8
 
 
-def _check_linear(x: mx.array, weight: mx.array, bias: mx.array | None) -> None:
+def _check_product(name: str, x: mx.array, weight: mx.array, in_axis: int) -> None:
+    """x ``[..., in]`` against a 2-D weight whose axis ``in_axis`` is the inputs."""
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be [out, in], got shape {tuple(weight.shape)}")
-    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        layout = "[out, in]" if in_axis == 1 else "[in, out]"
+        raise ValueError(f"{name}: weight must be {layout}, got shape {tuple(weight.shape)}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[in_axis]:
         raise ValueError(
-            f"linear: x {tuple(x.shape)} does not fit weight {tuple(weight.shape)} "
-            f"(expected x's last axis to be {weight.shape[1]})"
+            f"{name}: x {tuple(x.shape)} does not fit weight {tuple(weight.shape)} "
+            f"(expected x's last axis to be {weight.shape[in_axis]})"
         )
+
+
+def _few_rows(x: mx.array, *operands) -> bool:
+    """The few-row C kernels apply: 1 to LINEAR_MAX_ROWS rows of a non-empty float32 x, float32
+    operands (None allowed), on the CPU with the native library."""
+    rows = math.prod(x.shape[:-1])
+    return (
+        0 < rows <= LINEAR_MAX_ROWS and x.size > 0 and _native_ok() and x.dtype == mx.float32
+        and all(a is None or (a.dtype == mx.float32 and a.size > 0) for a in operands)
+    )  # fmt: skip
+
+
+def _check_linear(x: mx.array, weight: mx.array, bias: mx.array | None) -> None:
+    _check_product("linear", x, weight, 1)
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
         raise ValueError(f"linear: bias must be [{weight.shape[0]}], got {tuple(bias.shape)}")
 
@@ -1208,11 +1224,7 @@ def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.ar
     _check_linear(x, weight, bias)
     n, k = weight.shape
     rows = math.prod(x.shape[:-1])
-    if not (
-        0 < rows <= LINEAR_MAX_ROWS and n > 0 and k > 0 and _native_ok()
-        and x.dtype == mx.float32 and weight.dtype == mx.float32
-        and (bias is None or bias.dtype == mx.float32)
-    ):  # fmt: skip
+    if not _few_rows(x, weight, bias):
         if bias is None:
             return x @ weight.T
         return mx.addmm(bias, x, weight.T)
@@ -1251,19 +1263,10 @@ def matmul(x: mx.array, weight: mx.array) -> mx.array:
     Raises:
         ValueError: If the shapes do not fit together.
     """
-    if weight.ndim != 2:
-        raise ValueError(f"matmul: weight must be [in, out], got shape {tuple(weight.shape)}")
-    if x.ndim < 1 or x.shape[-1] != weight.shape[0]:
-        raise ValueError(
-            f"matmul: x {tuple(x.shape)} does not fit weight {tuple(weight.shape)} "
-            f"(expected x's last axis to be {weight.shape[0]})"
-        )
+    _check_product("matmul", x, weight, 0)
     k, n = weight.shape
     rows = math.prod(x.shape[:-1])
-    if not (
-        0 < rows <= LINEAR_MAX_ROWS and n > 0 and k > 0 and _native_ok()
-        and x.dtype == mx.float32 and weight.dtype == mx.float32
-    ):  # fmt: skip
+    if not _few_rows(x, weight):
         return x @ weight
     from . import _lib
 
