@@ -1141,9 +1141,9 @@ static inline __attribute__((always_inline)) void qmm_lanes(qmm_vf *v, const flo
 }
 
 /* out[m0 + mm][r + rr] for mm < MB, rr < RB from rows r .. r + RB - 1's packed words (their
-   scales and biases in rows s0 .. of j->sf / j->bf, j->row_buf apart). BITS, WPG, MB and RB are constants
-   in every expansion, so the MB x RB accumulators stay in registers. Per lane, sum_i x q is
-   scaled once per step. */
+   scales and biases in rows s0 .. of j->sf / j->bf, j->row_buf apart). BITS, WPG, MB and RB
+   are constants in every expansion, so the MB x RB accumulators stay in registers. Per lane,
+   sum_i x q is scaled once per step. */
 static inline __attribute__((always_inline)) QMM_FMA void qmm_block(const qmm_job *j, int64_t r,
                                                                     int64_t m0, int s0,
                                                                     const int MB, const int RB,

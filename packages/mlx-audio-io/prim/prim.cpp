@@ -6,7 +6,7 @@
 // MLX's own operations, with no evaluation in between. The kernels are not compiled in
 // here: Python hands over the addresses of the ones cffi loaded (set_kernels), so both
 // paths share one worker pool. Built against one MLX version; Python imports this module
-// only when the running MLX is that version (mlx_audio_io/_prim_build.py).
+// only when the running MLX is that version (mlx_audio_io/_lib.py).
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -75,9 +75,7 @@ static void check_kernels() {
     throw std::runtime_error("mlx_audio_io._prim: set_kernels() was not called");
 }
 
-// `a` as row-major data for a kernel: `a` itself when it is (a slice of a larger buffer
-// included, such as one of a stacked weight's matrices, which MLX's Contiguous would copy:
-// 8 MB per CSM audio head and step), else a copy the encoder keeps until the kernel has run
+// a strided array's elements into dst, row-major
 template <typename T>
 static void gather_rows(const T *src, T *dst, const mx::Shape &shape, const mx::Strides &strides) {
   const int nd = static_cast<int>(shape.size());
@@ -97,6 +95,9 @@ static void gather_rows(const T *src, T *dst, const mx::Shape &shape, const mx::
   }
 }
 
+// `a` as row-major data for a kernel: `a` itself when it is (a slice of a larger buffer
+// included, such as one of a stacked weight's matrices, which MLX's Contiguous would copy:
+// 8 MB per CSM audio head and step), else a copy the encoder keeps until the kernel has run
 static mx::array row_major(const mx::array &a, mx::cpu::CommandEncoder &enc) {
   if (a.flags().row_contiguous) return a;
   mx::array copy(a.shape(), a.dtype(), nullptr, {});
@@ -114,6 +115,22 @@ static mx::array row_major(const mx::array &a, mx::cpu::CommandEncoder &enc) {
   return copy;
 }
 
+// The start of every eval_cpu here: the stream's encoder told about the inputs and the
+// output, and the output's memory allocated (by MLX, which caches it)
+static mx::cpu::CommandEncoder &begin_eval(mx::Stream s, const std::vector<mx::array> &inputs,
+                                           mx::array &out) {
+  auto &enc = mx::cpu::get_command_encoder(s);
+  for (const auto &a : inputs) enc.set_input_array(a);
+  enc.set_output_array(out);
+  out.set_data(mx::allocator::malloc(out.nbytes()));
+  return enc;
+}
+
+// a function address passed through a kernel's integer arguments (the BLAS's)
+static void *address(int64_t value) {
+  return reinterpret_cast<void *>(static_cast<uintptr_t>(value));
+}
+
 // x @ w.T (+ bias): x [..., k] float32, w [n, k] float32, bias [n]; or, input_major,
 // x @ w: w [k, n] (no bias)
 class AioLinear : public mx::UnaryPrimitive {
@@ -123,13 +140,10 @@ class AioLinear : public mx::UnaryPrimitive {
         input_major_(input_major) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
-    auto &enc = mx::cpu::get_command_encoder(stream());
-    for (const auto &a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
+    auto &enc = begin_eval(stream(), inputs, out);
     auto x = row_major(inputs[0], enc), w = row_major(inputs[1], enc);
     int64_t k = w.shape(input_major_ ? 0 : 1), n = w.shape(input_major_ ? 1 : 0);
     int64_t m = k ? x.size() / k : 0;
-    out.set_data(mx::allocator::malloc(out.nbytes()));
     std::optional<mx::array> b;
     if (has_bias_) b = row_major(inputs[2], enc);
     const float *bias = b ? b->data<float>() : nullptr;
@@ -172,14 +186,11 @@ class AioQuantizedMatmul : public mx::UnaryPrimitive {
         threads_(threads) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
-    auto &enc = mx::cpu::get_command_encoder(stream());
-    for (const auto &a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
+    auto &enc = begin_eval(stream(), inputs, out);
     auto x = row_major(inputs[0], enc), w = row_major(inputs[1], enc);
     auto scales = row_major(inputs[2], enc);
     auto biases = row_major(inputs[3], enc);
     int64_t n = w.shape(0), k = w.shape(1) * 32 / bits_, m = x.size() / k;
-    out.set_data(mx::allocator::malloc(out.nbytes()));
     enc.dispatch([x = x.data<float>(), w = w.data<uint32_t>(), s = scales.data<void>(),
                   b = biases.data<void>(), o = out.data<float>(), m, k, n, d = dtype_,
                   g = group_size_, bits = bits_, t = threads_]() {
@@ -248,9 +259,10 @@ static bool layout3(const mx::array &x, int split0, int split1, int64_t dims[3],
 }
 
 // The fused element-wise, convolution, depthwise and attention kernels (aio_nn_norm_act,
-// aio_nn_conv2d, aio_nn_depthwise_conv1d, aio_nn_attention_window) as one graph node each: float32 in and out, operands that are None
-// in Python left out of the inputs (`present` says which of the kernel's array operands are
-// there, in its order), the rest of the arguments as integers and floats.
+// aio_nn_conv2d, aio_nn_depthwise_conv1d, aio_nn_attention_window) as one graph node each:
+// float32 in and out, operands that are None in Python left out of the inputs (`present`
+// says which of the kernel's array operands are there, in its order), the rest of the
+// arguments as integers and floats.
 class AioKernel : public mx::UnaryPrimitive {
  public:
   enum Kind { NormAct = 0, Conv2d = 1, Depthwise = 2, Attention = 3 };
@@ -260,13 +272,10 @@ class AioKernel : public mx::UnaryPrimitive {
         ints_(std::move(ints)), floats_(std::move(floats)), threads_(threads) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
-    auto &enc = mx::cpu::get_command_encoder(stream());
-    for (const auto &a : inputs) enc.set_input_array(a);
-    enc.set_output_array(out);
-    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto &enc = begin_eval(stream(), inputs, out);
     if (out.size() == 0) return;
-    // operand i of the kernel: its (row-major unless it is x of norm_act) data, or NULL
-    std::vector<mx::array> ops;
+    // operand i of the kernel: its (row-major unless it is x of norm_act) data, or NULL; the
+    // inputs stay alive until the kernel has run, and row_major's copies too
     std::vector<const float *> ptr;
     size_t next = 0;
     int64_t xdims[3] = {0, 0, 0}, xstrides[3] = {0, 0, 0};
@@ -284,7 +293,6 @@ class AioKernel : public mx::UnaryPrimitive {
       } else {
         a = row_major(a, enc);
       }
-      ops.push_back(a);
       ptr.push_back(a.data<float>());
     }
     float *o = out.data<float>();
@@ -308,10 +316,10 @@ class AioKernel : public mx::UnaryPrimitive {
       // c_out, kh, kw, ph, pw, dh, dw, act
       enc.dispatch([ptr, o, ints, t]() {
         char err[512] = {0};
-        auto fn = [&](int i) { return reinterpret_cast<void *>(static_cast<uintptr_t>(ints[i])); };
-        if (g_conv2d.load()(fn(0), fn(1), fn(2), ptr[0], ptr[1], ints[3], ints[4], ints[5],
-                            ints[6], ptr[2], ints[7], ints[8], ints[9], ints[10], ints[11],
-                            ints[12], ints[13], ptr[3], int(ints[14]), o, t, err) < 0)
+        if (g_conv2d.load()(address(ints[0]), address(ints[1]), address(ints[2]), ptr[0],
+                            ptr[1], ints[3], ints[4], ints[5], ints[6], ptr[2], ints[7],
+                            ints[8], ints[9], ints[10], ints[11], ints[12], ints[13], ptr[3],
+                            int(ints[14]), o, t, err) < 0)
           kernel_failed("aio_nn_conv2d", err);
       });
     } else if (kind_ == Attention) {
@@ -319,10 +327,10 @@ class AioKernel : public mx::UnaryPrimitive {
       // block, q_start, k_start, window; floats: scale
       enc.dispatch([ptr, o, ints, floats, t]() {
         char err[512] = {0};
-        auto fn = [&](int i) { return reinterpret_cast<void *>(static_cast<uintptr_t>(ints[i])); };
-        if (g_attention.load()(fn(0), fn(1), fn(2), ptr[0], ptr[1], ptr[2], o, ints[3], ints[4],
-                               ints[5], ints[6], ints[7], float(floats[0]), ints[8], ints[9],
-                               ints[10], ints[11], t, err) < 0)
+        if (g_attention.load()(address(ints[0]), address(ints[1]), address(ints[2]), ptr[0],
+                               ptr[1], ptr[2], o, ints[3], ints[4], ints[5], ints[6], ints[7],
+                               float(floats[0]), ints[8], ints[9], ints[10], ints[11], t,
+                               err) < 0)
           kernel_failed("aio_nn_attention_window", err);
       });
     } else {
@@ -335,7 +343,6 @@ class AioKernel : public mx::UnaryPrimitive {
           kernel_failed("aio_nn_depthwise_conv1d", err);
       });
     }
-    for (auto &a : ops) enc.add_temporary(a);  // (inputs stay alive anyway; copies too)
   }
   void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
     throw std::runtime_error("mlx_audio_io kernels: CPU only");

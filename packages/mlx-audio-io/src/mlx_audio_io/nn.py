@@ -352,9 +352,8 @@ def _conv_native(x, weight, padding, dilation, bias=None, activation=None, skip=
     if _lib.prim() is not None:  # a graph node
         ints = [*_gemm(), n, h, w, c_in, c_out, kh, kw, *padding, *dilation,
                 _ACTIVATIONS[activation]]  # fmt: skip
-        y = _graph("aio_nn_conv2d", 1, [x, skip, weight, bias], [n, h_out, w_out, c_final], ints,
-                   [], _threads())  # fmt: skip
-        return y if x.dtype == mx.float32 else y.astype(x.dtype)
+        shape = [n, h_out, w_out, c_final]
+        return _graph_kernel("aio_nn_conv2d", [x, skip, weight, bias], shape, ints, [], x.dtype)
     xv, wv, sv, bv = _f32(x), _f32(weight), _f32(skip), _f32(bias)
     out = _scratch_array((n, h_out, w_out, c_final))
     gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())
@@ -444,14 +443,16 @@ def _native(name: str, *args) -> None:
         raise ValueError(f"{name}: {_lib.ffi.string(err).decode()}")
 
 
+# C kernel -> the _prim function making its graph node, and the arguments before the
+# caller's (the generic node's kind)
 _GRAPH = {
-    "aio_nn_linear": "linear",
-    "aio_nn_quantized_matmul": "quantized_matmul",
-    "aio_nn_matmul": "matmul",
-    "aio_nn_norm_act": "kernel",
-    "aio_nn_conv2d": "kernel",
-    "aio_nn_depthwise_conv1d": "kernel",
-    "aio_nn_attention_window": "kernel",
+    "aio_nn_linear": ("linear",),
+    "aio_nn_quantized_matmul": ("quantized_matmul",),
+    "aio_nn_matmul": ("matmul",),
+    "aio_nn_norm_act": ("kernel", 0),
+    "aio_nn_conv2d": ("kernel", 1),
+    "aio_nn_depthwise_conv1d": ("kernel", 2),
+    "aio_nn_attention_window": ("kernel", 3),
 }
 
 
@@ -461,12 +462,24 @@ def _graph(name: str, *args) -> mx.array:
     arguments raise ValueError here; a kernel failure raises RuntimeError at evaluation."""
     from . import _lib
 
-    return getattr(_lib.prim(), _GRAPH[name])(*args)
+    function, *lead = _GRAPH[name]
+    return getattr(_lib.prim(), function)(*lead, *args)
+
+
+def _graph_kernel(name: str, operands: list, shape: list, ints: list, floats: list, dtype):
+    """:func:`_graph` of one of the fused kernels (the generic node: operands, None allowed,
+    then integer and float arguments), its float32 output ``shape`` cast back to ``dtype``."""
+    return _cast_back(_graph(name, operands, shape, ints, floats, _threads()), dtype)
+
+
+def _cast_back(y: mx.array, dtype) -> mx.array:
+    """A kernel's float32 output as the input's dtype."""
+    return y if dtype == mx.float32 else y.astype(dtype)
 
 
 def _to_mlx(out: np.ndarray, dtype) -> mx.array:
     """A kernel's float32 output copied into MLX, cast back to the input's dtype."""
-    return mx.array(out) if dtype == mx.float32 else mx.array(out).astype(dtype)
+    return _cast_back(mx.array(out), dtype)
 
 
 _scratch = threading.local()
@@ -553,8 +566,8 @@ def _norm_act_native(x, split, x_bias, groups, normalize, eps, weight, bias, act
                residual, residual_scale]  # fmt: skip
         ints = [*(split or (-1, -1)), x.shape[-1], c, groups, int(normalize),
                 _NORM_ACTIVATIONS[activation]]  # fmt: skip
-        y = _graph("aio_nn_norm_act", 0, ops, [*x.shape[:-1], c_out], ints, [eps], _threads())
-        return y if x.dtype == mx.float32 else y.astype(x.dtype)
+        shape = [*x.shape[:-1], c_out]
+        return _graph_kernel("aio_nn_norm_act", ops, shape, ints, [eps], x.dtype)
     v = np.asarray(x if x.dtype == mx.float32 else x.astype(mx.float32))
     layout = _as_3d(v, split)
     if layout is None:
@@ -786,8 +799,8 @@ def depthwise_conv1d(
         if _lib.prim() is not None:  # a graph node
             ints = [n, length, c, k, padding, dilation, _NORM_ACTIVATIONS[activation], out_len]
             ops = [x, weight[:, :, 0].T, bias, param]  # the weight as [taps][channels]
-            y = _graph("aio_nn_depthwise_conv1d", 2, ops, [n, out_len, c], ints, [], _threads())
-            return y if x.dtype == mx.float32 else y.astype(x.dtype)
+            shape = [n, out_len, c]
+            return _graph_kernel("aio_nn_depthwise_conv1d", ops, shape, ints, [], x.dtype)
         w = np.ascontiguousarray(_f32(weight)[:, :, 0].T)  # [taps][channels]
         xv, b, pv = _f32(x), _f32(bias), _f32(param)
         out = _scratch_array((n, out_len, c))
@@ -961,9 +974,9 @@ def _attention_native(q, k, v, scale, window=0, q_start=0, k_start=0):
         return mx.zeros((b, h, lq, d), q.dtype)
     if _lib.prim() is not None:  # a graph node
         ints = [*_gemm(), b, h, lq, lk, d, 0, q_start, k_start, window]
-        y = _graph("aio_nn_attention_window", 3, [q, k, v], [b, lq, h, d], ints, [scale],
-                   _threads())  # fmt: skip
-        return (y if q.dtype == mx.float32 else y.astype(q.dtype)).transpose(0, 2, 1, 3)
+        y = _graph_kernel("aio_nn_attention_window", [q, k, v], [b, lq, h, d], ints, [scale],
+                          q.dtype)  # fmt: skip
+        return y.transpose(0, 2, 1, 3)
     qv, kv, vv = (_f32(mx.contiguous(t)) for t in (q, k, v))
     out = _scratch_array((b, lq, h, d))
     gemm, set_threads, get_threads = (_lib.ffi.cast("void *", a) for a in _gemm())

@@ -70,13 +70,11 @@ class CausalConv1d(nn.Module):
     def __call__(self, x: mx.array, state: dict | None = None, activation: str | None = None
                  ) -> mx.array:  # fmt: skip
         """The convolution of ``x`` ``[b, t, in]``; ``activation`` (None or ``"elu"``) after
-        the bias, fused into the C kernel's output pass where the convolution runs there."""
-        if activation is None or (state is None and self.stride == 1 and self.pad_mode ==
-                                  "constant"):  # fmt: skip
-            return self._conv(x, state, activation)
-        return fnn.bias_act(self._conv(x, state, None), activation=activation)
+        the bias, fused into the output pass where ``nn.conv_axis`` runs it."""
 
-    def _conv(self, x: mx.array, state: dict | None, activation: str | None) -> mx.array:
+        def act(y: mx.array) -> mx.array:  # for the paths that are not conv_axis
+            return y if activation is None else fnn.bias_act(y, activation=activation)
+
         pad = self.padding
         w, bias = self.conv.weight, self.conv.get("bias")
         if state is None and self.stride == 1 and self.pad_mode == "constant":
@@ -87,7 +85,7 @@ class CausalConv1d(nn.Module):
             return y[:, : x.shape[1]] if pad else y
         k, st = w.shape[1], self.stride
         if state is None and st > 1 and k % st == 0 and self.dilation == 1:
-            return self._strided(x, w, bias)
+            return act(self._strided(x, w, bias))
         if state is None:
             extra = -x.shape[1] % self.stride
             parts = [self._left(x, pad)] if pad else []
@@ -105,9 +103,9 @@ class CausalConv1d(nn.Module):
                 x = mx.concatenate([self._left(x, pad) if past is None else past, x], axis=1)
                 state[id(self)] = x[:, x.shape[1] - pad :]
             if x.shape[0] * t <= _SMALL_ROWS:
-                return self._few_rows(x, t, w, bias)
+                return act(self._few_rows(x, t, w, bias))
         return fnn.conv_axis(x, weight=w, axis=1, stride=self.stride, padding=0,
-                             dilation=self.dilation, bias=bias)  # fmt: skip
+                             dilation=self.dilation, bias=bias, activation=activation)  # fmt: skip
 
     def _few_rows(self, x: mx.array, t: int, w: mx.array, bias) -> mx.array:
         """A streaming step of a few frames (``x`` with its left context): the taps side by
