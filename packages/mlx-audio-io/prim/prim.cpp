@@ -131,12 +131,22 @@ static void *address(int64_t value) {
   return reinterpret_cast<void *>(static_cast<uintptr_t>(value));
 }
 
+// The base of the nodes here: the C kernels run on the CPU stream only (the Python side
+// calls MLX's own operations on other devices)
+class CpuKernel : public mx::UnaryPrimitive {
+ public:
+  using mx::UnaryPrimitive::UnaryPrimitive;
+  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
+    throw std::runtime_error(std::string("mlx_audio_io ") + name() + ": CPU only");
+  }
+};
+
 // x @ w.T (+ bias): x [..., k] float32, w [n, k] float32, bias [n]; or, input_major,
 // x @ w: w [k, n] (no bias)
-class AioLinear : public mx::UnaryPrimitive {
+class AioLinear : public CpuKernel {
  public:
   AioLinear(mx::Stream s, bool has_bias, int threads, bool input_major)
-      : mx::UnaryPrimitive(s), has_bias_(has_bias), threads_(threads),
+      : CpuKernel(s), has_bias_(has_bias), threads_(threads),
         input_major_(input_major) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
@@ -157,9 +167,6 @@ class AioLinear : public mx::UnaryPrimitive {
       }
     });
   }
-  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
-    throw std::runtime_error("mlx_audio_io linear: CPU only");
-  }
   const char *name() const override { return "AioLinear"; }
   bool is_equivalent(const mx::Primitive &other) const override {
     auto &o = static_cast<const AioLinear &>(other);
@@ -179,10 +186,10 @@ class AioLinear : public mx::UnaryPrimitive {
 
 // x @ dequantize(w, scales, biases).T in MLX's affine layout: x [..., k] float32, w uint32
 // [n, k * bits / 32], scales and biases [n, k / group_size] (float32, float16 or bfloat16)
-class AioQuantizedMatmul : public mx::UnaryPrimitive {
+class AioQuantizedMatmul : public CpuKernel {
  public:
   AioQuantizedMatmul(mx::Stream s, int dtype, int group_size, int bits, int threads)
-      : mx::UnaryPrimitive(s), dtype_(dtype), group_size_(group_size), bits_(bits),
+      : CpuKernel(s), dtype_(dtype), group_size_(group_size), bits_(bits),
         threads_(threads) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
@@ -198,9 +205,6 @@ class AioQuantizedMatmul : public mx::UnaryPrimitive {
       if (g_qmm.load()(x, m, k, w, s, b, d, n, g, bits, o, t, err) < 0)
         kernel_failed("aio_nn_quantized_matmul", err);
     });
-  }
-  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
-    throw std::runtime_error("mlx_audio_io quantized_matmul: CPU only");
   }
   const char *name() const override { return "AioQuantizedMatmul"; }
   bool is_equivalent(const mx::Primitive &other) const override {
@@ -263,12 +267,12 @@ static bool layout3(const mx::array &x, int split0, int split1, int64_t dims[3],
 // float32 in and out, operands that are None in Python left out of the inputs (`present`
 // says which of the kernel's array operands are there, in its order), the rest of the
 // arguments as integers and floats.
-class AioKernel : public mx::UnaryPrimitive {
+class AioKernel : public CpuKernel {
  public:
   enum Kind { NormAct = 0, Conv2d = 1, Depthwise = 2, Attention = 3 };
   AioKernel(mx::Stream s, int kind, std::vector<bool> present, std::vector<int64_t> ints,
             std::vector<double> floats, int threads)
-      : mx::UnaryPrimitive(s), kind_(kind), present_(std::move(present)),
+      : CpuKernel(s), kind_(kind), present_(std::move(present)),
         ints_(std::move(ints)), floats_(std::move(floats)), threads_(threads) {}
 
   void eval_cpu(const std::vector<mx::array> &inputs, mx::array &out) override {
@@ -343,9 +347,6 @@ class AioKernel : public mx::UnaryPrimitive {
           kernel_failed("aio_nn_depthwise_conv1d", err);
       });
     }
-  }
-  void eval_gpu(const std::vector<mx::array> &, mx::array &) override {
-    throw std::runtime_error("mlx_audio_io kernels: CPU only");
   }
   const char *name() const override { return "AioKernel"; }
   bool is_equivalent(const mx::Primitive &other) const override {
