@@ -70,6 +70,8 @@ parity: $(PARITY_DEPS)
 	test -x $(PARITY_PY) || python3 -m venv $(PARITY_VENV)
 	$(PARITY_VENV)/bin/pip install -q torch==2.13.0 "mlx[cpu]" numpy cffi demucs==4.1.0 \
 	  kokoro==0.9.4 snac==1.2.1 mlx-lm==0.32.2 huggingface_hub pyyaml
+	# SAM-Audio's reference is GitHub-only: its sources at pinned commits, and what it imports
+	$(if $(PARITY_DEPS),PARITY_PY=$(PARITY_PY) bash tools/parity/get_sam_audio_ref.sh)
 	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
 	  $$($(PARITY_PY) -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
 	set -eo pipefail; failed=""; \
@@ -85,6 +87,7 @@ parity: $(PARITY_DEPS)
 	  run "Orpheus end to end (tools/parity/orpheus.py, against transformers + snac)" tools/parity/orpheus.py; \
 	  run "CSM-1B (tools/parity/csm.py, against transformers' CsmForConditionalGeneration)" tools/parity/csm.py; \
 	  run "Mimi (tools/parity/mimi.py, against transformers' MimiModel)" tools/parity/mimi.py; \
+	  run "SAM-Audio (tools/parity/sam_audio.py, against facebookresearch/sam-audio 68b48d4)" tools/parity/sam_audio.py; \
 	} > $(PARITY_OUT); \
 	cat $(PARITY_OUT); \
 	if [ -n "$$failed" ]; then echo "parity failed:$$failed" >&2; exit 1; fi
@@ -103,6 +106,7 @@ demo: sync
 # bench_sts.py makes .bench/demucs-venv (torch 2.13.0 CPU, demucs 4.1.0) on first use; ~20 min.
 # bench_tts.py makes .bench/kokoro-venv (torch 2.13.0 CPU, kokoro 0.9.4) on first use; ~10 min.
 # bench_snac.py makes .bench/snac-venv (torch 2.13.0 CPU, snac 1.2.1) on first use.
+# bench_sam.py runs the official SAM-Audio in the parity venv (`make parity` makes it); ~15 min.
 bench: deps
 	uv sync --all-packages --locked --group bench
 	$(UV_RUN) --group bench python tools/bench/bench_io.py
@@ -117,3 +121,4 @@ bench: deps
 	$(UV_RUN) --group bench python tools/bench/bench_mimi.py
 	$(UV_RUN) --group bench python tools/bench/bench_csm.py
 	$(UV_RUN) --group bench python tools/bench/bench_server.py
+	$(UV_RUN) --group bench python tools/bench/bench_sam.py

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("layers", "htdemucs", "kokoro", "snac", "orpheus_lm", "orpheus", "csm", "mimi")
+SCRIPTS = (
+    "layers",
+    "htdemucs",
+    "kokoro",
+    "snac",
+    "orpheus_lm",
+    "orpheus",
+    "csm",
+    "mimi",
+    "sam_audio",
+)
 
 STUB_PYTHON = """#!/bin/sh
 # `python -c '...site...'`: the site-packages folder; `python tools/parity/X.py`: a report row

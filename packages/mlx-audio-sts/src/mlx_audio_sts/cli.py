@@ -1,4 +1,5 @@
-"""``mlx-audio-sts``: separate tracks into stems, and convert demucs checkpoints."""
+"""``mlx-audio-sts``: separate tracks into stems, convert demucs checkpoints, and extract
+prompted sounds with SAM-Audio."""
 
 from __future__ import annotations
 
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dst", help="output folder")
     c.add_argument("--name", help="bag name to pick from a folder, recorded in config.json")
     c.set_defaults(func=_convert)
+    from .sam_cli import add_parser
+
+    add_parser(sub)
     return parser
 
 

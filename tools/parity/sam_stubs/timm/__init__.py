@@ -1,0 +1,1 @@
+"""timm stand-in: perception_models' vision transformer imports ``timm.layers.DropPath``."""

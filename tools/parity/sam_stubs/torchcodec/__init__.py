@@ -1,0 +1,1 @@
+"""torchcodec stand-in: sam_audio.processor and perception_models import its decoders."""

@@ -1,0 +1,1 @@
+"""xformers stand-in: perception_models' transformer and probe import ``xformers.ops``."""
