@@ -22,33 +22,37 @@ feeds zeros (B, dim, T) to ``align_masked_video``); the span predictor and ranke
 Stand-ins for torchaudio, torchcodec, torchvision, timm and xformers live in
 ``tools/parity/sam_stubs`` (appended to ``sys.path``; real installs win).
 
-After init every parameter is perturbed (seeded): ``p += 0.02 * randn * (1 + |p|)``, and the two
-zero-initialised scalar gates (``align_masked_video.gate``, ``embed_anchors.gate``) are set to
-``0.5 + 0.1 * randn``, so no zero or one initialisation can hide a missing term.
+The random codec is first rescaled so that its output depends on its input
+(``condition_codec_``). Then every parameter is perturbed (seeded): ``p += 0.02 * randn *
+(1 + |p|)``, and the two zero-initialised scalar gates (``align_masked_video.gate``,
+``embed_anchors.gate``) are set to ``0.5 + 0.1 * randn``, so that no zero or one
+initialisation can hide a missing term.
 
 The codec decoder's watermark (dacvae ``Decoder.watermark``; the official decode draws a fresh
 ``torch.randint`` 16-bit message per call, ``fixed_watermark`` pins it). Shapes for the
-official codec, x = output of the 4th DecoderBlock, (B, 96, N) with N = 1920 * T::
+official codec; x = output of the last DecoderBlock, (B, 96, N), N = 1920 * T; keys under
+``audio_codec.decoder.``, W = ``wm_model.``, Dk = ``model.k.block.`` (DecoderBlock k)::
 
-    a   = tanh(conv1d_wn(96->1, k7, pad 3)(snake(x)))                     (B, 1, N)
-    h   = conv1d(1->32, k7, causal: left pad 6)(a)                        (B, 32, N)
-    for block 3, 2, 1, 0 (wm stride s = 2, 4, 5, 8; c = 32, 64, 128, 256):
-        h = h + conv1d(c/2->c, k1)(elu(conv1d(c->c/2, k3, causal)(elu(h))))    (ELU unit)
-        h = conv1d(c->2c, k=2s, stride s, causal)(elu(h))          # -> (B, 512, N/320)
-    h   = lstm2(h) + h      (2-layer LSTM 512->512 over time, skip)       (B, 512, N/320)
-    h   = conv1d(512->128, k7, causal)(elu(h))                            (B, 128, N/320)
-    h   = h + sum_k Embedding(32, 128)[2k + bit_k]  (broadcast over time)
-    h   = conv1d(128->512, k7, causal)(h);  h = lstm2'(h) + h             (B, 512, N/320)
-    for block 0, 1, 2, 3 (s = 8, 5, 4, 2; c = 512, 256, 128, 64):
-        h = convT1d(c->c/2, k=2s, stride s)(elu(h))[..., :-s]   (causal crop of s on the right)
-        h = h + (ELU unit on c/2 channels, as above)
-    h   = conv1d(32->1, k7, causal)(elu(h))                               (B, 1, N)
-    out = a + 0.25 * h        (alpha = wm_channels / d_wm_out = 32 / 128)
+    a = tanh(conv_wn(96->1, k7, pad 3)(snake(x)))     W encoder_block.pre.{0,1}    (B, 1, N)
+    h = conv(1->32, k7, causal)(a)                    W encoder_block.pre.3       (B, 32, N)
+    for k = 4, 3, 2, 1 (wm stride s = 2, 4, 5, 8; c = 32, 64, 128, 256):
+        h = h + conv(c/2->c, k1)(elu(conv(c->c/2, k3, causal)(elu(h))))    Dk 7.block.{1,3}
+        h = conv(c->2c, k=2s, stride s, causal)(elu(h))                    Dk 11
+    h = lstm(h) + h             (2 layers, 512->512, over time)  W encoder_block.post.0.lstm
+    h = conv(512->128, k7, causal)(elu(h))            W encoder_block.post.2  (B, 128, N/320)
+    h = h + sum_i E[2i + bit_i]  (E: 32 x 128, broadcast over time)  W msg_processor.msg_processor
+    h = conv(128->512, k7, causal)(h)                 W decoder_block.pre.0
+    h = lstm(h) + h                                   W decoder_block.pre.1.lstm  (B, 512, N/320)
+    for k = 1, 2, 3, 4 (s = 8, 5, 4, 2; c = 512, 256, 128, 64):
+        h = convT(c->c/2, k=2s, stride s)(elu(h))[..., :-s]                Dk 3
+        h = h + conv(c/4->c/2, k1)(elu(conv(c/2->c/4, k3, causal)(elu(h))))   Dk 6.block.{1,3}
+    h = conv(32->1, k7, causal)(elu(h))               W decoder_block.post.1      (B, 1, N)
+    out = a + 0.25 * h          (alpha = wm_channels / d_wm_out = 32 / 128)
 
-"causal" = left pad (k - 1)*dilation + 1 - stride, right pad to a whole number of strides.
-Keys: ``decoder.wm_model.{encoder_block,msg_processor,decoder_block}.*`` plus the ELU-path
-layers ``decoder.model.{1..4}.block.{2,3,6,7,10,11}.*``. ``no_watermark`` gives ``a`` alone
-(mlx-audio's decode).
+snake(x) = x + sin(alpha x)^2 / (alpha + 1e-9); conv_wn = weight_g * weight_v / ||weight_v||
+(norm over all but dim 0) plus bias; plain convs and the LSTMs (torch gate order i, f, g, o;
+bias_ih + bias_hh) have biases. "causal": left pad (k - 1) * dilation + 1 - stride, right pad
+to a whole number of strides. ``no_watermark`` gives ``a`` alone (mlx-audio's decode).
 
     python tools/parity/sam_audio_ref.py    # smoke test: reduced DiT + official codec
 """
@@ -57,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 import sys
 import time
@@ -80,10 +85,12 @@ T5_BASE = dict(
     relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
     layer_norm_epsilon=1e-6, feed_forward_proj="relu", pad_token_id=0, eos_token_id=1,
 )  # fmt: skip
-# a T5 with every code path of t5-base and a few hundred thousand weights
+# a T5 with every code path of t5-base and about 90 thousand weights
 SMALL_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, vocab_size=384)
-DEFAULT_MESSAGE_BITS = (1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 0, 1)
+DEFAULT_MESSAGE_BITS = (1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 1, 0, 1, 0, 1)  # 0xB275
 PERTURB_SCALE = 0.02
+CODEC_WN_GAIN = 1.3
+_ref_dir: Path | None = None  # where setup() imported sam_audio from
 
 
 class SamAudioRefError(RuntimeError):
@@ -104,6 +111,9 @@ def setup(ref_dir: str | os.PathLike | None = None) -> Path:
         SamAudioRefError: a source tree is missing, an import fails, or ``sam_audio`` was
             already imported from somewhere else.
     """
+    global _ref_dir
+    if ref_dir is None and _ref_dir is not None:
+        return _ref_dir
     ref = Path(ref_dir or os.environ.get("SAM_AUDIO_REF") or DEFAULT_REF_DIR)
     ref = ref if ref.is_absolute() else REPO_ROOT / ref
     hint = f"run tools/parity/get_sam_audio_ref.sh {ref}"
@@ -124,6 +134,7 @@ def setup(ref_dir: str | os.PathLike | None = None) -> Path:
             f"sam_audio was imported from '{sam_audio.__file__}', not from '{ref}'; "
             "call setup() before anything imports sam_audio"
         )
+    _ref_dir = ref
     return ref
 
 
@@ -155,8 +166,8 @@ class TokenIds:
     def encode(self, description: str | Sequence[int], max_length: int | None = None):
         """Token ids (list of int) of one description, cut to ``max_length`` keeping ``</s>``."""
         if isinstance(description, str):
-            ids = [3 + b % (self.vocab_size - 3) for b in description.encode("utf-8")] + [1]
-            return ids if max_length is None else ids[: max_length - 1] + [1]
+            ids = [3 + b % (self.vocab_size - 3) for b in description.encode("utf-8")]
+            return (ids if max_length is None else ids[: max_length - 1]) + [1]
         ids = [int(i) for i in description]
         return ids if max_length is None else ids[:max_length]
 
@@ -226,6 +237,7 @@ def build_reference(
     vision_dim: int = 1024,
     codec: dict | None = None,
     tokenizer: Callable | None = None,
+    condition_codec: bool = True,
 ) -> torch.nn.Module:
     """The official ``SAMAudio`` with seeded random, perturbed weights (eval, float32).
 
@@ -238,6 +250,8 @@ def build_reference(
         vision_dim: the vision feature width ``align_masked_video`` expects (1024 official).
         codec: ``DACVAEConfig`` overrides; None = the official DAC-VAE.
         tokenizer: the text encoder's tokenizer hook; default ``TokenIds(vocab_size)``.
+        condition_codec: rescale the codec's init first (``condition_codec_``), so that its
+            output depends on its input.
 
     Returns:
         ``SAMAudio``; ``model.ref_config`` holds the SAMAudioConfig dict it was built from
@@ -261,10 +275,37 @@ def build_reference(
         torch.manual_seed(seed)
         model = model_mod.SAMAudio(cfg)
     model = model.float().eval()
+    if condition_codec:
+        condition_codec_(model.audio_codec)
     perturb_(model, seed)
     model.ref_config = {**config, "audio_codec": vars(cfg.audio_codec)}
     model.ref_t5_config = t5cfg.to_dict()
     return model
+
+
+@torch.no_grad()
+def condition_codec_(codec: torch.nn.Module) -> None:
+    """Rescale a freshly initialised DAC-VAE so that every path carries its input (in place).
+
+    At dacvae's init, decoding two different latents gives nearly the same waveform (biases and
+    Snake offsets dominate), and the watermark residual does not depend on the audio at all:
+    its plain convs are trunc-normal(0.02), which shrinks the signal about 5x per layer, and the
+    message embedding (N(0, 1), 16 rows summed) saturates the LSTMs. So: weight-normed convs'
+    ``weight_g`` times ``CODEC_WN_GAIN``; plain convs' weights scaled to std 1/sqrt(fan_in);
+    the message embedding times 0.1. Decoded noise latents then reach about 0.7 peak, 0.18 rms.
+    """
+    for module in codec.modules():
+        if not isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            continue
+        if hasattr(module, "weight_g"):
+            module.weight_g.mul_(CODEC_WN_GAIN)
+            continue
+        w = module.weight
+        fan_in = w.shape[1] * w.shape[2]
+        if isinstance(module, torch.nn.ConvTranspose1d):
+            fan_in = w.shape[0] * w.shape[2] / module.stride[0]
+        w.mul_(1 / (math.sqrt(fan_in) * w.std()))
+    codec.decoder.wm_model.msg_processor.msg_processor.weight.mul_(0.1)
 
 
 @torch.no_grad()
@@ -409,6 +450,13 @@ def _smoke() -> None:
         print(f"encode {encode_s:.1f} s, separate {time.perf_counter() - t:.1f} s")
         print("  " + _describe("target", out.target[0]))
         print("  " + _describe("residual", out.residual[0]))
+    with torch.inference_mode():
+        args = model._get_forward_args(batch)
+        t = time.perf_counter()
+        model(noisy_audio=noise, time=torch.tensor([0.5]), **args)
+        nfe_s, t = time.perf_counter() - t, time.perf_counter()
+        model.audio_codec.decode(noise.transpose(1, 2).reshape(2, 128, -1))
+    print(f"one NFE {nfe_s:.2f} s, decode of both streams {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     again = model.separate(batch, noise=noise)
     diff = (again.target[0] - out.target[0]).abs().max()
