@@ -208,6 +208,8 @@ def test_hub_loading(small_folder, hub_server, hub_env):
     hub_server.add_repo("facebook/sam-audio-tiny", small_folder)
     model = SAMAudio.from_pretrained("facebook/sam-audio-tiny")
     assert model.config.transformer.dim == 32
+    proc = SAMAudioProcessor.from_pretrained("facebook/sam-audio-tiny")
+    assert (proc.sample_rate, proc.hop_length) == (48_000, 1920)
 
 
 def test_separate_long_and_streaming_on_real_mixture(small_model):

@@ -98,6 +98,17 @@ class SAMAudioProcessor:
         self.sample_rate = sample_rate
         self.hop_length = hop_length
 
+    @classmethod
+    def from_pretrained(cls, name_or_path, *, revision: str | None = None) -> SAMAudioProcessor:
+        """The processor of a model repo or folder (reads its ``config.json`` only)."""
+        from mlx_audio_io.hub import read_config, resolve_model_path
+
+        from .config import SAMAudioConfig
+
+        folder = resolve_model_path(name_or_path, revision=revision, allow_patterns="config.json")
+        codec = SAMAudioConfig.from_dict(read_config(folder / "config.json")).audio_codec
+        return cls(codec.sample_rate, codec.hop_length)
+
     def __call__(
         self,
         descriptions: Sequence[str],
