@@ -43,6 +43,8 @@ class SeparationResult:
         chunk_idx: The chunk's index (streaming only).
         is_last: True on the final chunk (streaming only).
         peak_memory: MLX's peak memory in GB during the call (streaming: on the last chunk).
+        sizes: Codec frames of each audio (``separate`` only; the outputs are ``sizes * 1920``
+            samples long, as the reference trims them).
     """
 
     target: Any
