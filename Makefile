@@ -72,6 +72,8 @@ parity: $(PARITY_DEPS)
 	  kokoro==0.9.4 snac==1.2.1 mlx-lm==0.32.2 huggingface_hub pyyaml
 	# SAM-Audio's reference is GitHub-only: its sources at pinned commits, and what it imports
 	$(if $(PARITY_DEPS),PARITY_PY=$(PARITY_PY) bash tools/parity/get_sam_audio_ref.sh)
+	# mlx-audio's own loader writes the layout of mlx-community's SAM-Audio conversions
+	$(PARITY_VENV)/bin/pip install -q --no-deps mlx-audio==0.6.2
 	for p in packages/*/src; do echo "$(CURDIR)/$$p"; done > \
 	  $$($(PARITY_PY) -c 'import site; print(site.getsitepackages()[0])')/workspace.pth
 	set -eo pipefail; failed=""; \

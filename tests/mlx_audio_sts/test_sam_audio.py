@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 from mlx_audio_sts import SAMAudio, SAMAudioConfig, SAMAudioProcessor, save_audio
-from mlx_audio_sts.models.sam_audio.load import from_pretrained, sanitize, save_model
+from mlx_audio_sts.models.sam_audio.load import from_pretrained, load_model, sanitize, save_model
 from mlx_audio_sts.models.sam_audio.model import ode_grid
 from mlx_audio_sts.models.sam_audio.random_weights import randomize
 from mlx_audio_sts.models.sam_audio.separate import chunk_starts
@@ -281,3 +281,30 @@ def test_cli(small_folder, tmp_path):
     assert bad.returncode == 1 and "--steps" in bad.stderr
     bad = subprocess.run(cmd + ["--long"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "--anchor" in bad.stderr
+
+
+def test_mlx_audio_layout_loads(reference, tmp_path):
+    """mlx-audio's names and layouts (mlx-community's conversions) load, with a warning for
+    the align_masked_video weights they lack; the same values land in the same places as
+    through the official names (tools/parity/sam_audio.py checks the numbers)."""
+    *_, meta = reference
+    keys = json.loads((FIXTURE.parent / "sam_audio_mlx_audio_keys.json").read_text())
+    rng = np.random.default_rng(0)
+    weights = {k: mx.array(rng.standard_normal(s).astype(np.float32)) for k, s in keys.items()}
+    mx.save_safetensors(str(tmp_path / "model.safetensors"), weights)
+    (tmp_path / "config.json").write_text(json.dumps(meta["config"]))
+    with pytest.warns(UserWarning, match="align_masked_video"):
+        model = load_model(tmp_path)
+    lstm = "audio_codec.decoder.wm_model.encoder_block.post_0.lstm.layers.1."
+    ours = model.audio_codec.decoder.wm_model.encoder_block.post.layers[0].lstm
+    np.testing.assert_array_equal(
+        np.asarray(ours["weight_hh_l1"]), np.asarray(weights[lstm + "Wh"])
+    )
+    np.testing.assert_array_equal(np.asarray(ours["bias_ih_l1"] + ours["bias_hh_l1"]),
+                                  np.asarray(weights[lstm + "bias"]))  # fmt: skip
+    conv = model.audio_codec.encoder.block.layers[1].block.layers[0].block.layers[1]
+    mine = np.asarray(conv.weight_v)  # [out, k, in], as mlx-audio stores it
+    np.testing.assert_array_equal(
+        mine, np.asarray(weights["audio_codec.encoder.blocks.0.res1.conv1.weight_v"])
+    )
+    assert float(model.align_masked_video.gate[0]) == 0.0

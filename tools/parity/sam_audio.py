@@ -148,6 +148,46 @@ def separate_pair(model, ours, t5, wavs, ode_opt=None, chunk=None):
     return pairs
 
 
+def mlx_audio_folder(model, folder: Path) -> None:
+    """The reference's weights as mlx-audio 0.6.2 holds them (its own loader, its parameter
+    names and layouts: what mlx-community's conversions are), saved to ``folder``."""
+    from mlx.utils import tree_flatten
+    from mlx_audio.sts.models.sam_audio import SAMAudio as TheirModel
+    from mlx_audio.sts.models.sam_audio import SAMAudioConfig as TheirConfig
+    from mlx_audio.sts.models.sam_audio.model import _load_weights
+
+    theirs = TheirModel(TheirConfig.from_dict(model.ref_config))
+    _load_weights(theirs, {k: mx.array(v) for k, v in ref.state_dict_numpy(model).items()})
+    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(theirs.parameters())))
+    (folder / "config.json").write_text(json.dumps(model.ref_config))
+
+
+def mlx_audio_stages(model, t5, wavs, stage) -> None:
+    """Our loader on mlx-audio's layout against the reference without the term mlx-audio
+    drops (``align_masked_video``'s gate set to 0 on the reference)."""
+    import warnings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mlx_audio_folder(model, Path(tmp))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ours = load_model(Path(tmp))
+    assert any("align_masked_video" in str(w.message) for w in caught), "no warning"
+    with torch.no_grad():
+        gate = model.align_masked_video.gate.clone()
+        model.align_masked_video.gate.zero_()
+    try:
+        t0 = time.perf_counter()
+        (_, _), (ae, ao) = codec_pair(model, ours, wavs[:1])
+        stage("mlx-audio 0.6.2 layout: codec decode with watermark", ae, ao, t0)
+        stage("mlx-audio 0.6.2 layout: DiT velocity, anchors (reference without "
+              "align_masked_video, which that layout drops)",
+              *velocity_pair(model, ours, t5, wavs, ANCHORS), t0)  # fmt: skip
+    finally:
+        with torch.no_grad():
+            model.align_masked_video.gate.copy_(gate)
+
+
 def run_official() -> int:
     rows, failed = [], False
 
@@ -181,6 +221,7 @@ def run_official() -> int:
     pairs = separate_pair(model, ours, t5, wavs[:1], chunk=25)
     for name, (r, o) in pairs.items():
         stage(f"separate() {name}, decoded in 25-frame chunks", r, o, t0)
+    mlx_audio_stages(model, t5, wavs, stage)
     del model, ours
     t0 = time.perf_counter()
     big = ref.build_reference(LARGE_BLOCK, t5=ref.SMALL_T5, seed=5)
@@ -214,6 +255,20 @@ def to_official(weights: dict) -> dict:
             v = v.transpose(0, 2, 1)
         out[key] = v
     return out
+
+
+def write_mlx_audio_keys(folder: Path) -> None:
+    """``sam_audio_mlx_audio_keys.json``: mlx-audio 0.6.2's parameter names and shapes for the
+    tiny config (the layout of mlx-community's conversions), for the loader's test."""
+    from mlx.utils import tree_flatten
+    from mlx_audio.sts.models.sam_audio import SAMAudio as TheirModel
+    from mlx_audio.sts.models.sam_audio import SAMAudioConfig as TheirConfig
+
+    config = json.loads((folder / "sam_audio_tiny.json").read_text())["config"]
+    theirs = TheirModel(TheirConfig.from_dict(config))
+    keys = {k: list(v.shape) for k, v in tree_flatten(theirs.parameters())}
+    lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in keys.items())
+    (folder / "sam_audio_mlx_audio_keys.json").write_text("{\n" + lines + "\n}\n")
 
 
 def write_fixtures(folder: Path) -> None:
@@ -264,6 +319,7 @@ def write_fixtures(folder: Path) -> None:
     meta = {"stages": names, "config": model.ref_config, "t5_config": model.ref_t5_config,
             "official_keys": {k: list(v.shape) for k, v in official.items()}}  # fmt: skip
     (folder / "sam_audio_tiny.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_mlx_audio_keys(folder)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Loading SAM-Audio: the official repos (``config.json`` + ``checkpoint.pt``, read by a
-restricted unpickler), MLX safetensors folders (what :func:`save_model` writes), and the T5
-text encoder the official code takes from ``t5-base``."""
+restricted unpickler), MLX safetensors folders (what :func:`save_model` writes, and
+mlx-audio's conversions: :mod:`.mlx_audio_layout`), and the T5 text encoder the official code
+takes from ``t5-base``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .config import SAMAudioConfig
+from .mlx_audio_layout import fill_align, fit_layouts, is_mlx_audio, to_official_names
 from .model import SAMAudio
 
 # what the official checkpoint holds that audio-only separation does not use, and the text
@@ -80,7 +82,12 @@ def load_model(folder: Path) -> SAMAudio:
     """The network from a folder (``config.json`` + weights), without the text encoder."""
     config = SAMAudioConfig.from_dict(read_config(folder / "config.json"))
     model = SAMAudio(config)
-    weights = sanitize(_read_weights(folder))
+    weights = _read_weights(folder)
+    if is_mlx_audio(weights):
+        weights = to_official_names(weights)
+    expected = dict(tree_flatten(model.parameters()))
+    weights = fit_layouts(sanitize(weights), expected)
+    weights = fill_align(weights, expected, str(folder))
     weights = {k: v.astype(mx.float32) if v.dtype in (mx.float16, mx.bfloat16) else v
                for k, v in weights.items()}  # fmt: skip
     try:
