@@ -277,6 +277,8 @@ def test_cli(small_folder, tmp_path):
         f"{MIXTURE.stem}_target.wav",
         f"{MIXTURE.stem}_residual.wav",
     ]
+    loud = subprocess.run(cmd[:-1], capture_output=True, text=True, timeout=300)  # not quiet
+    assert loud.returncode == 0 and "ODE step 2/2" in loud.stderr and "peak memory" in loud.stderr
     bad = subprocess.run(cmd + ["--steps", "1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "--steps" in bad.stderr
     bad = subprocess.run(cmd + ["--long"], capture_output=True, text=True, timeout=300)

@@ -32,6 +32,11 @@ def _ode_opt(args) -> dict:
     return {"method": args.method, "step_size": 1 / args.steps}
 
 
+def _progress(step: int, steps: int) -> None:
+    print(f"\rODE step {step}/{steps}", end="\n" if step == steps else "", file=sys.stderr,
+          flush=True)  # fmt: skip
+
+
 def _run(args) -> int:
     from .models.sam_audio import from_pretrained
     from .models.sam_audio.separate import save_audio
@@ -58,8 +63,9 @@ def _run(args) -> int:
 
         mx.random.seed(args.seed)
         anchors = [list(args.anchor)] if args.anchor else None
+        show = None if args.quiet else _progress
         result = model.separate([str(audio)], [args.description], anchors=anchors,
-                                ode_opt=ode_opt)  # fmt: skip
+                                ode_opt=ode_opt, progress=show)  # fmt: skip
     if not args.quiet:
         print(f"separated in {time.perf_counter() - began:.1f} s, peak memory "
               f"{result.peak_memory:.2f} GB", file=sys.stderr)  # fmt: skip

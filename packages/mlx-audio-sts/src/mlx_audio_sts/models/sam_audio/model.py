@@ -198,14 +198,15 @@ class SAMAudio(nn.Module):
         text_features: mx.array | None = None,
         text_mask: mx.array | None = None,
         message: mx.array | None = None,
+        progress=None,
     ) -> SeparationResult:
         """Separates the prompted sound from each audio: see :func:`.separate.separate`."""
         from .separate import separate
 
         return separate(self, audios, descriptions, anchors=anchors, ode_opt=ode_opt,
                         ode_decode_chunk_size=ode_decode_chunk_size, sizes=sizes, noise=noise,
-                        text_features=text_features, text_mask=text_mask,
-                        message=message)  # fmt: skip
+                        text_features=text_features, text_mask=text_mask, message=message,
+                        progress=progress)  # fmt: skip
 
     def separate_long(self, audios, descriptions=None, chunk_seconds: float = 10.0,
                       overlap_seconds: float = 3.0, ode_opt: dict | None = None, seed: int = 42,

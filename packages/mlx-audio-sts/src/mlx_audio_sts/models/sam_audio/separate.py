@@ -24,11 +24,13 @@ def _batch(model: SAMAudio, audios, descriptions, anchors) -> Batch:
     return model.processor()(descriptions, audios, anchors)
 
 
-def integrate(model: SAMAudio, cond: dict, noise: mx.array, ode_opt: dict | None) -> mx.array:
-    """Integrates the velocity from ``noise`` at t = 0 to t = 1 on torchdiffeq's fixed grid."""
+def integrate(model: SAMAudio, cond: dict, noise: mx.array, ode_opt: dict | None,
+              progress: Callable[[int, int], None] | None = None) -> mx.array:  # fmt: skip
+    """Integrates the velocity from ``noise`` at t = 0 to t = 1 on torchdiffeq's fixed grid;
+    ``progress(step, steps)`` after each step."""
     method, grid = ode_grid(ode_opt)
     x = noise
-    for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
+    for step, (t0, t1) in enumerate(zip(grid[:-1], grid[1:], strict=True)):
         dt = np.float32(t1 - t0)
         if method == "euler":
             x = x + model.velocity(cond, float(t0), x) * float(dt)
@@ -37,6 +39,8 @@ def integrate(model: SAMAudio, cond: dict, noise: mx.array, ode_opt: dict | None
             mid = x + model.velocity(cond, float(t0), x) * float(half)
             x = x + model.velocity(cond, float(np.float32(t0 + half)), mid) * float(dt)
         mx.eval(x)
+        if progress is not None:
+            progress(step + 1, len(grid) - 1)
     return x
 
 
@@ -47,7 +51,8 @@ def _check_chunk_size(value) -> None:
 
 def separate(model: SAMAudio, audios, descriptions=None, *, anchors=None, ode_opt=None,
              ode_decode_chunk_size: int | None = 50, sizes=None, noise=None,
-             text_features=None, text_mask=None, message=None) -> SeparationResult:  # fmt: skip
+             text_features=None, text_mask=None, message=None,
+             progress=None) -> SeparationResult:  # fmt: skip
     """Separates the sound each description names from its audio.
 
     Args:
@@ -65,6 +70,7 @@ def separate(model: SAMAudio, audios, descriptions=None, *, anchors=None, ode_op
         text_features, text_mask: Precomputed T5 features ``[batch, tokens, 768]`` and mask;
             None encodes the descriptions.
         message: ``[2 * batch, 16]`` watermark bits for the decoder; None draws them.
+        progress: None, or ``progress(step, steps)`` called after each ODE step.
 
     Returns:
         A :class:`SeparationResult`: ``target`` and ``residual`` lists of ``[samples, 1]``
@@ -84,7 +90,7 @@ def separate(model: SAMAudio, audios, descriptions=None, *, anchors=None, ode_op
         noise = mx.random.normal((b, t, 2 * c))
     elif tuple(noise.shape) != (b, t, 2 * c):
         raise ValueError(f"noise must have shape {(b, t, 2 * c)}, got {tuple(noise.shape)}")
-    final = integrate(model, cond, noise, ode_opt)
+    final = integrate(model, cond, noise, ode_opt, progress)
     # [B, T, 2c] -> [2B, T, c]: row 2i is item i's target, row 2i + 1 its residual
     stacked = final.reshape(b, t, 2, c).transpose(0, 2, 1, 3).reshape(2 * b, t, c)
     wavs = model.audio_codec.decode(stacked, message, chunk_size=ode_decode_chunk_size)
