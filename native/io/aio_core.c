@@ -173,11 +173,7 @@ AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err
         return aio_fail(err, AIO_EIO, is_dir ? "is a directory"
                                              : "not a regular file (a device, FIFO or socket)");
     }
-    int fl = fcntl(fd, F_GETFL);
-    if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
-        close(fd);
-        return aio_fail(err, AIO_EIO, "cannot open file: %s", strerror(errno));
-    }
+    /* O_NONBLOCK stays: it does not change reads of a regular file */
     if (st.st_size == 0) {
         close(fd);
         return aio_fail(err, AIO_EDECODE, "file is empty");
@@ -208,6 +204,16 @@ AIO_API int aio_count_frames(aio_file *f, int64_t *frames, char *err) {
     }
     *frames = f->info.frames;
     return 0;
+}
+
+AIO_API int aio_probe(const char *path, aio_info *info, int64_t *frames, char *err) {
+    aio_file *f = NULL;
+    int rc = aio_open(path, &f, info, err);
+    if (rc != 0) return rc;
+    rc = aio_count_frames(f, frames, err);
+    *info = f->info;
+    aio_close(f);
+    return rc;
 }
 
 AIO_API void aio_close(aio_file *f) {

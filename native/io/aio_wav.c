@@ -70,6 +70,9 @@ static int64_t wav_read(aio_file *f, float *out, int64_t frames, char *err) {
     if (frames > left) frames = left;
     int ch = f->info.channels;
     int64_t per_buf = WAV_BUF_BYTES / w->block_align, done = 0;
+    /* the conversion buffer on the first read that needs one (info() never reads) */
+    if (w->kind != S_F32 && frames > 0 && !w->buf && !(w->buf = malloc(WAV_BUF_BYTES)))
+        return aio_fail(err, AIO_ENOMEM, "out of memory");
     while (done < frames) {
         int64_t n = frames - done < per_buf ? frames - done : per_buf;
         int64_t off = w->data_off + (f->pos + done) * w->block_align;
@@ -118,18 +121,31 @@ int aio_is_w64(const unsigned char *head, size_t n) {
            memcmp(head + 28, W64_TAIL, 12) == 0;
 }
 
+/* A header read: from `pre` (the file's first pre_n bytes) when it holds the range, else
+   from the source (the chunks of a usual WAV header all sit in its first bytes: one read). */
+static int hdr_read(const aio_src *src, const unsigned char *pre, int64_t pre_n, void *dst,
+                    size_t n, int64_t off) {
+    if (off >= 0 && off <= pre_n && (int64_t)n <= pre_n - off) {
+        memcpy(dst, pre + off, n);
+        return 0;
+    }
+    return aio_src_read_at(src, dst, n, off);
+}
+
 int aio_wav_open(aio_file *f, aio_src src, char *err) {
-    unsigned char fmt[40] = {0}, hdr[40];
+    unsigned char fmt[40] = {0}, hdr[40], pre[512];
     int64_t size = src.size, data_off = -1, data_bytes = -1, ds64_data = -1;
+    int64_t pre_n = size < (int64_t)sizeof pre ? size : (int64_t)sizeof pre;
+    if (aio_src_read_at(&src, pre, (size_t)pre_n, 0) != 0) pre_n = 0;
     int have_fmt = 0;
-    if (aio_src_read_at(&src, hdr, size < 40 ? 12 : 40, 0) != 0)
+    if (hdr_read(&src, pre, pre_n, hdr, size < 40 ? 12 : 40, 0) != 0)
         return aio_fail(err, AIO_EDECODE, "truncated WAV header");
     int w64 = size >= 40 && aio_is_w64(hdr, 40);
     int rf64 = !w64 && memcmp(hdr, "RIFF", 4) != 0;
     int64_t pos = w64 ? 40 : 12, ck_len = w64 ? 24 : 8;
     while (pos + ck_len <= size) {
         unsigned char ck[24];
-        if (aio_src_read_at(&src, ck, (size_t)ck_len, pos) != 0) break;
+        if (hdr_read(&src, pre, pre_n, ck, (size_t)ck_len, pos) != 0) break;
         int64_t len;
         if (w64) {
             uint64_t total = le64(ck + 16);
@@ -142,12 +158,12 @@ int aio_wav_open(aio_file *f, aio_src src, char *err) {
         if (memcmp(ck, "fmt ", 4) == 0) {
             if (len < 16) return aio_fail(err, AIO_EDECODE, "WAV fmt chunk too short (%lld)", (long long)len);
             size_t n = len < 40 ? (size_t)len : 40;
-            if (aio_src_read_at(&src, fmt, n, pos + ck_len) != 0)
+            if (hdr_read(&src, pre, pre_n, fmt, n, pos + ck_len) != 0)
                 return aio_fail(err, AIO_EDECODE, "truncated WAV fmt chunk");
             have_fmt = 1;
         } else if (memcmp(ck, "ds64", 4) == 0 && len >= 16) {
             unsigned char d[16];
-            if (aio_src_read_at(&src, d, 16, pos + ck_len) == 0) ds64_data = (int64_t)le64(d + 8);
+            if (hdr_read(&src, pre, pre_n, d, 16, pos + ck_len) == 0) ds64_data = (int64_t)le64(d + 8);
         } else if (memcmp(ck, "data", 4) == 0) {
             data_off = pos + ck_len;
             data_bytes = (rf64 && len == 0xFFFFFFFF && ds64_data >= 0) ? ds64_data : len;
@@ -178,10 +194,7 @@ int aio_wav_open(aio_file *f, aio_src src, char *err) {
     /* streamed, truncated, or a size that lies (an RF64 ds64 near INT64_MAX): what the file has */
     if (data_bytes < 0 || data_bytes > size - data_off) data_bytes = size - data_off;
     wav_impl *w = calloc(1, sizeof *w);
-    if (!w || !(w->buf = malloc(WAV_BUF_BYTES))) {
-        free(w);
-        return aio_fail(err, AIO_ENOMEM, "out of memory");
-    }
+    if (!w) return aio_fail(err, AIO_ENOMEM, "out of memory");
     w->src = src;
     w->kind = kind;
     w->block_align = block_align;

@@ -31,6 +31,8 @@ int aio_open_memory(const void *data, int64_t size, const char *name, aio_file *
                     aio_info *info, char *err);
 int aio_count_frames(aio_file *f, int64_t *frames, char *err);
 void aio_close(aio_file *f);
+/* aio_open + aio_count_frames + aio_close in one call (info() on a path). */
+int aio_probe(const char *path, aio_info *info, int64_t *frames, char *err);
 
 /* A read pipeline over an open file: frames [start, start+count) (count < 0: to the end),
    optional mono mix-down (mode 1: mean, 2: sum/sqrt(C)), optional resampling to out_rate

@@ -7,6 +7,8 @@
 // here: Python hands over the addresses of the ones cffi loaded (set_kernels), so both
 // paths share one worker pool. Built against one MLX version; Python imports this module
 // only when the running MLX is that version (mlx_audio_io/_lib.py).
+#include <sys/mman.h>
+
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -441,6 +443,26 @@ static mx::array kernel(int kind, const std::vector<std::optional<mx::array>> &o
                    std::move(ins));
 }
 
+// An evaluated float32 array of `shape` whose memory is allocated but not written (a loader
+// fills it in one pass). Large buffers ask the kernel for transparent huge pages before the
+// first touch: one fault per 2 MiB instead of one per 4 KiB (NumPy does the same).
+static mx::array empty(const std::vector<int> &shape, bool hugepages) {
+  size_t bytes = sizeof(float);
+  for (int d : shape) {
+    if (d < 0) throw std::invalid_argument("empty: negative dimension");
+    bytes *= size_t(d);
+  }
+  auto data = mx::allocator::malloc(bytes);
+  const uintptr_t huge = uintptr_t(2) << 20;
+  auto *p = static_cast<char *>(data.buffer().raw_ptr());
+  if (hugepages && p != nullptr && bytes >= 2 * huge) {
+    uintptr_t start = (uintptr_t(p) + huge - 1) & ~(huge - 1);
+    uintptr_t end = (uintptr_t(p) + bytes) & ~(huge - 1);
+    if (end > start) madvise(reinterpret_cast<void *>(start), end - start, MADV_HUGEPAGE);
+  }
+  return mx::array(std::move(data), mx::Shape(shape.begin(), shape.end()), mx::float32);
+}
+
 NB_MODULE(_prim, m) {
   m.doc() = "mlx_audio_io's C kernels as MLX graph nodes (CPU stream).";
   m.def("set_kernels",
@@ -472,5 +494,8 @@ NB_MODULE(_prim, m) {
         nb::arg("biases"), nb::arg("dtype"), nb::arg("group_size"), nb::arg("bits"),
         nb::arg("threads"),
         "x @ dequantize(w).T (affine, transposed), float32 out, as a graph node.");
+  m.def("empty", &empty, nb::arg("shape"), nb::arg("hugepages") = true,
+        "An evaluated float32 array of this shape, its memory not written (huge pages asked "
+        "for when it is large).");
   m.attr("MLX_VERSION") = MLX_BUILD_VERSION;
 }
