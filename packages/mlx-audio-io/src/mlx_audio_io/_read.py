@@ -152,6 +152,7 @@ class _Source:
 
 
 _SMALL_OUTPUT_BYTES = 1 << 20
+_INT32_MAX = 2**31 - 1
 
 
 class _Output:
@@ -165,6 +166,8 @@ class _Output:
     stereo)."""
 
     def __init__(self, shape):
+        if max(shape) > _INT32_MAX:  # MLX's shapes are int32
+            raise OverflowError(f"an array dimension is at most {_INT32_MAX}, got {max(shape)}")
         if (prim := _lib.prim()) is not None:
             self.buffer = prim.empty(list(shape))
         elif shape[0] * shape[1] * 4 <= _SMALL_OUTPUT_BYTES:
