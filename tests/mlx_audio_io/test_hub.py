@@ -1,6 +1,7 @@
 """resolve_model_path against a local folder and the real huggingface_hub on a loopback Hub."""
 
 import hashlib
+import json
 import re
 import sys
 import urllib.request
@@ -190,3 +191,27 @@ def test_server_range_requests(hub_server, model_dir):
     req = urllib.request.Request(url, headers={"Range": "bytes=3-5"})
     with urllib.request.urlopen(req) as r:
         assert r.read() == data[3:6]
+
+
+def test_save_model_folder_replaces_files_whole(tmp_path, monkeypatch):
+    """Each file goes through a temporary beside it: a save that fails part-way leaves the
+    folder's model as it was, and no temporary behind."""
+    from mlx_audio_io import hub
+
+    import mlx.core as mx
+
+    folder = hub.save_model_folder(tmp_path / "m", {"a": 1}, {"w": mx.ones((2, 3))},
+                                   metadata={"format": "mlx"})  # fmt: skip
+    assert json.loads((folder / "config.json").read_text()) == {"a": 1}
+    assert mx.load(str(folder / "model.safetensors"))["w"].shape == (2, 3)
+
+    def broken(tmp, *args, **kwargs):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mx, "save_safetensors", broken)
+    with pytest.raises(OSError, match="disk full"):
+        hub.save_model_folder(folder, {"a": 2}, {"w": mx.zeros((5,))})
+    assert json.loads((folder / "config.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]

@@ -230,3 +230,61 @@ def check_type(name: str, value: Any, kind: type | tuple[type, ...], expected: s
 
 def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _replace_atomically(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path`` (same suffix), renamed over ``path``
+    once complete; the temporary is removed if anything fails."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}",
+                               dir=path.parent)  # fmt: skip
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_model_folder(
+    folder: str | os.PathLike,
+    config: dict,
+    weights: dict,
+    *,
+    metadata: dict[str, str] | None = None,
+    indent: int = 2,
+) -> Path:
+    """Writes a model folder: ``model.safetensors`` (``weights``, ``{name: mx.array}``) and
+    ``config.json``. Each file goes to a temporary file beside it and is renamed over the old
+    one when complete, so a save that fails or is killed leaves a model that was there whole
+    (weights first, so a new config never describes old weights).
+
+    Args:
+        folder: The folder (created with its parents when missing).
+        config: The config, as JSON.
+        weights: The arrays.
+        metadata: safetensors metadata (e.g. ``{"format": "mlx"}``).
+        indent: ``config.json``'s indentation.
+
+    Returns:
+        The folder, as a Path.
+    """
+    import mlx.core as mx
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def weights_to(tmp: str) -> None:
+        mx.save_safetensors(tmp, weights, metadata=metadata)
+
+    def config_to(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(config, indent=indent, ensure_ascii=False) + "\n")
+
+    _replace_atomically(folder / "model.safetensors", weights_to)
+    _replace_atomically(folder / "config.json", config_to)
+    return folder

@@ -5,14 +5,13 @@ takes from ``t5-base``."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 import mlx_audio_io  # noqa: F401  (before mlx.core: the BLAS preload)
 from mlx_audio_io.dac import torch_to_mlx_layout
-from mlx_audio_io.hub import read_config, resolve_model_path
+from mlx_audio_io.hub import read_config, resolve_model_path, save_model_folder
 
 import mlx.core as mx
 import numpy as np
@@ -135,9 +134,5 @@ def from_pretrained(name_or_path: str | os.PathLike = "facebook/sam-audio-large"
 def save_model(model: SAMAudio, folder: str | os.PathLike) -> Path:
     """Writes ``config.json`` and ``model.safetensors`` (this package's layout) to ``folder``;
     :func:`from_pretrained` reads it back (the text encoder comes from ``text_encoder``)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1) + "\n")
-    flat = dict(tree_flatten(model.parameters()))
-    mx.save_safetensors(str(folder / "model.safetensors"), flat)
-    return folder
+    weights = dict(tree_flatten(model.parameters()))
+    return save_model_folder(folder, model.config.to_dict(), weights, metadata={"format": "mlx"})

@@ -13,7 +13,6 @@ One converter (:func:`convert`) maps each name to ours, so it is idempotent.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -215,9 +214,7 @@ def load_model(path_or_repo: str | os.PathLike = DEFAULT_REPO, *, filename: str 
 def save_model(model: Mimi, folder: str | os.PathLike) -> Path:
     """Writes ``config.json`` and ``model.safetensors`` (our names, MLX layouts) into
     ``folder``; :func:`load_model` reads them back as they are."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     weights = dict(tree_flatten(model.parameters()))
-    mx.save_safetensors(str(folder / "model.safetensors"), weights, metadata={"format": "mlx"})
-    return folder
+    return hub.save_model_folder(
+        folder, model.config.to_dict(), weights, metadata={"format": "mlx"}
+    )

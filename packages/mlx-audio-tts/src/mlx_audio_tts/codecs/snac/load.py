@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -95,9 +94,7 @@ def load_model(path_or_repo: str | os.PathLike = DEFAULT_REPO, *, revision: str 
 
 def save_model(model: SNAC, folder: str | os.PathLike) -> Path:
     """Writes ``config.json`` and ``model.safetensors`` (MLX layout) into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     weights = dict(tree_flatten(model.parameters()))
-    mx.save_safetensors(str(folder / "model.safetensors"), weights)
-    return folder
+    return hub.save_model_folder(
+        folder, model.config.to_dict(), weights, metadata={"format": "mlx"}
+    )

@@ -28,7 +28,6 @@ the original and mlx-community weights at all; only transformers' are permuted b
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -153,14 +152,12 @@ def to_transformers(weights: dict, args: ModelArgs) -> dict[str, mx.array]:
 def save_model(model, folder: str | Path) -> Path:
     """Writes ``model`` (a :class:`~.model.Model`) as our layout: ``config.json`` and
     ``model.safetensors``. Returns the folder."""
+    from mlx_audio_io.hub import save_model_folder
+
     from mlx.utils import tree_flatten
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(model.args.to_dict(), indent=1) + "\n")
-    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())),
-                        metadata={"format": "mlx"})  # fmt: skip
-    return folder
+    weights = dict(tree_flatten(model.parameters()))
+    return save_model_folder(folder, model.args.to_dict(), weights, metadata={"format": "mlx"})
 
 
 def main(argv: list[str] | None = None) -> int:

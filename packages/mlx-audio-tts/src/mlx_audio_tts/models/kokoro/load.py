@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlx.core as mx
@@ -170,13 +169,11 @@ def save_model(model: KokoroModel, folder, weights: dict | None = None,
     """Writes our layout: ``config.json`` (``model_type: kokoro``) and
     ``model.safetensors``. ``weights``/``config`` default to the model's own (pass
     :func:`mlx_audio_tts.utils.quantize_model`'s to save a quantized copy)."""
+    from mlx_audio_io.hub import save_model_folder
+
     from mlx.utils import tree_flatten
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config = dict(config or model.config.to_dict())
     config["model_type"] = "kokoro"
     weights = weights if weights is not None else dict(tree_flatten(model.parameters()))
-    (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
-    mx.save_safetensors(str(folder / "model.safetensors"), weights, metadata={"format": "mlx"})
-    return folder
+    return save_model_folder(folder, config, weights, metadata={"format": "mlx"})
