@@ -10,6 +10,9 @@
 
 #define AIO_API __attribute__((visibility("default")))
 
+/* the widest ratio between a file's rate and a requested one (aio_pipe_new refuses more) */
+#define AIO_MAX_RATE_RATIO 1024
+
 /* A decoder: reads interleaved float32 at the file's own rate and channel count. */
 typedef struct aio_backend {
     const char *name;

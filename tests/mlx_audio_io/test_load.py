@@ -203,3 +203,16 @@ def test_streamed_wav_with_unknown_size(tmp_path):
     (tmp_path / "p.wav").write_bytes(raw)
     assert aio.info(tmp_path / "p.wav").frames == 1234
     np.testing.assert_array_equal(np.asarray(aio.load(tmp_path / "p.wav")[0]), x)
+
+
+def test_sr_more_than_1024_times_the_files_rate_is_refused(tmp_path):
+    """soxr's work grows with the ratio: load/stream refuse rates over 1024x apart, naming sr."""
+    path = tmp_path / "slow.wav"
+    aio.save(path, np.zeros((400, 1), np.float32), 8)  # an 8 Hz file
+    assert aio.load(path, sr=8192)[0].shape == (409600, 1)  # 1024x: allowed
+    for sr in (8200, 2_147_483_647):
+        with pytest.raises(ValueError, match="sr=") as e:
+            aio.load(path, sr=sr)
+        assert "1024 times apart" in str(e.value)
+    with pytest.raises(ValueError, match="1024 times apart"):
+        next(iter(aio.stream(path, chunk_frames=1024, sr=16000)))
