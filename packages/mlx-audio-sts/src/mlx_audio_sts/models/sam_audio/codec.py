@@ -79,11 +79,6 @@ class Elu(nn.Module):
         return fnn.bias_act(x, None, "elu")
 
 
-class Identity(nn.Module):
-    def __call__(self, x: mx.array) -> mx.array:
-        return x
-
-
 class EluUnit(nn.Module):
     """The watermark branch's residual unit: ``x + conv1x1(elu(causal_conv3(elu(x))))``
     with half the channels inside."""
@@ -127,7 +122,7 @@ class DecoderBlock(nn.Module):
             EluUnit(w_out),
             EluUnit(w_out),
             ResidualUnit(c_out, dilation=9),
-            Identity(),
+            nn.Identity(),
             Elu(),
             CausalConv1d(w_out, w_in, 2 * wm_stride, wm_stride),
         )

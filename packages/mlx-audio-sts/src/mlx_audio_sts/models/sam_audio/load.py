@@ -28,9 +28,6 @@ _SEQ = re.compile(r"\.(pre|post)\.(\d+)\.")
 _CONV_TRANSPOSE = re.compile(
     r"^audio_codec\.decoder\.model\.layers\.\d+\.block\.layers\.3\.weight$"
 )
-# T5 repos the official config names by their short, pre-namespace names
-_T5_REPOS = {"t5-small": "google-t5/t5-small", "t5-base": "google-t5/t5-base",
-             "t5-large": "google-t5/t5-large"}  # fmt: skip
 
 
 def sanitize(weights: dict) -> dict:
@@ -124,7 +121,7 @@ def from_pretrained(name_or_path: str | os.PathLike = "facebook/sam-audio-large"
     if text_encoder is None:
         local = folder / "text_encoder"
         name = model.config.text_encoder.name
-        text_encoder = local if local.is_dir() else _T5_REPOS.get(name, name)
+        text_encoder = local if local.is_dir() else name  # load_t5 maps t5-base to google-t5/
     from .t5 import load_t5
 
     model.set_text_encoder(*load_t5(text_encoder, revision=text_revision))

@@ -156,6 +156,7 @@ def _stream(model: SAMAudio, audio: np.ndarray, description: str, chunk: int, ov
     if text_features is None:
         text_features, text_mask = model.encode_text([description])
     held, noises, began = None, [], time.perf_counter()
+    peak = mx.get_peak_memory() / 1e9  # separate() resets MLX's count: the stream's is the max
     for i, start in enumerate(starts):
         piece = audio[start : start + chunk]
         mx.random.seed(seed + i)
@@ -169,6 +170,7 @@ def _stream(model: SAMAudio, audio: np.ndarray, description: str, chunk: int, ov
         if not last and overlap:
             both, held = both[:-overlap], both[-overlap:]
         mx.eval(both)
+        peak = max(peak, mx.get_peak_memory() / 1e9)
         if verbose:
             done = min(start + chunk, audio.size) / model.sample_rate
             print(f"SAM-Audio: chunk {i + 1}/{len(starts)} ({done:.1f} s of "
@@ -180,7 +182,7 @@ def _stream(model: SAMAudio, audio: np.ndarray, description: str, chunk: int, ov
             mx.concatenate(noises, axis=1) if last else None,
             chunk_idx=i,
             is_last=last,
-            peak_memory=mx.get_peak_memory() / 1e9 if last else None,
+            peak_memory=peak if last else None,
         )
 
 
