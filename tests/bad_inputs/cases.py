@@ -574,8 +574,9 @@ def batch_interrupt(ctx: Context, delay: float) -> None:
         import numpy as np, mlx_audio_io as aio
         aio.save("long.flac", np.zeros(((1 << 20) + 99, 2), np.float32) + .1, 44100)
         print("go", flush=True)
-        try:
-            aio.batch_load(["long.flac"] * 30, num_workers=4)
+        try:  # until the Ctrl-C: loads got fast enough to finish first, and a SIGINT during
+            while True:  # interpreter shutdown kills with -2 instead of raising here
+                aio.batch_load(["long.flac"] * 30, num_workers=4)
         except KeyboardInterrupt:
             pass
         """
