@@ -70,6 +70,8 @@ int aio_is_w64(const unsigned char *head, size_t n);
 int aio_mp3_open(aio_file *f, char *err);
 int aio_ogg_open(aio_file *f, char *err);
 int aio_is_ogg_vorbis(const unsigned char *head, size_t n);
+int aio_flac_open(aio_file *f, aio_src src, char *err); /* owns src.fd */
+int aio_is_native_flac(const unsigned char *head, size_t n);
 int aio_av_open(aio_file *f, char *err);
 
 /* Encoders. path == NULL encodes into *mem / *mem_size (malloc'd) instead of a file. */
@@ -84,7 +86,7 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
 int aio_av_save(const char *path, const char *container, unsigned char **mem,
                 int64_t *mem_size, const aio_audio *a, char *err);
 
-const char *aio_other_versions(void); /* mpg123 and soxr */
+const char *aio_other_versions(void); /* mpg123, soxr and libFLAC */
 
 /* Streaming resampler (libsoxr), interleaved float32. */
 aio_resampler *aio_resampler_new(int in_rate, int out_rate, int channels, int quality, char *err);

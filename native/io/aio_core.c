@@ -90,7 +90,8 @@ static int is_riff_wave(const unsigned char *head, size_t got) {
     return riff || aio_is_w64(head, got);
 }
 
-/* Picks the backend by content: our WAV reader, libmpg123 for MPEG audio, libav for the rest. */
+/* Picks the backend by content: our WAV reader, libFLAC for native FLAC, libvorbisfile for Ogg
+   Vorbis, libmpg123 for MPEG audio, libav for the rest. */
 static int open_backend(aio_file *f, aio_src src, const unsigned char *head, size_t got,
                         char *err) {
     int rc = AIO_EFORMAT, riff = is_riff_wave(head, got);
@@ -98,6 +99,9 @@ static int open_backend(aio_file *f, aio_src src, const unsigned char *head, siz
         rc = aio_wav_open(f, src, err); /* owns src.fd on success */
         if (rc == 0) return 0;
         if (src.fd >= 0) close(src.fd);
+        if (rc != AIO_EFORMAT) return rc;
+    } else if (aio_is_native_flac(head, got)) {
+        rc = aio_flac_open(f, src, err); /* owns src.fd */
         if (rc != AIO_EFORMAT) return rc;
     } else if (src.fd >= 0) {
         close(src.fd);

@@ -1,5 +1,6 @@
 /* Band-limited resampling with libsoxr, streamed in blocks (one-shot over a whole signal is
    several times slower: cache misses), for the read pipeline and for resample(). */
+#include <FLAC/format.h>
 #include <mpg123.h>
 #include <soxr.h>
 #include <stdio.h>
@@ -58,8 +59,9 @@ int64_t aio_resampler_process(aio_resampler *r, const float *in, int64_t in_fram
 }
 
 const char *aio_other_versions(void) {
-    static char buf[96];
-    snprintf(buf, sizeof buf, "libmpg123 API %d; libsoxr %s", MPG123_API_VERSION, soxr_version());
+    static char buf[128];
+    snprintf(buf, sizeof buf, "libmpg123 API %d; libsoxr %s; libFLAC %s", MPG123_API_VERSION,
+             soxr_version(), FLAC__VERSION_STRING);
     return buf;
 }
 

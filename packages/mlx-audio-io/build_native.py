@@ -1,8 +1,8 @@
 """cffi (API mode, out-of-line) builder for ``mlx_audio_io._native``.
 
 The C sources live in ``native/`` (a link to the repository's ``native/io``). Compiler and
-linker flags for libav, libmpg123 and libsoxr come from pkg-config. ``MLX_AUDIO_IO_SANITIZE=1``
-builds with AddressSanitizer and UndefinedBehaviorSanitizer (``make test-asan``).
+linker flags for libav, libmpg123, libsoxr, libvorbisfile and libFLAC come from pkg-config.
+``MLX_AUDIO_IO_SANITIZE=1`` builds with AddressSanitizer and UndefinedBehaviorSanitizer (``make test-asan``).
 """
 
 import os
@@ -15,7 +15,15 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 NATIVE = HERE / "native"
-PKG_CONFIG_LIBS = ["libavformat", "libavcodec", "libavutil", "libmpg123", "soxr", "vorbisfile"]
+PKG_CONFIG_LIBS = [
+    "libavformat",
+    "libavcodec",
+    "libavutil",
+    "libmpg123",
+    "soxr",
+    "vorbisfile",
+    "flac",
+]
 SOURCES = [
     "aio_core.c",
     "aio_wav.c",
@@ -23,6 +31,7 @@ SOURCES = [
     "aio_av.c",
     "aio_resample.c",
     "aio_ogg.c",
+    "aio_flac.c",
     "aio_nn.c",
 ]
 
@@ -35,9 +44,10 @@ def _pkg_config(*args: str) -> list[str]:
     except (OSError, subprocess.CalledProcessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         sys.exit(
-            "mlx-audio-io needs pkg-config and the development files of libav, libmpg123 and "
-            "libsoxr. On Debian/Ubuntu: apt-get install pkg-config libavformat-dev "
-            "libavcodec-dev libavutil-dev libmpg123-dev libsoxr-dev libvorbis-dev\n" + detail
+            "mlx-audio-io needs pkg-config and the development files of libav, libmpg123, "
+            "libsoxr, libvorbisfile and libFLAC. On Debian/Ubuntu: apt-get install pkg-config "
+            "libavformat-dev libavcodec-dev libavutil-dev libmpg123-dev libsoxr-dev "
+            "libvorbis-dev libflac-dev\n" + detail
         )
     return shlex.split(out)
 

@@ -29,8 +29,8 @@ def show_build_info() -> dict:
 
     Returns:
         A dict with ``version``, ``python``, ``platform``, ``mlx``, ``native`` (the extension's
-        file, or the error that stopped it loading), ``libraries`` (libav*, libmpg123, libsoxr
-        versions), ``blas`` (the library preloaded for MLX, or why none was) and ``soxr``.
+        file, or the error that stopped it loading), ``libraries`` (libav*, libmpg123, libsoxr,
+        libFLAC versions), ``blas`` (the library preloaded for MLX, or why none was) and ``soxr``.
     """
     from . import __version__
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import _blas, _lib
 from ._build import show_build_info
 
-_APT = "apt-get install ffmpeg libmpg123-0 libsoxr0 libopenblas0-pthread"
+_APT = "apt-get install ffmpeg libmpg123-0 libsoxr0 libflac12 libvorbisfile3 libopenblas0-pthread"
 _FORMATS = ["wav", "flac", "mp3", "m4a", "ogg", "opus", "aiff", "caf"]
 
 
