@@ -67,7 +67,7 @@ void aio_set_str(char *dst, size_t cap, const char *src);
    AIO_EFORMAT from the WAV and MP3 backends means "not mine, try libav". */
 int aio_wav_open(aio_file *f, aio_src src, char *err);
 int aio_is_w64(const unsigned char *head, size_t n);
-int aio_mp3_open(aio_file *f, char *err);
+int aio_mp3_open(aio_file *f, aio_src src, char *err); /* owns src.fd */
 int aio_ogg_open(aio_file *f, char *err);
 int aio_is_ogg_vorbis(const unsigned char *head, size_t n);
 int aio_flac_open(aio_file *f, aio_src src, char *err); /* owns src.fd */

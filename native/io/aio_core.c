@@ -99,21 +99,26 @@ static int open_backend(aio_file *f, aio_src src, const unsigned char *head, siz
         rc = aio_wav_open(f, src, err); /* owns src.fd on success */
         if (rc == 0) return 0;
         if (src.fd >= 0) close(src.fd);
+        src.fd = -1;
         if (rc != AIO_EFORMAT) return rc;
     } else if (aio_is_native_flac(head, got)) {
         rc = aio_flac_open(f, src, err); /* owns src.fd */
         if (rc != AIO_EFORMAT) return rc;
-    } else if (src.fd >= 0) {
-        close(src.fd);
+        src.fd = -1;
     }
     if (aio_is_ogg_vorbis(head, got)) {
         rc = aio_ogg_open(f, err);
-        if (rc == 0 || rc != AIO_EFORMAT) return rc;
+        if (rc != AIO_EFORMAT) {
+            if (src.fd >= 0) close(src.fd);
+            return rc;
+        }
     }
     if (!riff && (looks_like_mpeg_audio(head, got) || has_ext(f->path, ".mp3"))) {
-        rc = aio_mp3_open(f, err);
+        rc = aio_mp3_open(f, src, err); /* owns src.fd (opens the path when it is -1) */
+        src.fd = -1;
         if (rc == 0) return 0;
     }
+    if (src.fd >= 0) close(src.fd);
     return aio_av_open(f, err);
 }
 
