@@ -65,7 +65,8 @@ void aio_set_str(char *dst, size_t cap, const char *src);
 
 /* Backend constructors: fill f->be, f->impl and f->info, or return an error.
    AIO_EFORMAT from the WAV and MP3 backends means "not mine, try libav". */
-int aio_wav_open(aio_file *f, aio_src src, char *err);
+/* head: the file's first head_n bytes, already read (the chunks are usually all in them) */
+int aio_wav_open(aio_file *f, aio_src src, const unsigned char *head, size_t head_n, char *err);
 int aio_is_w64(const unsigned char *head, size_t n);
 int aio_mp3_open(aio_file *f, aio_src src, char *err); /* owns src.fd */
 int aio_ogg_open(aio_file *f, char *err);

@@ -1,6 +1,7 @@
 /* Dispatch by content, the read pipeline (window, mono mix-down, resampling, strided output)
    and the error plumbing shared by every backend. */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include <unistd.h>
 
 #include "aio.h"
+
+#define AIO_HEAD 512
 
 #define PIPE_BLOCK 8192 /* input frames decoded per step; fixed so chunking never changes output */
 
@@ -96,7 +99,7 @@ static int open_backend(aio_file *f, aio_src src, const unsigned char *head, siz
                         char *err) {
     int rc = AIO_EFORMAT, riff = is_riff_wave(head, got);
     if (riff) {
-        rc = aio_wav_open(f, src, err); /* owns src.fd on success */
+        rc = aio_wav_open(f, src, head, got, err); /* owns src.fd on success */
         if (rc == 0) return 0;
         if (src.fd >= 0) close(src.fd);
         src.fd = -1;
@@ -163,7 +166,7 @@ AIO_API int aio_open_memory(const void *data, int64_t size, const char *name, ai
     f->mem = data;
     f->mem_size = f->size = size;
     aio_src src = {-1, data, size};
-    size_t got = size < 64 ? (size_t)size : 64;
+    size_t got = size < AIO_HEAD ? (size_t)size : AIO_HEAD;
     return finish_open(f, open_backend(f, src, data, got, err), out, info);
 }
 
@@ -187,7 +190,7 @@ AIO_API int aio_open(const char *path, aio_file **out, aio_info *info, char *err
         close(fd);
         return aio_fail(err, AIO_EDECODE, "file is empty");
     }
-    unsigned char head[64] = {0};
+    unsigned char head[AIO_HEAD] = {0}; /* detection, and a WAV header's chunks */
     ssize_t got = pread(fd, head, sizeof head, 0);
     if (got < 0) {
         close(fd);
@@ -215,15 +218,6 @@ AIO_API int aio_count_frames(aio_file *f, int64_t *frames, char *err) {
     return 0;
 }
 
-AIO_API int aio_probe(const char *path, aio_info *info, int64_t *frames, char *err) {
-    aio_file *f = NULL;
-    int rc = aio_open(path, &f, info, err);
-    if (rc != 0) return rc;
-    rc = aio_count_frames(f, frames, err);
-    *info = f->info;
-    aio_close(f);
-    return rc;
-}
 
 AIO_API void aio_close(aio_file *f) {
     if (!f) return;
@@ -333,6 +327,55 @@ fail:
 }
 
 AIO_API int64_t aio_pipe_total(aio_pipe *p) { return p->out_target; }
+
+/* seconds x rate as a frame index: Python's round() (half to even), capped at 2^62 */
+static int64_t frames_at(double seconds, int rate) {
+    double x = seconds * (double)rate;
+    return (int64_t)nearbyint(x < 0x1p62 ? x : 0x1p62);
+}
+
+AIO_API int aio_source_open(aio_source *s, const char *path, const void *data, int64_t size,
+                            const char *name) {
+    s->file = NULL;
+    s->pipe = NULL;
+    s->total = -1;
+    s->err[0] = 0;
+    int rc = path ? aio_open(path, &s->file, &s->info, s->err)
+                  : aio_open_memory(data, size, name, &s->file, &s->info, s->err);
+    if (rc != 0) return rc;
+    if (s->start < 0) { /* far past any end (1e300 s) is just past the end: zero frames */
+        s->start = frames_at(s->offset, s->info.sample_rate);
+        s->count = s->duration < 0 ? -1 : frames_at(s->duration, s->info.sample_rate);
+        if (s->duration >= 0 && s->count < 1) s->count = 1;
+    }
+    rc = aio_pipe_new(s->file, s->start, s->count, s->mono_mode, s->out_rate, s->quality,
+                      &s->pipe, s->err);
+    if (rc != 0) {
+        aio_close(s->file);
+        s->file = NULL;
+        return rc;
+    }
+    s->total = s->pipe->out_target;
+    return 0;
+}
+
+AIO_API int aio_probe(const char *path, aio_source *s) {
+    aio_file *f = NULL;
+    s->err[0] = 0;
+    int rc = aio_open(path, &f, &s->info, s->err);
+    if (rc != 0) return rc;
+    rc = aio_count_frames(f, &s->total, s->err);
+    s->info = f->info;
+    aio_close(f);
+    return rc;
+}
+
+AIO_API void aio_source_close(aio_source *s) {
+    aio_pipe_free(s->pipe);
+    aio_close(s->file);
+    s->pipe = NULL;
+    s->file = NULL;
+}
 
 AIO_API void aio_pipe_free(aio_pipe *p) {
     if (!p) return;

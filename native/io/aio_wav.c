@@ -151,11 +151,10 @@ static int hdr_read(const aio_src *src, const unsigned char *pre, int64_t pre_n,
     return aio_src_read_at(src, dst, n, off);
 }
 
-int aio_wav_open(aio_file *f, aio_src src, char *err) {
-    unsigned char fmt[40] = {0}, hdr[40], pre[512];
+int aio_wav_open(aio_file *f, aio_src src, const unsigned char *pre, size_t head_n, char *err) {
+    unsigned char fmt[40] = {0}, hdr[40];
     int64_t size = src.size, data_off = -1, data_bytes = -1, ds64_data = -1;
-    int64_t pre_n = size < (int64_t)sizeof pre ? size : (int64_t)sizeof pre;
-    if (aio_src_read_at(&src, pre, (size_t)pre_n, 0) != 0) pre_n = 0;
+    int64_t pre_n = (int64_t)head_n < size ? (int64_t)head_n : size;
     int have_fmt = 0;
     if (hdr_read(&src, pre, pre_n, hdr, size < 40 ? 12 : 40, 0) != 0)
         return aio_fail(err, AIO_EDECODE, "truncated WAV header");

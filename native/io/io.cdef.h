@@ -31,8 +31,6 @@ int aio_open_memory(const void *data, int64_t size, const char *name, aio_file *
                     aio_info *info, char *err);
 int aio_count_frames(aio_file *f, int64_t *frames, char *err);
 void aio_close(aio_file *f);
-/* aio_open + aio_count_frames + aio_close in one call (info() on a path). */
-int aio_probe(const char *path, aio_info *info, int64_t *frames, char *err);
 
 /* A read pipeline over an open file: frames [start, start+count) (count < 0: to the end),
    optional mono mix-down (mode 1: mean, 2: sum/sqrt(C)), optional resampling to out_rate
@@ -43,6 +41,28 @@ int64_t aio_pipe_total(aio_pipe *p);   /* output frames the pipe will give, -1 i
 int64_t aio_pipe_read(aio_pipe *p, float *out, int64_t frames, int64_t frame_stride,
                       int64_t chan_stride, char *err);
 void aio_pipe_free(aio_pipe *p);
+
+/* A file and its read pipeline opened in one call (what load, stream and batch_load read
+   through): path, or data/size (name: an extension hint or NULL) for memory input. The window
+   is [start, start + count) in frames when start >= 0 (count < 0: to the end), else from
+   offset seconds for duration seconds (< 0: to the end), rounded to the nearest frame at the
+   file's rate (half to even, as Python's round) and written back to start/count. */
+typedef struct {
+    double offset, duration;
+    int64_t start, count;
+    int mono_mode, out_rate, quality;
+    aio_file *file;
+    aio_pipe *pipe;
+    aio_info info;
+    int64_t total; /* output frames, -1 if unknown */
+    char err[AIO_ERRLEN];
+} aio_source;
+int aio_source_open(aio_source *s, const char *path, const void *data, int64_t size,
+                    const char *name);
+void aio_source_close(aio_source *s); /* frees the pipe and the file; safe to repeat */
+/* info() on a path in one call (open, count, close): fills s->info, s->total with the exact
+   frame count, or s->err; opens no pipe. */
+int aio_probe(const char *path, aio_source *s);
 
 /* --- resampling of arrays (libsoxr) ----------------------------------------------------- */
 int64_t aio_resample_frames(int64_t in_frames, int in_rate, int out_rate);

@@ -2,7 +2,8 @@
 
 The C sources live in ``native/`` (a link to the repository's ``native/io``). Compiler and
 linker flags for libav, libmpg123, libsoxr, libvorbisfile and libFLAC come from pkg-config.
-``MLX_AUDIO_IO_SANITIZE=1`` builds with AddressSanitizer and UndefinedBehaviorSanitizer (``make test-asan``).
+``MLX_AUDIO_IO_SANITIZE=1`` builds with AddressSanitizer and UndefinedBehaviorSanitizer
+(``make test-asan``).
 """
 
 import os

@@ -36,7 +36,7 @@ FRAMES_MAX = 2**62
 def as_path(path) -> str:
     """A filesystem path as str; rejects other input with a TypeError, and a NUL inside it
     (which the operating system would read as the end of the name) with a ValueError."""
-    if isinstance(path, (str, os.PathLike)):
+    if type(path) is str or isinstance(path, (str, os.PathLike)):
         p = os.fspath(path)
         if isinstance(p, str):
             if "\0" in p:
@@ -84,6 +84,10 @@ def optional_rate(name: str, value) -> int | None:
 
 def seconds(name: str, value, *, allow_zero: bool) -> float:
     """A finite time in seconds, >= 0 (or > 0 when allow_zero is False)."""
+    if (type(value) is float or type(value) is int) and (
+        0 < value < math.inf or (value == 0 and allow_zero)
+    ):
+        return float(value)  # the common case, without the ABC checks below (~1 us)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise AudioFormatError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):

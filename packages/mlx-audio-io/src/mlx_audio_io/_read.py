@@ -2,8 +2,9 @@
 
 Every read goes through one native pipeline (window -> mono mix-down -> libsoxr resampling ->
 strided output) that decodes fixed-size blocks whatever the caller asks for, so streamed chunks
-concatenate to exactly what ``load`` returns. Large outputs are written once, straight into
-memory owned by an ``mx.array``; small ones go through a NumPy buffer (see ``_Output``).
+concatenate to exactly what ``load`` returns. Outputs are written once, straight into memory
+owned by an ``mx.array`` (see ``_Output``). A file and its pipeline open in one native call
+(``aio_source_open``), which is most of what a short read costs beyond the decoding.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from . import _args, _lib
 from ._lib import check, errbuf, ffi, lib
-from ._source import NativeFile
+from ._source import NativeFile, Opener
 from .errors import AudioDecodeError, AudioFormatError
 
 _CHUNK_UNKNOWN = 1 << 16  # frames per read when a format does not state its length
@@ -48,15 +49,9 @@ class AudioInfo:
     container: str
 
 
-def _free(pipe, handle) -> None:
-    if pipe is not None:
-        lib.aio_pipe_free(pipe)
-    if handle is not None:
-        lib.aio_close(handle)
-
-
 class _Source:
-    """An open file with a read pipeline; native resources are freed on close or collection.
+    """An open file with a read pipeline (one ``aio_source``); native resources are freed on
+    close or collection.
 
     A lock pairs every native read with close: closing from another thread (an error or
     Ctrl-C in the caller while a worker decodes) waits for the read in progress, and a read
@@ -81,55 +76,43 @@ class _Source:
         self.mix = (mono, mono_mode)
         self._lock = threading.Lock()
         out_sr = _args.optional_rate("sr", sr)
-        offset = _args.seconds("offset", offset, allow_zero=True)
-        if duration is not None:
-            duration = _args.seconds("duration", duration, allow_zero=False)
         mix = _args.mono_mode(mono, mono_mode)
-        q = _args.quality(quality)
-
-        nf = NativeFile(source, op)
-        self.path, self._keep = nf.label, nf.keep
-        self._finalizer = self._free_later(None, nf.handle)
-        native_sr = nf.info.sample_rate
-        self.native_rate = native_sr
-        self.subtype = ffi.string(nf.info.subtype).decode()
+        s = ffi.new("aio_source *")
         if window is not None:  # (start, count) in frames, for split decoding
-            start, count = window
-        else:  # far past any end (1e300 s) is just past the end: zero frames
-            start = round(min(offset * native_sr, _args.FRAMES_MAX))
-            count = (
-                -1
-                if duration is None
-                else max(1, round(min(duration * native_sr, _args.FRAMES_MAX)))
-            )
-        self.start = start
-        err = errbuf()
-        pipe_p = ffi.new("aio_pipe **")
-        rc = lib.aio_pipe_new(nf.handle, start, count, mix, out_sr or 0, q, pipe_p, err)
-        check(rc, err, op, self.path)
-        self._pipe = pipe_p[0]
-        self._finalizer.detach()
-        self._finalizer = self._free_later(self._pipe, nf.handle)
-        self.sample_rate = out_sr or native_sr
-        self.channels = 1 if mix else nf.info.channels
-        self.total = lib.aio_pipe_total(self._pipe)
-
-    def _free_later(self, pipe, handle) -> weakref.finalize:
-        """Frees the native state on close or collection, but not at interpreter exit: a
-        daemon thread may still be decoding then (the system reclaims it all), while
-        collection cannot happen mid-read (the reading thread holds a reference)."""
-        finalizer = weakref.finalize(self, _free, pipe, handle)
-        finalizer.atexit = False
-        return finalizer
+            s.start, s.count = window
+        else:
+            s.start = -1
+            s.offset = _args.seconds("offset", offset, allow_zero=True)
+            if duration is not None:
+                s.duration = _args.seconds("duration", duration, allow_zero=False)
+            else:
+                s.duration = -1.0
+        s.mono_mode, s.out_rate, s.quality = mix, out_sr or 0, _args.quality(quality)
+        opener = Opener(source)
+        self.path, self._keep = opener.label, opener.keep
+        rc = lib.aio_source_open(s, opener.path, opener.data, opener.size, opener.name)
+        check(rc, s.err, op, self.path)
+        self._s = s
+        # frees the native state on close or collection, but not at interpreter exit: a
+        # daemon thread may still be decoding then (the system reclaims it all), while
+        # collection cannot happen mid-read (the reading thread holds a reference)
+        self._finalizer = weakref.finalize(self, lib.aio_source_close, s)
+        self._finalizer.atexit = False
+        self.native_rate = s.info.sample_rate
+        self.subtype = ffi.string(s.info.subtype).decode()
+        self.start = s.start
+        self.sample_rate = out_sr or self.native_rate
+        self.channels = 1 if mix else s.info.channels
+        self.total = s.total
 
     def read_into(self, ptr, frames: int, frame_stride: int, chan_stride: int) -> int:
         """Decodes up to `frames` output frames into ptr (no GIL, no MLX); returns the count."""
-        err = errbuf()
+        s = self._s
         with self._lock:
             if not self._finalizer.alive:
                 raise AudioFormatError(f"{self.op} failed for '{self.path}': the file is closed")
-            n = lib.aio_pipe_read(self._pipe, ptr, frames, frame_stride, chan_stride, err)
-        return check(n, err, self.op, self.path)
+            n = lib.aio_pipe_read(s.pipe, ptr, frames, frame_stride, chan_stride, s.err)
+        return check(n, s.err, self.op, self.path)
 
     def read_pieces(self, limit: int | None = None) -> np.ndarray:
         """Reads up to `limit` frames (None: to the end) in bounded pieces, for when the
@@ -417,18 +400,19 @@ def info(path) -> AudioInfo:
         ValueError: Not an audio format that can be decoded.
         RuntimeError: The file is corrupt.
     """
-    frames, err = ffi.new("int64_t *"), errbuf()
-    if isinstance(path, (str, os.PathLike)):  # one native call: open, count, close
-        label, meta = _args.as_path(path), ffi.new("aio_info *")
-        check(lib.aio_probe(_args.native_path(label), meta, frames, err), err, "info", label)
+    if type(path) is str or isinstance(path, os.PathLike):  # one native call: open, count, close
+        label, s = _args.as_path(path), ffi.new("aio_source *")
+        check(lib.aio_probe(_args.native_path(label), s), s.err, "info", label)
+        meta, n = s.info, s.total
     else:
+        frames, err = ffi.new("int64_t *"), errbuf()
         nf = NativeFile(path, "info")
         try:
             check(lib.aio_count_frames(nf.handle, frames, err), err, "info", nf.label)
         finally:
             lib.aio_close(nf.handle)
-        meta = nf.info
-    n, rate = frames[0], meta.sample_rate
+        meta, n = nf.info, frames[0]
+    rate = meta.sample_rate
     # the frozen dataclass's own __init__ sets each field through object.__setattr__: a third
     # of a WAV info() call; filling __dict__ gives the same object
     out = object.__new__(AudioInfo)

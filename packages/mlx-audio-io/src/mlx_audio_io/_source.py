@@ -12,7 +12,7 @@ from ._lib import check, errbuf, ffi, lib
 
 def describe(source) -> str:
     """How errors name a source: the path, or the file object's name, or its type."""
-    if isinstance(source, (str, os.PathLike)):
+    if type(source) is str or isinstance(source, (str, os.PathLike)):
         return _args.as_path(source)
     name = getattr(source, "name", None)
     if isinstance(name, str):
@@ -40,26 +40,40 @@ def _memory_of(source):
     )
 
 
+class Opener:
+    """What the native open functions take for a source: ``path`` (the file system's bytes) or
+    ``data``/``size``/``name`` for memory input. ``keep`` holds that memory alive while the
+    native file is open, ``label`` names the source in errors."""
+
+    __slots__ = ("label", "keep", "path", "data", "size", "name")
+
+    def __init__(self, source):
+        self.label = describe(source)
+        if type(source) is str or isinstance(source, os.PathLike):
+            self.keep = None
+            self.path = _args.native_path(self.label)
+            self.data, self.size, self.name = ffi.NULL, 0, ffi.NULL
+        else:
+            memory = _memory_of(source)
+            buf = ffi.from_buffer("char[]", memory)
+            self.keep = (memory, buf)
+            self.path, self.data, self.size = ffi.NULL, buf, len(buf)
+            named = not self.label.startswith("<")  # "<bytes>": no name to hint the format
+            self.name = self.label.encode("utf-8", "replace") if named else ffi.NULL
+
+
 class NativeFile:
     """An open native file (aio_file *); `keep` holds memory input alive while it is open."""
 
     def __init__(self, source, op: str):
-        self.label = describe(source)
+        src = Opener(source)
+        self.label, self.keep = src.label, src.keep
         err = errbuf()
         handle_p = ffi.new("aio_file **")
         self.info = ffi.new("aio_info *")
-        if isinstance(source, (str, os.PathLike)):
-            self.keep = None
-            rc = lib.aio_open(_args.native_path(self.label), handle_p, self.info, err)
+        if src.path is not ffi.NULL:
+            rc = lib.aio_open(src.path, handle_p, self.info, err)
         else:
-            self.keep = _memory_of(source)
-            buf = ffi.from_buffer("char[]", self.keep)
-            hint = (
-                self.label.encode("utf-8", "replace")
-                if not self.label.startswith("<")
-                else ffi.NULL
-            )
-            rc = lib.aio_open_memory(buf, len(buf), hint, handle_p, self.info, err)
-            self.keep = (self.keep, buf)
+            rc = lib.aio_open_memory(src.data, src.size, src.name, handle_p, self.info, err)
         check(rc, err, op, self.label)
         self.handle = handle_p[0]
