@@ -84,6 +84,7 @@ TORCH_VERSION = "2.9.1"
 TORCHAUDIO_SERIES = "2.9"
 TORCH_VENV = CACHE / "torch-venv"
 TORCH_WORKER = Path(__file__).resolve().with_name("torchaudio_worker.py")
+RSS_WORKER = Path(__file__).resolve().with_name("rss_worker.py")
 TORCH_NPY = CACHE / "torchaudio_resampled_16k.npy"
 # pip steps into the torch venv: torch with torchvision first, then torchaudio and TorchCodec
 TORCH_INSTALL = (
@@ -1047,7 +1048,7 @@ def table(rows: list[tuple[str, dict[str, Result]]], notes: Footnotes) -> list[s
     return lines
 
 
-def render(rows, runs: int, accuracy: str, peers: list[ExternalPeer]) -> str:
+def render(rows, runs: int, accuracy: str, peers: list[ExternalPeer], memory: dict) -> str:
     """The whole markdown report."""
     notes = Footnotes()
     body = [
@@ -1062,6 +1063,8 @@ def render(rows, runs: int, accuracy: str, peers: list[ExternalPeer]) -> str:
         f"downmix, common length): {accuracy}",
         "",
         *notes.lines(),
+        "",
+        *memory_section(memory),
         "",
         *targets(rows),
         "",
@@ -1245,6 +1248,82 @@ def measure_everything(files: dict[str, Path], runs: int, peers: list[ExternalPe
     return rows
 
 
+# full loads whose peak memory is measured, and each column's library name for rss_worker.py
+MEMORY_ROWS = ("wav", *COMPRESSED)
+MEMORY_LIBS = {
+    "mlx_audio_io": "mlx_audio_io",
+    "soundfile": "soundfile",
+    "librosa": "librosa",
+    ANCHOR: "mlx_audio_io",
+    TORCHAUDIO: "torchaudio",
+}
+
+
+def peak_memory(files: dict[str, Path], peers: list[ExternalPeer]) -> dict:
+    """{format: {column: {"peak": bytes, "output": bytes} | {"error": ...}}}: one full load per
+    fresh process (rss_worker.py), the peak resident set above the one before the load."""
+    pythons = {col: sys.executable for col in ("mlx_audio_io", *IN_PROCESS_PEERS)}
+    for peer in peers:
+        pythons[peer.name] = str(peer.state.python) if peer.state.python else None
+    out: dict = {}
+    for ext in MEMORY_ROWS:
+        row = out.setdefault(ext, {})
+        for col, lib_name in MEMORY_LIBS.items():
+            if ext == "ogg" and col == ANCHOR:
+                continue  # 1.3.24 cannot read Ogg (its load row is empty too)
+            python = pythons.get(col)
+            if python is None:
+                row[col] = {"error": "venv unavailable"}
+                continue
+            cmd = [python, "-I", str(RSS_WORKER), lib_name, str(files[ext])]
+            try:
+                proc = subprocess.run(
+                    cmd, capture_output=True, text=True, env=worker_env(), timeout=600
+                )
+                row[col] = json.loads(proc.stdout.strip().splitlines()[-1])
+            except Exception as e:  # noqa: BLE001 - a broken probe costs only its cell
+                row[col] = {"error": f"{type(e).__name__}: {str(e)[:160]}"}
+            cell_ = row[col]
+            shown = cell_.get("error") or f"{cell_['peak'] / 2**20:.0f} MiB"
+            print(f"  peak memory {ext:<5} {col:<22} {shown}", file=sys.stderr)
+    return out
+
+
+def memory_section(memory: dict) -> list[str]:
+    """The peak-memory table: MiB above the resident set before the load, and that as a
+    multiple of the output's size."""
+    cols = list(MEMORY_LIBS)
+    lines = [
+        "## Peak memory of a full load (MiB above the process's resident set before it)",
+        "",
+        "One load per fresh process (`tools/bench/rss_worker.py`): the peak resident set "
+        "(`VmHWM`, reset through `/proc/self/clear_refs` after the import) less the resident "
+        "set before the load, and in brackets that peak as a multiple of the output's size "
+        "(float32; 1.00x is the output alone).",
+        "",
+        "| load | output MiB | " + " | ".join(cols) + " |",
+        "|---|---:|" + "---:|" * len(cols),
+    ]
+    for ext, row in memory.items():
+        sizes = [c["output"] for c in row.values() if "output" in c]
+        cells = []
+        for col in cols:
+            c = row.get(col)
+            if c is None:
+                cells.append("—")
+            elif "error" in c:
+                cells.append("n/a")
+            else:
+                cells.append(f"{c['peak'] / 2**20:.0f} ({c['peak'] / c['output']:.2f}x)")
+        size = f"{max(sizes) / 2**20:.0f}" if sizes else "—"
+        lines.append(f"| {ext.upper()} load | {size} | " + " | ".join(cells) + " |")
+    ours = [r["mlx_audio_io"] for r in memory.values() if "peak" in r.get("mlx_audio_io", {})]
+    if ours:
+        worst = max(c["peak"] / c["output"] for c in ours)
+        lines += ["", f"mlx_audio_io's loads peak at most {worst:.2f}x their output."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepares the material and the external peers' venvs, measures, and writes the report."""
     args = parse_args(argv)
@@ -1254,9 +1333,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = measure_everything(files, runs, peers)
         accuracy = resample_accuracy(files)
+        memory = peak_memory(files, peers)
     finally:
         remove_worker_outputs()
-    report = render(rows, runs, accuracy, peers)
+    report = render(rows, runs, accuracy, peers, memory)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
