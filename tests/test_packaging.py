@@ -43,6 +43,26 @@ def wheels(tmp_path_factory):
     return out
 
 
+def test_versions_sort_after_the_pypi_releases_of_the_same_names():
+    """mlx-audio-io (up to 1.3.24) and fast-mp3-augment (up to 0.2.0) have releases on PyPI
+    under these names; ours are their next major version, so a sibling pin such as
+    ``mlx-audio-io==X`` resolves to ours from an index, and ``pip install -U`` never goes back."""
+    released = {"mlx-audio-io": (1, 3, 24), "fast-mp3-augment": (0, 2, 0)}
+    for dist, newest in released.items():
+        meta = tomllib.loads((ROOT / "packages" / dist / "pyproject.toml").read_text())
+        ours = tuple(int(x) for x in meta["project"]["version"].split("."))
+        assert ours[0] > newest[0], (dist, ours, newest)
+    for dist in PACKAGES:  # siblings pin each other exactly
+        meta = tomllib.loads((ROOT / "packages" / dist / "pyproject.toml").read_text())
+        deps = meta["project"]["dependencies"] + sum(
+            meta["project"].get("optional-dependencies", {}).values(), []
+        )
+        for dep in deps:
+            name = dep.split("==")[0].split("[")[0].strip()
+            if name in PACKAGES:
+                assert dep.endswith("==" + meta["project"]["version"]), (dist, dep)
+
+
 def test_versions_agree():
     versions = set()
     for dist, mod in PACKAGES.items():
@@ -67,4 +87,5 @@ def test_wheel_installs_alone(wheels, tmp_path, dist):
         text=True,
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "0.1.0"
+    meta = tomllib.loads((ROOT / "packages" / dist / "pyproject.toml").read_text())
+    assert r.stdout.strip() == meta["project"]["version"]

@@ -64,3 +64,20 @@ def test_io_quick_start_on_a_22050_hz_file(example_files, recwarn):
     exec(compile(code, "<quick start>", "exec"), {"__name__": "__example__"})
     assert aio.info("out.mp3").sample_rate == 22050
     assert any("cannot be coded as MP3 at 22050 Hz" in str(w.message) for w in recwarn)
+
+
+REPO_URL = "https://github.com/mlx-audio/mlx-audio/blob/main/"
+
+
+@pytest.mark.parametrize(
+    "readme", sorted(ROOT.glob("packages/*/README.md")), ids=lambda p: p.parent.name
+)
+def test_package_readme_links_work_on_a_package_index(readme):
+    """A package's README is its PyPI page, where relative links lead nowhere: they point at
+    the repository, at files that exist."""
+    links = re.findall(r"\]\(([^)\s]+)\)", readme.read_text())
+    relative = [u for u in links if not re.match(r"[a-z]+:|#", u)]
+    assert not relative, relative
+    for url in links:
+        if url.startswith(REPO_URL):
+            assert (ROOT / url[len(REPO_URL) :].split("#")[0]).exists(), url

@@ -22,7 +22,7 @@ from .errors import (
     WrongMultichannelAudioShape,
 )
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "SUPPORTED_BITRATES",

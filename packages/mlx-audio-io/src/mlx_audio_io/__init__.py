@@ -9,7 +9,7 @@ from ._write import PreparedAudio, prepare_save, resample, save, save_prepared
 from ._writer import AudioWriter
 from .errors import AudioDecodeError, AudioFileNotFoundError, AudioFormatError, AudioIOError
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "AudioEncoder",

@@ -10,7 +10,7 @@ from .processors import GainProcessor, IdentityProcessor, ProcessorChain, Stream
 from .sinks import AudioSink, CallbackSink, FileSink, MultiFileSink
 from .sources import AudioSource, CallbackSource, FileSource
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "AudioDeviceError",

@@ -15,7 +15,7 @@ from .models.sam_audio import (
 from .models.sam_audio.separate import save_audio
 from .separate import get_model, separate
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "BagOfModels",

@@ -8,7 +8,7 @@ from .generate import generate_audio
 from .models.kokoro import KokoroModel, KokoroPipeline
 from .utils import load_model, quantize_model
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "KokoroModel",

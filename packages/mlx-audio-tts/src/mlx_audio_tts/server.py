@@ -38,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from . import __version__
 from .serving import Busy, ModelRegistry
 
 __all__ = ["DEFAULT_MODEL", "FORMATS", "ApiError", "build_parser", "create_app",
@@ -384,7 +385,7 @@ def create_app(registry: ModelRegistry, output_dir=None, host: str = "127.0.0.1"
     folder = Path(output_dir) if output_dir is not None else default_output_dir()
     folder.mkdir(parents=True, exist_ok=True)
     # no /docs or /redoc: their pages load Swagger UI from a CDN (/openapi.json stays)
-    app = FastAPI(title="mlx-audio-tts server", version="0.1.0", docs_url=None, redoc_url=None)
+    app = FastAPI(title="mlx-audio-tts server", version=__version__, docs_url=None, redoc_url=None)
     app.state.speech = _Speech(registry, max_text_chars)
     app.state.output_dir = folder
     app.state.host = host
