@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import _blas, _lib
+from . import __version__, _blas, _lib
 from ._build import show_build_info
 
 _APT = "apt-get install ffmpeg libmpg123-0 libsoxr0 libflac12 libvorbisfile3 libopenblas0-pthread"
@@ -37,7 +37,11 @@ def check_native(r: Report) -> bool:
     if missing:
         fix = f"install the system library {missing.group(1)} (Debian/Ubuntu: {_APT})"
     else:
-        fix = "reinstall: pip install --force-reinstall --no-binary mlx-audio-io mlx-audio-io"
+        # pinned to this version: PyPI also holds the older 1.x releases under this name
+        fix = (
+            "reinstall: pip install --force-reinstall --no-binary mlx-audio-io "
+            f"'mlx-audio-io=={__version__}'"
+        )
     r.problem("native extension", msg, fix)
     return False
 
