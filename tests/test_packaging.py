@@ -89,3 +89,22 @@ def test_wheel_installs_alone(wheels, tmp_path, dist):
     assert r.returncode == 0, r.stderr
     meta = tomllib.loads((ROOT / "packages" / dist / "pyproject.toml").read_text())
     assert r.stdout.strip() == meta["project"]["version"]
+
+
+@pytest.mark.parametrize("dist", list(PACKAGES))
+def test_wheel_and_sdist_carry_the_license_and_the_notices(wheels, dist):
+    import tarfile
+    import zipfile
+
+    wheel = next(wheels.glob(PACKAGES[dist] + "-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for want in ("LICENSE", "THIRD_PARTY_NOTICES.md"):
+        assert any(n.endswith(f".dist-info/licenses/{want}") for n in names), (wheel.name, want)
+    sdist = next(wheels.glob(PACKAGES[dist].replace("_", "-") + "-*.tar.gz"), None) or next(
+        wheels.glob(PACKAGES[dist] + "-*.tar.gz")
+    )
+    with tarfile.open(sdist) as tar:
+        members = {m.name.split("/", 1)[1]: m for m in tar.getmembers() if "/" in m.name}
+        for want in ("LICENSE", "THIRD_PARTY_NOTICES.md"):
+            assert want in members and members[want].isfile(), (sdist.name, want)
+            assert tar.extractfile(members[want]).read().strip(), (sdist.name, want)
