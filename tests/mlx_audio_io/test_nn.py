@@ -71,6 +71,43 @@ def test_modules_load_mlx_nn_weights():
     np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(ref(x)), atol=1e-4)
 
 
+def test_off_the_cpu_every_layer_runs_mlx_s_own_kernels(monkeypatch):
+    """On Metal and CUDA (``mlx[cuda]``) the fast paths stand aside: with the default device
+    off the CPU, every layer must give the same result without calling one native kernel."""
+    keys = mx.random.split(mx.random.key(0), 8)
+    x3 = mx.random.normal((2, 24, 6), key=keys[0])
+    x4 = mx.random.normal((2, 7, 9, 6), key=keys[1])
+    w = mx.random.normal((5, 3, 6), key=keys[2])
+    q = mx.random.normal((1, 2, 8, 16), key=keys[3])
+    wq, scales, biases = mx.quantize(mx.random.normal((64, 128), key=keys[4]), 64, 4)
+    lin = nn.Linear(6, 4)
+    cases = {
+        "conv_transpose1d": lambda: nn.conv_transpose1d(x3, mx.transpose(w, (0, 1, 2)), stride=2),
+        "conv1d (dilated)": lambda: nn.conv1d(x3, w, 1, 2, 2),
+        "conv_axis": lambda: nn.conv_axis(x4, w, 2, 1, 1, 1, bias=mx.ones((5,)), activation="gelu"),
+        "conv2d": lambda: nn.conv2d(x4, mx.random.normal((5, 3, 3, 6), key=keys[5]), (1, 1)),
+        "bias_act": lambda: nn.bias_act(x3, mx.ones((6,)), "gelu"),
+        "group_norm": lambda: nn.group_norm(x3, 2, activation="gelu"),
+        "depthwise_conv1d": lambda: nn.depthwise_conv1d(x3, mx.ones((6, 3, 1)), 1, 1),
+        "attention": lambda: nn.attention(q, q, q, 0.25, window=4),
+        "Linear": lambda: lin(x3),
+        "quantized_matmul": lambda: nn.quantized_matmul(
+            mx.random.normal((3, 128), key=keys[6]), wq, scales, biases, True, 64, 4
+        ),
+    }
+    on_cpu = {name: np.asarray(fn()) for name, fn in cases.items()}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a native kernel was called off the CPU")
+
+    monkeypatch.setattr(nn, "_on_cpu", lambda: False)
+    for name in ("_native", "_graph", "_graph_kernel", "_conv_native", "_norm_act_native",
+                 "_attention_native", "_gemm"):  # fmt: skip
+        monkeypatch.setattr(nn, name, refuse)
+    for name, fn in cases.items():
+        np.testing.assert_allclose(np.asarray(fn()), on_cpu[name], atol=2e-4, err_msg=name)
+
+
 def test_gpu_devices_keep_mlx_kernels(monkeypatch):
     calls = []
     monkeypatch.setattr(nn, "_on_cpu", lambda: False)
