@@ -81,3 +81,12 @@ def test_package_readme_links_work_on_a_package_index(readme):
     for url in links:
         if url.startswith(REPO_URL):
             assert (ROOT / url[len(REPO_URL) :].split("#")[0]).exists(), url
+
+
+def test_every_docs_page_is_in_the_site_nav():
+    """`make docs` builds the site from mkdocs.yml's nav (and fails on a page left out); this
+    says which page, without building."""
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    missing = [p for p in pages if f": {p}\n" not in nav]
+    assert not missing, f"add these to mkdocs.yml's nav: {missing}"

@@ -218,10 +218,10 @@ def compress_roundtrip(
         longer along the last axis with ``preserve_delay``.
 
     Raises:
-        UnsupportedSampleRate, UnsupportedBitrate, UnsupportedQuality,
-        WrongMultichannelAudioShape, UnsupportedNumberOfChannels, NonContiguousAudio,
-        TooShortAudio, NonFiniteAudio: all ValueErrors (Mp3AugmentError), raised before LAME
-        sees the data; Mp3AugmentError for a preserve_delay that is not a bool.
+        Mp3AugmentError: A ValueError, raised before LAME sees the data, as one of its
+            subclasses: UnsupportedSampleRate, UnsupportedBitrate, UnsupportedQuality,
+            WrongMultichannelAudioShape, UnsupportedNumberOfChannels, NonContiguousAudio,
+            TooShortAudio, NonFiniteAudio; itself for a preserve_delay that is not a bool.
         TypeError: samples is not a float NumPy array or mx.array.
     """
     sample_rate, bitrate_kbps, quality, preserve_delay = _params(
