@@ -2,6 +2,8 @@
 
 LAME has no pkg-config file on Debian; it is linked as ``-lmp3lame``.
 ``FMA_SANITIZE=1`` builds with AddressSanitizer and UndefinedBehaviorSanitizer.
+``FMA_STATIC=PREFIX`` links the static archives of ``tools/wheels/build_static_libs.sh``
+instead of the system's shared libraries (what a self-contained wheel carries).
 """
 
 import os
@@ -16,10 +18,18 @@ HERE = Path(__file__).resolve().parent
 NATIVE = HERE / "native"
 
 
+STATIC = os.environ.get("FMA_STATIC")
+
+
 def _mpg123(flag: str) -> list[str]:
+    env, args = None, [flag]
+    if STATIC:
+        pc = str(Path(STATIC) / "lib" / "pkgconfig")
+        env = {**os.environ, "PKG_CONFIG_PATH": pc, "PKG_CONFIG_LIBDIR": pc}
+        args = ["--static", flag]
     try:
         out = subprocess.run(
-            ["pkg-config", flag, "libmpg123"], check=True, capture_output=True, text=True
+            ["pkg-config", *args, "libmpg123"], check=True, capture_output=True, text=True, env=env
         ).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         sys.exit(
@@ -40,6 +50,9 @@ cflags = [
     *_mpg123("--cflags"),
 ]
 ldflags = [*_mpg123("--libs"), "-lmp3lame", "-lpthread"]
+if STATIC:  # headers as system headers; the archives' symbols stay inside the extension
+    cflags = ["-isystem" + f[2:] if f.startswith("-I") else f for f in cflags]
+    ldflags = [f"-L{Path(STATIC) / 'lib'}", *ldflags, "-lm", "-Wl,--exclude-libs,ALL"]
 if os.environ.get("FMA_SANITIZE") == "1":
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover", "-g"]
     cflags += san

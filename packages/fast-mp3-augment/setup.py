@@ -2,4 +2,8 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["build_native.py:ffibuilder"])
+# the extension uses the stable ABI (cffi builds _native.abi3.so): one wheel for CPython 3.10+
+setup(
+    cffi_modules=["build_native.py:ffibuilder"],
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
+)

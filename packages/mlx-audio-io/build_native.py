@@ -37,10 +37,24 @@ SOURCES = [
 ]
 
 
+#: a prefix of static, position-independent archives (tools/wheels/build_static_libs.sh) to
+#: link into the extension instead of the system's shared libraries
+STATIC = os.environ.get("MLX_AUDIO_IO_STATIC")
+
+
 def _pkg_config(*args: str) -> list[str]:
+    env = None
+    if STATIC:
+        env = {**os.environ, "PKG_CONFIG_PATH": str(Path(STATIC) / "lib" / "pkgconfig")}
+        env["PKG_CONFIG_LIBDIR"] = env["PKG_CONFIG_PATH"]  # not the system's .pc files
+        args = ("--static", *args)
     try:
         out = subprocess.run(
-            ["pkg-config", *args, *PKG_CONFIG_LIBS], check=True, capture_output=True, text=True
+            ["pkg-config", *args, *PKG_CONFIG_LIBS],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
@@ -63,7 +77,12 @@ def _flags() -> tuple[list[str], list[str]]:
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover"]
         cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san
         ldflags += san
-    return cflags + _pkg_config("--cflags"), ldflags + _pkg_config("--libs")
+    inc = _pkg_config("--cflags")
+    if STATIC:  # the archives' symbols stay inside the extension, clashing with no other copy
+        ldflags += ["-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic"]
+        # their headers as system headers, as /usr/include's are (-Werror is for our code)
+        inc = ["-isystem" + f[2:] if f.startswith("-I") else f for f in inc]
+    return cflags + inc, ldflags + _pkg_config("--libs")
 
 
 ffibuilder = FFI()
