@@ -49,17 +49,20 @@ class AdaIN1d(nn.Module):
         self.norm = {"weight": mx.ones((channels,)), "bias": mx.zeros((channels,))}
 
     def __call__(self, x: mx.array, s: mx.array, activation: str | None = None,
-                 param=None) -> mx.array:  # fmt: skip
+                 param=None, input_bias=None) -> mx.array:  # fmt: skip
         """``activation`` (``"snake"`` with ``param`` alpha, ``"leaky_relu"`` with the slope)
-        of the normalised ``x``, fused into the same pass on the CPU."""
+        of the normalised ``x`` (plus ``input_bias`` ``[C]``: the bias of the convolution
+        before), fused into the same pass on the CPU."""
         c = x.shape[-1]
         h = self.fc(s)  # [batch, 2C]
         gamma, beta = 1.0 + h[:, :c], h[:, c:]
         w, b = self.norm["weight"], self.norm["bias"]
         if x.shape[0] == 1:  # the style's affine folds into the norm's own: one fused pass
             return fnn.group_norm(x, c, w * gamma[0], b * gamma[0] + beta[0], eps=1e-5,
-                                  activation=activation, activation_param=param)  # fmt: skip
-        y = fnn.group_norm(x, c, w, b, eps=1e-5) * gamma[:, None] + beta[:, None]
+                                  activation=activation, input_bias=input_bias,
+                                  activation_param=param)  # fmt: skip
+        y = fnn.group_norm(x, c, w, b, eps=1e-5, input_bias=input_bias)
+        y = y * gamma[:, None] + beta[:, None]
         return (
             y if activation is None else fnn.bias_act(y, None, activation, activation_param=param)
         )
@@ -114,10 +117,17 @@ class AdaINResBlock1(nn.Module):
             self.convs1, self.convs2, self.adain1, self.adain2, self.alpha1, self.alpha2,
             strict=True,
         ):  # fmt: skip
-            xt = c1(n1(x, s, "snake", a1))
-            xt = c2(n2(xt, s, "snake", a2))
-            x = xt + x
+            # each convolution's bias goes into the pass after it (the next norm's input, the
+            # residual add), so the convolutions write their matmul's output directly
+            xt = _unbiased(c1, n1(x, s, "snake", a1))
+            xt = _unbiased(c2, n2(xt, s, "snake", a2, input_bias=c1.bias))
+            x = fnn.bias_act(xt, c2.bias, residual=x)
         return x
+
+
+def _unbiased(conv: fnn.Conv1d, x: mx.array) -> mx.array:
+    """``conv(x)`` without its bias."""
+    return fnn.conv_axis(x, conv.weight, 1, conv.stride, conv.padding, conv.dilation)
 
 
 def _interp_index(n_in: int, n_out: int, scale: float):
