@@ -89,8 +89,8 @@ class AdainResBlk1d(nn.Module):
         h = self.norm1(x, s, "leaky_relu", 0.2)
         if self.upsample:
             h = self.pool(h)
-        h = self.conv1(h)
-        h = self.norm2(h, s, "leaky_relu", 0.2)
+        h = _unbiased(self.conv1, h)  # its bias goes into norm2's passes
+        h = self.norm2(h, s, "leaky_relu", 0.2, input_bias=self.conv1.bias)
         h = self.conv2(h)
         sc = mx.repeat(x, 2, axis=1) if self.upsample else x
         if self.learned_sc:

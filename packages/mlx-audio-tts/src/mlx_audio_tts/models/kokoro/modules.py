@@ -119,19 +119,18 @@ class LSTM(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         """``[batch, steps, input]`` -> ``[batch, steps, 2 * hidden]`` (forward, backward).
 
-        Both directions' input gates come from one matmul; each direction's recurrence is
-        :func:`mlx_audio_io.nn.lstm_recurrence` (a NumPy loop on the CPU: a step is too small
-        for a graph node to pay)."""
+        Each direction's recurrence is :func:`mlx_audio_io.nn.lstm_recurrence` (a NumPy loop
+        on the CPU: a step is too small for graph nodes to pay), one after the other."""
         b, t, _ = x.shape
         n = self.hidden_size
         if t == 0:
             return mx.zeros((b, 0, 2 * n), x.dtype)
-        w_ih = mx.concatenate([self.weight_ih_l0, self.weight_ih_l0_reverse])  # [8 * hidden, in]
-        bias = mx.concatenate([self.bias_ih_l0 + self.bias_hh_l0,
-                               self.bias_ih_l0_reverse + self.bias_hh_l0_reverse])  # fmt: skip
-        gates = mx.addmm(bias, x, w_ih.T)  # every step's, both directions
-        fwd = fnn.lstm_recurrence(gates[..., : 4 * n], self.weight_hh_l0)
-        bwd = fnn.lstm_recurrence(gates[..., 4 * n :], self.weight_hh_l0_reverse, reverse=True)
+        gates = []
+        for d in ("l0", "l0_reverse"):  # every step's input gates
+            bias = self[f"bias_ih_{d}"] + self[f"bias_hh_{d}"]
+            gates.append(mx.addmm(bias, x, self[f"weight_ih_{d}"].T))
+        fwd = fnn.lstm_recurrence(gates[0], self.weight_hh_l0)
+        bwd = fnn.lstm_recurrence(gates[1], self.weight_hh_l0_reverse, reverse=True)
         return mx.concatenate([fwd, bwd], axis=-1)
 
 
