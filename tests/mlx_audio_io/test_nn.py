@@ -620,3 +620,35 @@ def test_depthwise_conv1d_errors():
         nn.depthwise_conv1d(x, mx.zeros((4, 3, 1)), activation="glu")
     with pytest.raises(ValueError, match="needs activation_param"):
         nn.depthwise_conv1d(x, mx.zeros((4, 3, 1)), activation="snake")
+
+
+def _lstm64(gates, w_hh, reverse):
+    """torch's LSTM recurrence (gates i, f, g, o) in float64, one direction."""
+    b, t, four = gates.shape
+    n = four // 4
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h, c, out = np.zeros((b, n)), np.zeros((b, n)), np.zeros((b, t, n))
+    for step in range(t - 1, -1, -1) if reverse else range(t):
+        g = gates[:, step] + h @ w_hh.T
+        c = sig(g[:, n : 2 * n]) * c + sig(g[:, :n]) * np.tanh(g[:, 2 * n : 3 * n])
+        h = sig(g[:, 3 * n :]) * np.tanh(c)
+        out[:, step] = h
+    return out
+
+
+@pytest.mark.parametrize("on_cpu", [True, False])
+@pytest.mark.parametrize("batch,reverse", [(1, False), (1, True), (3, True)])
+def test_lstm_recurrence_matches_float64(monkeypatch, on_cpu, batch, reverse):
+    monkeypatch.setattr(nn, "_on_cpu", lambda: on_cpu)  # False: the MLX loop (Metal, CUDA)
+    rng = np.random.default_rng(batch)
+    gates = (rng.standard_normal((batch, 23, 4 * 6)) * 3).astype(np.float32)  # saturating
+    w_hh = (rng.standard_normal((4 * 6, 6)) * 0.5).astype(np.float32)
+    got = nn.lstm_recurrence(mx.array(gates), mx.array(w_hh), reverse=reverse)
+    assert got.shape == (batch, 23, 6) and got.dtype == mx.float32
+    want = _lstm64(gates.astype(np.float64), w_hh.astype(np.float64), reverse)
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-6)
+
+
+def test_lstm_recurrence_checks_shapes():
+    with pytest.raises(ValueError, match="do not fit weight_hh"):
+        nn.lstm_recurrence(mx.zeros((1, 4, 16)), mx.zeros((12, 3)))

@@ -45,6 +45,18 @@ def test_preload_state_is_reported():
     assert off.strip() == "None disabled by MLX_AUDIO_BLAS"
 
 
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS uses Accelerate; no preload there")
+def test_preload_shortens_openblas_spin_unless_set():
+    code = "import os, mlx_audio_io; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True).stdout  # fmt: skip
+    assert default.strip() == "20"
+    assert _run(code, {"OPENBLAS_THREAD_TIMEOUT": "25"}).stdout.strip() == "25"
+
+
 def test_importing_mlx_first_warns_with_the_fix():
     r = _run(
         "import warnings; warnings.simplefilter('always')\nimport mlx.core\nimport mlx_audio_io"

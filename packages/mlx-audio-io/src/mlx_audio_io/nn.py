@@ -1289,3 +1289,74 @@ def matmul(x: mx.array, weight: mx.array) -> mx.array:
     out = np.empty((rows, n), np.float32)
     _native("aio_nn_matmul", _ptr(xv), rows, k, _ptr(wv), n, _ptr(out, True), _threads())
     return mx.array(out).reshape(*x.shape[:-1], n)
+
+
+def lstm_recurrence(gates: mx.array, weight_hh: mx.array, reverse: bool = False) -> mx.array:
+    """The recurrence of one direction of torch's ``nn.LSTM`` (gates i, f, g, o; zero initial
+    states) over input gates already computed for every step (``x @ W_ih.T + b_ih + b_hh``).
+
+    A step is a product of one row per batch item by ``[hidden, 4 * hidden]`` and a few
+    element-wise operations on ``4 * hidden`` values, so its cost is per-call overhead: as
+    MLX graph nodes about 100 µs a step of one of Kokoro's 256-wide directions here, in NumPy
+    with preallocated buffers 23 µs (torch: 17). On the CPU the loop runs in NumPy (float32,
+    after evaluating ``gates``); elsewhere in MLX. Run a bidirectional layer's directions one
+    after the other: each keeps its 1 MB of ``weight_hh`` in the core's L2 cache (two
+    directions stepped together took 48 µs a step for the two products, one 14).
+
+    Args:
+        gates: ``[batch, steps, 4 * hidden]`` float32.
+        weight_hh: ``[4 * hidden, hidden]`` (torch's ``weight_hh_l0`` layout).
+        reverse: Run from the last step to the first (the backward direction); the output
+            stays in step order.
+
+    Returns:
+        The hidden states ``[batch, steps, hidden]``.
+    """
+    b, t, four = gates.shape
+    n = weight_hh.shape[1]
+    if weight_hh.shape != (four, n) or four != 4 * n:
+        raise ValueError(f"lstm_recurrence: gates {gates.shape} do not fit weight_hh "
+                         f"{weight_hh.shape} ([4 * hidden, hidden])")  # fmt: skip
+    order = range(t - 1, -1, -1) if reverse else range(t)
+    if not _on_cpu():
+        w, h, c, outs = weight_hh.T, mx.zeros((b, n), gates.dtype), mx.zeros((b, n)), {}
+        for step in order:
+            h, c = _lstm_cell(gates[:, step] + h @ w, c)
+            outs[step] = h
+        return mx.stack([outs[s] for s in range(t)], axis=1)
+    xg = np.asarray(gates.astype(mx.float32))
+    w = np.asarray(weight_hh.astype(mx.float32)).T  # a view: BLAS reads it transposed
+    out = np.zeros((b, t, n), np.float32)
+    h, c = np.zeros((b, n), np.float32), np.zeros((b, n), np.float32)
+    g, tg = np.empty((b, four), np.float32), np.empty((b, n), np.float32)
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x << 0: sigmoid 0
+        for step in order:
+            np.matmul(h, w, out=g)
+            g += xg[:, step]
+            _sigmoid_(g[:, : 2 * n])  # i and f, in place (views of g)
+            _sigmoid_(g[:, 3 * n :])  # o
+            np.tanh(g[:, 2 * n : 3 * n], out=tg)
+            c *= g[:, n : 2 * n]
+            tg *= g[:, :n]
+            c += tg
+            np.tanh(c, out=h)
+            h *= g[:, 3 * n :]
+            out[:, step] = h
+    return _cast_back(mx.array(out), gates.dtype)
+
+
+def _sigmoid_(x: np.ndarray) -> None:
+    """``1 / (1 + exp(-x))`` in place."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1
+    np.reciprocal(x, out=x)
+
+
+@mx.compile
+def _lstm_cell(g: mx.array, c: mx.array) -> tuple[mx.array, mx.array]:
+    """One LSTM step from its gate pre-activations (i, f, g, o) and the cell state."""
+    n = c.shape[-1]
+    i, f = mx.sigmoid(g[..., :n]), mx.sigmoid(g[..., n : 2 * n])
+    c = f * c + i * mx.tanh(g[..., 2 * n : 3 * n])
+    return mx.sigmoid(g[..., 3 * n :]) * mx.tanh(c), c

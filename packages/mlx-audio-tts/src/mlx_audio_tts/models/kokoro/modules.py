@@ -119,36 +119,19 @@ class LSTM(nn.Module):
     def __call__(self, x: mx.array) -> mx.array:
         """``[batch, steps, input]`` -> ``[batch, steps, 2 * hidden]`` (forward, backward).
 
-        Both directions step together, as a batch of two (the backward one on the reversed
-        sequence), through one compiled cell per step."""
+        Each direction's recurrence is :func:`mlx_audio_io.nn.lstm_recurrence` (a NumPy loop
+        on the CPU: a step is too small for graph nodes to pay), one after the other."""
         b, t, _ = x.shape
         n = self.hidden_size
         if t == 0:
             return mx.zeros((b, 0, 2 * n), x.dtype)
-        gates, w_hh = [], []
-        for suffix in ("l0", "l0_reverse"):
-            bias = getattr(self, f"bias_ih_{suffix}") + getattr(self, f"bias_hh_{suffix}")
-            gates.append(x @ getattr(self, f"weight_ih_{suffix}").T + bias)  # every step's
-            w_hh.append(getattr(self, f"weight_hh_{suffix}").T)
-        xg = mx.stack([gates[0], gates[1][:, ::-1]])  # [2, batch, steps, 4 * hidden]
-        w = mx.stack(w_hh)  # [2, hidden, 4 * hidden]
-        h = mx.zeros((2, b, n), x.dtype)
-        c = mx.zeros((2, b, n), x.dtype)
-        outs = []
-        for step in range(t):
-            h, c = _lstm_cell(xg[:, :, step] + h @ w, c)
-            outs.append(h)
-        hs = mx.stack(outs, axis=2)  # [2, batch, steps, hidden]
-        return mx.concatenate([hs[0], hs[1][:, ::-1]], axis=-1)
-
-
-@mx.compile
-def _lstm_cell(g: mx.array, c: mx.array) -> tuple[mx.array, mx.array]:
-    """One LSTM step from its gate pre-activations (i, f, g, o) and the cell state."""
-    n = c.shape[-1]
-    i, f = mx.sigmoid(g[..., :n]), mx.sigmoid(g[..., n : 2 * n])
-    c = f * c + i * mx.tanh(g[..., 2 * n : 3 * n])
-    return mx.sigmoid(g[..., 3 * n :]) * mx.tanh(c), c
+        gates = []
+        for d in ("l0", "l0_reverse"):  # every step's input gates
+            bias = self[f"bias_ih_{d}"] + self[f"bias_hh_{d}"]
+            gates.append(mx.addmm(bias, x, self[f"weight_ih_{d}"].T))
+        fwd = fnn.lstm_recurrence(gates[0], self.weight_hh_l0)
+        bwd = fnn.lstm_recurrence(gates[1], self.weight_hh_l0_reverse, reverse=True)
+        return mx.concatenate([fwd, bwd], axis=-1)
 
 
 class ChannelLayerNorm(nn.Module):
