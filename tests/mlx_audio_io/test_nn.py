@@ -91,6 +91,9 @@ def test_off_the_cpu_every_layer_runs_mlx_s_own_kernels(monkeypatch):
         "depthwise_conv1d": lambda: nn.depthwise_conv1d(x3, mx.ones((6, 3, 1)), 1, 1),
         "attention": lambda: nn.attention(q, q, q, 0.25, window=4),
         "Linear": lambda: lin(x3),
+        "lstm_recurrence": lambda: nn.lstm_recurrence(
+            mx.random.normal((2, 5, 16), key=keys[7]), mx.random.normal((16, 4), key=keys[5]) * 0.3
+        ),
         "quantized_matmul": lambda: nn.quantized_matmul(
             mx.random.normal((3, 128), key=keys[6]), wq, scales, biases, True, 64, 4
         ),
