@@ -1171,6 +1171,11 @@ def targets(rows) -> list[str]:
 
 # What was measured where a row is behind its fastest peer (issue 20).
 BEHIND_BECAUSE = {
+    "WAV 1 s at 60 s": "the read itself is faster than mlx-audio-io 1.3.24's (1 s of 16-bit "
+    "stereo converted in ~19 us against ~27), but a load() call costs ~15 us around it: the "
+    "argument checks, the source object (one native call opens file and pipeline) with its "
+    "finalizer, the MLX output and its evaluation, the close; 1.3.24's is one C++ call of "
+    "~7.5 us. A tiny read (10 ms of audio) takes ~15 us against ~7.5",
     "info (WAV)": "mlx-audio-io 1.3.24's whole info() is ~2.2 us (a C++ call returning its own "
     "C++ object); ours is one native call of ~1.6 us (open, fstat, one 512-byte read, close) "
     "plus ~2 us of Python: the cffi call, the frozen-dataclass AudioInfo and its two strings",
