@@ -26,8 +26,11 @@ int aio_fail(char *err, int code, const char *fmt, ...) {
     return code;
 }
 
-void aio_set_str(char *dst, size_t cap, const char *src) {
-    snprintf(dst, cap, "%s", src ? src : "");
+void aio_set_str(char *dst, size_t cap, const char *src) { /* truncating copy, no printf */
+    if (cap == 0) return;
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = 0;
 }
 
 static int looks_like_mpeg_audio(const unsigned char *b, size_t n) {

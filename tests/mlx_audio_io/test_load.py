@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from conftest import MEDIA_KEYS
-from signals import pcm_grid
+from signals import music, pcm_grid
 
 DECODED = MEDIA_KEYS
 LOSSY = {"mp3", "m4a", "ff_ogg", "ff_opus", "ff_m4a", "ff_mp3_noxing", "ff_mp3", "ff_mono_mp3"}
@@ -216,3 +216,59 @@ def test_sr_more_than_1024_times_the_files_rate_is_refused(tmp_path):
         assert "1024 times apart" in str(e.value)
     with pytest.raises(ValueError, match="1024 times apart"):
         next(iter(aio.stream(path, chunk_frames=1024, sr=16000)))
+
+
+@pytest.mark.parametrize("name", ["x.wav", "x.flac", "x.mp3", "x.ogg", "x.m4a", "x.aiff"])
+def test_plain_loads_in_one_call_equal_the_general_path(tmp_path, monkeypatch, name):
+    """load(path, offset=, duration=) with every other argument at its default goes through
+    _prim.load_plain (one native call); low_memory=True takes the general path, which must
+    give the very same array."""
+    from mlx_audio_io import _lib
+
+    prim = _lib.prim()
+    assert prim is not None, _lib.prim_error()
+    calls, real = [], prim.load_plain
+    monkeypatch.setattr(prim, "load_plain", lambda *a: calls.append(a) or real(*a))
+    x = music(3 * 22050 + 17, 22050, 2)
+    aio.save(tmp_path / name, x, 22050)
+    for kw in ({}, {"offset": 0.5}, {"offset": 1.25, "duration": 0.5}, {"offset": 9.0},
+               {"duration": 1e-9}):  # fmt: skip
+        fast, sr = aio.load(str(tmp_path / name), **kw)
+        general, sr2 = aio.load(str(tmp_path / name), low_memory=True, **kw)
+        assert sr == sr2 == 22050 and fast.dtype == general.dtype == mx.float32
+        np.testing.assert_array_equal(np.asarray(fast), np.asarray(general), err_msg=str(kw))
+    assert len(calls) == 5  # the general path never calls it
+    with pytest.raises(FileNotFoundError, match="nope.wav"):
+        aio.load(str(tmp_path / "nope.wav"), offset=1.0)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(RuntimeError, match="bad.wav"):
+        aio.load(str(tmp_path / "bad.wav"))
+
+
+def test_plain_load_of_a_truncated_file_gives_the_frames_it_holds(tmp_path):
+    x = music(22050, 22050, 2)
+    aio.save(tmp_path / "x.wav", x, 22050, encoding="float32")
+    data = (tmp_path / "x.wav").read_bytes()
+    (tmp_path / "t.wav").write_bytes(data[: len(data) - 4000])
+    fast = np.asarray(aio.load(str(tmp_path / "t.wav"))[0])
+    general = np.asarray(aio.load(str(tmp_path / "t.wav"), low_memory=True)[0])
+    np.testing.assert_array_equal(fast, general)
+    np.testing.assert_array_equal(fast, x[: len(fast)])
+
+
+@pytest.mark.parametrize("name", ["x.wav", "x.flac", "x.mp3", "x.ogg", "x.m4a"])
+def test_info_on_a_str_path_in_one_call_equals_the_general_path(tmp_path, name):
+    """info("path") builds its AudioInfo in _prim (one call); a Path takes the general path."""
+    import dataclasses
+    from pathlib import Path
+
+    aio.save(tmp_path / name, music(22050 + 5, 22050, 2), 22050)
+    fast, general = aio.info(str(tmp_path / name)), aio.info(Path(tmp_path / name))
+    assert type(fast) is aio.AudioInfo and fast == general
+    assert dataclasses.asdict(fast) == dataclasses.asdict(general)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.frames = 1
+    with pytest.raises(FileNotFoundError, match="nope.flac"):
+        aio.info(str(tmp_path / "nope.flac"))
+    with pytest.raises(ValueError, match="NUL"):
+        aio.info(str(tmp_path / "a\0b.wav"))

@@ -10,8 +10,10 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <utility>
 #include <stdexcept>
@@ -463,6 +465,112 @@ static mx::array empty(const std::vector<int> &shape, bool hugepages) {
   return mx::array(std::move(data), mx::Shape(shape.begin(), shape.end()), mx::float32);
 }
 
+// --- plain loads: open, allocate, read and close in one call ------------------------------
+// A short load through Python costs ~15 us around the native read (argument objects, the
+// source and its finalizer, the output, the close); this is the same work in one call, for
+// the plain case (a path, the file's rate and channels, channels last, float32). The io
+// functions come from the cffi extension, as the kernels do (set_io).
+extern "C" {
+#include "io.cdef.h"
+}
+typedef int (*source_open_fn)(aio_source *, const char *, const void *, int64_t, const char *);
+typedef int64_t (*pipe_read_fn)(aio_pipe *, float *, int64_t, int64_t, int64_t, char *);
+typedef void (*source_close_fn)(aio_source *);
+static std::atomic<source_open_fn> g_source_open{nullptr};
+static std::atomic<pipe_read_fn> g_pipe_read{nullptr};
+static std::atomic<source_close_fn> g_source_close{nullptr};
+
+// (0, array, sample rate) when loaded; (1, None, 0) when the caller's general path should do
+// it (more than max_frames: the split decode; or an unknown length); (rc < 0, message, 0) on
+// an error, for Python to raise as it raises every native error.
+static nb::tuple load_plain(const nb::bytes &path, double offset, double duration,
+                            int64_t max_frames) {
+  auto open = g_source_open.load();
+  auto read = g_pipe_read.load();
+  auto close = g_source_close.load();
+  if (!open || !read || !close) throw std::runtime_error("load_plain: set_io was not called");
+  aio_source s{};
+  s.offset = offset;
+  s.duration = duration;
+  s.start = -1;
+  s.count = -1;
+  s.quality = 3;
+  int rc;
+  {
+    nb::gil_scoped_release nogil;
+    rc = open(&s, path.c_str(), nullptr, 0, nullptr);
+  }
+  if (rc != 0) return nb::make_tuple(rc, nb::str(s.err), 0);
+  int64_t total = s.total, ch = s.info.channels;
+  if (total < 0 || total > max_frames || total > INT32_MAX) {
+    close(&s);
+    return nb::make_tuple(1, nb::none(), 0);
+  }
+  mx::array out = empty({int(total), int(ch)}, true);
+  int64_t n;
+  {
+    nb::gil_scoped_release nogil;
+    n = total > 0 ? read(s.pipe, out.data<float>(), total, ch, 1, s.err) : 0;
+  }
+  std::string err(s.err);
+  int rate = s.info.sample_rate;
+  close(&s);
+  if (n < 0) return nb::make_tuple(int(n), nb::str(err.c_str()), 0);
+  if (n < total) {  // the file ended early (truncated): the frames it held
+    out = mx::slice(out, {0, 0}, {int(n), int(ch)});
+    mx::eval(out);
+  }
+  return nb::make_tuple(0, nb::cast(out), rate);
+}
+
+// info() on a path in one call: aio_probe, then the AudioInfo filled here (its class is a
+// frozen dataclass: object.__new__ and the instance dict, as the Python path does).
+typedef int (*probe_fn)(const char *, aio_source *);
+static std::atomic<probe_fn> g_probe{nullptr};
+static nb::object g_info_type;
+static nb::object g_info_keys[6];
+
+// path: a str, its UTF-8 bytes being the file system's (the caller checks that the file
+// system encoding is UTF-8). A name with a NUL or a lone surrogate gives (1, ""): the
+// general path words that error or encodes it with surrogateescape.
+static nb::object info_plain(const nb::str &path) {
+  auto probe = g_probe.load();
+  if (!probe || !g_info_type.is_valid()) throw std::runtime_error("info_plain: set_io was not called");
+  Py_ssize_t len = 0;
+  const char *name = PyUnicode_AsUTF8AndSize(path.ptr(), &len);
+  if (name == nullptr || std::strlen(name) != size_t(len)) {
+    PyErr_Clear();
+    return nb::make_tuple(1, nb::str(""));
+  }
+  aio_source s{};
+  int rc;
+  {
+    nb::gil_scoped_release nogil;
+    rc = probe(name, &s);
+  }
+  if (rc != 0) return nb::make_tuple(rc, nb::str(s.err));
+  auto *type = reinterpret_cast<PyTypeObject *>(g_info_type.ptr());
+  nb::object out = nb::steal(type->tp_alloc(type, 0));
+  if (!out.is_valid()) throw nb::python_error();
+  nb::object dict = nb::steal(PyObject_GenericGetDict(out.ptr(), nullptr));
+  if (!dict.is_valid()) throw nb::python_error();
+  int64_t frames = s.total;
+  int rate = s.info.sample_rate;
+  nb::object values[6] = {
+      nb::steal(PyLong_FromLongLong(frames)),
+      nb::steal(PyLong_FromLong(rate)),
+      nb::steal(PyLong_FromLong(s.info.channels)),
+      nb::steal(PyFloat_FromDouble(rate > 0 ? double(frames) / double(rate) : 0.0)),
+      nb::steal(PyUnicode_FromString(s.info.subtype)),
+      nb::steal(PyUnicode_FromString(s.info.container)),
+  };
+  for (int i = 0; i < 6; i++)  // the dataclass's fields, in its order (interned names)
+    if (!values[i].is_valid() || PyDict_SetItem(dict.ptr(), g_info_keys[i].ptr(),
+                                                values[i].ptr()) != 0)
+      throw nb::python_error();
+  return out;
+}
+
 NB_MODULE(_prim, m) {
   m.doc() = "mlx_audio_io's C kernels as MLX graph nodes (CPU stream).";
   m.def("set_kernels",
@@ -494,6 +602,29 @@ NB_MODULE(_prim, m) {
         nb::arg("biases"), nb::arg("dtype"), nb::arg("group_size"), nb::arg("bits"),
         nb::arg("threads"),
         "x @ dequantize(w).T (affine, transposed), float32 out, as a graph node.");
+  m.def("set_io",
+        [](uintptr_t open_addr, uintptr_t read_addr, uintptr_t close_addr, uintptr_t probe_addr,
+           nb::object info_type) {
+          g_source_open.store(reinterpret_cast<source_open_fn>(open_addr));
+          g_pipe_read.store(reinterpret_cast<pipe_read_fn>(read_addr));
+          g_source_close.store(reinterpret_cast<source_close_fn>(close_addr));
+          g_probe.store(reinterpret_cast<probe_fn>(probe_addr));
+          g_info_type = info_type;
+          const char *names[6] = {"frames", "sample_rate", "channels", "duration", "subtype",
+                                  "container"};
+          for (int i = 0; i < 6; i++) g_info_keys[i] = nb::steal(PyUnicode_InternFromString(names[i]));
+        },
+        nb::arg("source_open"), nb::arg("pipe_read"), nb::arg("source_close"),
+        nb::arg("probe"), nb::arg("info_type"),
+        "Uses the io functions at these addresses (aio_source_open, aio_pipe_read, "
+        "aio_source_close, aio_probe), and info_type (AudioInfo) for info_plain.");
+  m.def("info_plain", &info_plain, nb::arg("path"),
+        "info(path) in one call: an AudioInfo, or (code, message) on an error.");
+  m.def("load_plain", &load_plain, nb::arg("path"), nb::arg("offset"), nb::arg("duration"),
+        nb::arg("max_frames"),
+        "load(path, offset=, duration=) with every other argument at its default, in one "
+        "call: (0, array, sample rate), (1, None, 0) to take the general path, or (code, "
+        "message, 0) on an error. duration < 0 reads to the end.");
   m.def("empty", &empty, nb::arg("shape"), nb::arg("hugepages") = true,
         "An evaluated float32 array of this shape, its memory not written (huge pages asked "
         "for when it is large).");

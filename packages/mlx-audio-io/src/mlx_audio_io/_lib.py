@@ -54,7 +54,12 @@ def check(rc: int, err, what: str, path: str | None = None) -> int:
     """Raises the exception matching a negative native return code; returns rc otherwise."""
     if rc >= 0:
         return rc
-    reason = ffi.string(err).decode("utf-8", "replace") or f"error {rc}"
+    raise_error(rc, ffi.string(err).decode("utf-8", "replace"), what, path)
+
+
+def raise_error(rc: int, reason: str, what: str, path: str | None = None) -> None:
+    """Raises the exception for native return code rc (< 0) with the native message."""
+    reason = reason or f"error {rc}"
     where = f" for '{path}'" if path is not None else ""
     message = f"{what} failed{where}: {reason}"
     if rc == lib.AIO_ENOENT:
@@ -102,6 +107,10 @@ def _load_prim():
     except ImportError as e:
         return None, f"could not be loaded: {e}"
     _prim.set_kernels(*(kernel_address(n) for n in PRIM_KERNELS))
+    from ._read import AudioInfo
+
+    io = ("aio_source_open", "aio_pipe_read", "aio_source_close", "aio_probe")
+    _prim.set_io(*(kernel_address(n) for n in io), AudioInfo)
     return _prim, None
 
 

@@ -10,6 +10,7 @@ owned by an ``mx.array`` (see ``_Output``). A file and its pipeline open in one 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -24,6 +25,8 @@ from ._source import NativeFile, Opener
 from .errors import AudioDecodeError, AudioFormatError
 
 _CHUNK_UNKNOWN = 1 << 16  # frames per read when a format does not state its length
+# str paths go to the native layer as their UTF-8 bytes when that is what os.fsencode gives
+_FS_UTF8 = sys.getfilesystemencoding().lower().replace("-", "") == "utf8"
 
 
 @dataclass(frozen=True)
@@ -362,6 +365,29 @@ def load(
         RuntimeError: The file is corrupt or cannot be read.
         TypeError: ``path`` is none of the accepted kinds.
     """
+    if (
+        sr is None
+        and mono is False
+        and layout == "channels_last"
+        and dtype == "float32"
+        and squeeze_mono is False
+        and low_memory is False
+        and type(path) is str
+        and (prim := _lib.prim()) is not None
+    ):  # the plain case in one native call (_prim.load_plain), the rest as below
+        offset = _args.seconds("offset", offset, allow_zero=True)
+        if duration is not None:
+            duration = _args.seconds("duration", duration, allow_zero=False)
+        label = _args.as_path(path)
+        _args.quality(resample_quality)
+        rc, out, rate = prim.load_plain(
+            _args.native_path(label), offset, -1.0 if duration is None else duration,
+            _SPLIT_MIN_FRAMES - 1,
+        )  # fmt: skip
+        if rc == 0:
+            return out, rate
+        if rc < 0:
+            _lib.raise_error(rc, out, "load", label)
     _args.flag("low_memory", low_memory)
     job = _LoadJob(
         path,
@@ -400,6 +426,12 @@ def info(path) -> AudioInfo:
         ValueError: Not an audio format that can be decoded.
         RuntimeError: The file is corrupt.
     """
+    if type(path) is str and _FS_UTF8 and (prim := _lib.prim()) is not None:
+        out = prim.info_plain(path)  # one call; the AudioInfo is made in C++
+        if type(out) is not tuple:
+            return out
+        if out[0] < 0:
+            _lib.raise_error(out[0], out[1], "info", path)
     if type(path) is str or isinstance(path, os.PathLike):  # one native call: open, count, close
         label, s = _args.as_path(path), ffi.new("aio_source *")
         check(lib.aio_probe(_args.native_path(label), s), s.err, "info", label)
