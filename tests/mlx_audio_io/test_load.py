@@ -272,3 +272,30 @@ def test_info_on_a_str_path_in_one_call_equals_the_general_path(tmp_path, name):
         aio.info(str(tmp_path / "nope.flac"))
     with pytest.raises(ValueError, match="NUL"):
         aio.info(str(tmp_path / "a\0b.wav"))
+
+
+def test_plain_load_of_a_length_the_file_does_not_state(tmp_path, monkeypatch):
+    """Ogg Opus states no length: load_plain reads it in pieces, once, like the general path."""
+    from mlx_audio_io import _lib
+
+    prim = _lib.prim()
+    assert prim is not None, _lib.prim_error()
+    calls, real = [], prim.load_plain
+    monkeypatch.setattr(prim, "load_plain", lambda *a: calls.append(a) or real(*a))
+    from mlx_audio_io import _read
+
+    aio.save(tmp_path / "x.opus", music(48000 * 3, 48000, 2), 48000)
+    with monkeypatch.context() as m:  # no second open through the general path
+        m.setattr(_read, "_LoadJob", lambda *a, **k: pytest.fail("took the general path"))
+        fast, sr = aio.load(str(tmp_path / "x.opus"), offset=0.5)
+    general, _ = aio.load(str(tmp_path / "x.opus"), offset=0.5, low_memory=True)
+    assert sr == 48000 and len(calls) == 1
+    np.testing.assert_array_equal(np.asarray(fast), np.asarray(general))
+
+
+def test_plain_load_checks_every_argument_as_the_general_path(tmp_path):
+    aio.save(tmp_path / "x.wav", music(1000, 8000, 1), 8000)
+    with pytest.raises(ValueError, match="mono_mode"):
+        aio.load(str(tmp_path / "x.wav"), mono_mode="loudest")
+    with pytest.raises(ValueError, match="resample_quality"):
+        aio.load(str(tmp_path / "x.wav"), resample_quality="great")

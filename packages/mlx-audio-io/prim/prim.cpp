@@ -9,6 +9,7 @@
 // only when the running MLX is that version (mlx_audio_io/_lib.py).
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -22,6 +23,7 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include "mlx/backend/cpu/encoder.h"
@@ -481,10 +483,12 @@ static std::atomic<pipe_read_fn> g_pipe_read{nullptr};
 static std::atomic<source_close_fn> g_source_close{nullptr};
 
 // (0, array, sample rate) when loaded; (1, None, 0) when the caller's general path should do
-// it (more than max_frames: the split decode; or an unknown length); (rc < 0, message, 0) on
-// an error, for Python to raise as it raises every native error.
+// it (at least split_frames of a codec in split_codecs: it decodes those in segments, one per
+// core); (rc < 0, message, 0) on an error, for Python to raise as it raises every native
+// error. A length the file does not state is read in pieces of 65536 frames and copied once,
+// as the general path does.
 static nb::tuple load_plain(const nb::bytes &path, double offset, double duration,
-                            int64_t max_frames) {
+                            int64_t split_frames, const std::vector<std::string> &split_codecs) {
   auto open = g_source_open.load();
   auto read = g_pipe_read.load();
   auto close = g_source_close.load();
@@ -501,26 +505,53 @@ static nb::tuple load_plain(const nb::bytes &path, double offset, double duratio
     rc = open(&s, path.c_str(), nullptr, 0, nullptr);
   }
   if (rc != 0) return nb::make_tuple(rc, nb::str(s.err), 0);
-  int64_t total = s.total, ch = s.info.channels;
-  if (total < 0 || total > max_frames || total > INT32_MAX) {
+  int64_t total = s.total, ch = s.info.channels, n = 0;
+  bool split = total >= split_frames &&
+               std::find(split_codecs.begin(), split_codecs.end(), s.info.subtype) !=
+                   split_codecs.end();
+  if (split || total > INT32_MAX) {
     close(&s);
     return nb::make_tuple(1, nb::none(), 0);
   }
-  mx::array out = empty({int(total), int(ch)}, true);
-  int64_t n;
-  {
+  std::optional<mx::array> out;
+  if (total >= 0) {
+    out = empty({int(total), int(ch)}, true);
     nb::gil_scoped_release nogil;
-    n = total > 0 ? read(s.pipe, out.data<float>(), total, ch, 1, s.err) : 0;
+    n = total > 0 ? read(s.pipe, out->data<float>(), total, ch, 1, s.err) : 0;
+  } else {
+    const int64_t step = 1 << 16;
+    std::vector<float> pieces;
+    {
+      nb::gil_scoped_release nogil;
+      for (int64_t got = step; got == step && n <= INT32_MAX;) {
+        pieces.resize(size_t((n + step) * ch));
+        got = read(s.pipe, pieces.data() + n * ch, step, ch, 1, s.err);
+        if (got < 0) {
+          n = got;
+          break;
+        }
+        n += got;
+      }
+    }
+    if (n > INT32_MAX) {
+      close(&s);
+      return nb::make_tuple(1, nb::none(), 0);
+    }
+    if (n >= 0) {
+      total = n;
+      out = empty({int(n), int(ch)}, true);
+      if (n > 0) std::memcpy(out->data<float>(), pieces.data(), sizeof(float) * size_t(n * ch));
+    }
   }
   std::string err(s.err);
   int rate = s.info.sample_rate;
   close(&s);
   if (n < 0) return nb::make_tuple(int(n), nb::str(err.c_str()), 0);
   if (n < total) {  // the file ended early (truncated): the frames it held
-    out = mx::slice(out, {0, 0}, {int(n), int(ch)});
-    mx::eval(out);
+    out = mx::slice(*out, {0, 0}, {int(n), int(ch)});
+    mx::eval(*out);
   }
-  return nb::make_tuple(0, nb::cast(out), rate);
+  return nb::make_tuple(0, nb::cast(*out), rate);
 }
 
 // info() on a path in one call: aio_probe, then the AudioInfo filled here (its class is a
@@ -621,7 +652,7 @@ NB_MODULE(_prim, m) {
   m.def("info_plain", &info_plain, nb::arg("path"),
         "info(path) in one call: an AudioInfo, or (code, message) on an error.");
   m.def("load_plain", &load_plain, nb::arg("path"), nb::arg("offset"), nb::arg("duration"),
-        nb::arg("max_frames"),
+        nb::arg("split_frames"), nb::arg("split_codecs"),
         "load(path, offset=, duration=) with every other argument at its default, in one "
         "call: (0, array, sample rate), (1, None, 0) to take the general path, or (code, "
         "message, 0) on an error. duration < 0 reads to the end.");

@@ -259,6 +259,7 @@ _SPLIT_MIN_FRAMES = 1 << 20  # ~24 s at 44.1 kHz: below this, threads cost more 
 # were checked bit-identical to a sequential decode
 _SPLIT_CODECS = ("flac", "alac", "vorbis")
 _split_pool: ThreadPoolExecutor | None = None
+_CPUS = os.cpu_count() or 1  # os.cpu_count() costs ~2 us a call
 
 
 def _splittable(src: _Source) -> bool:
@@ -267,7 +268,7 @@ def _splittable(src: _Source) -> bool:
     sources that can be opened twice."""
     return (
         src.total >= _SPLIT_MIN_FRAMES
-        and (os.cpu_count() or 1) > 1
+        and _CPUS > 1
         and src.subtype in _SPLIT_CODECS
         and src.sample_rate == src.native_rate
         and isinstance(src.source, (str, os.PathLike, bytes, bytearray, memoryview))
@@ -277,7 +278,7 @@ def _splittable(src: _Source) -> bool:
 def _split_read(src: _Source, ptr, strides: tuple[int, int]) -> int:
     """Decodes src's window in one segment per core, each from its own seek, into ptr."""
     global _split_pool
-    parts = min(os.cpu_count() or 1, 4)
+    parts = min(_CPUS, 4)
     if _split_pool is None:
         _split_pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="mlx_audio_io")
     total, (fs, cs) = src.total, strides
@@ -379,10 +380,11 @@ def load(
         if duration is not None:
             duration = _args.seconds("duration", duration, allow_zero=False)
         label = _args.as_path(path)
+        _args.mono_mode(mono, mono_mode)
         _args.quality(resample_quality)
         rc, out, rate = prim.load_plain(
             _args.native_path(label), offset, -1.0 if duration is None else duration,
-            _SPLIT_MIN_FRAMES - 1,
+            _SPLIT_MIN_FRAMES if _CPUS > 1 else _args.FRAMES_MAX, _SPLIT_CODECS,
         )  # fmt: skip
         if rc == 0:
             return out, rate
