@@ -145,6 +145,30 @@ def test_doctor_reports_a_healthy_install():
     assert "all good" in r.stdout and "write and read .opus" in r.stdout
 
 
+def test_build_info_names_the_mlx_backend():
+    info = aio.show_build_info()
+    assert info["mlx_device"] == "cpu"  # this machine has no GPU
+    if sys.platform == "linux":
+        assert [b.split()[0] for b in info["mlx_backends"]] == ["mlx-cpu"]
+
+
+def test_doctor_flags_two_mlx_backends(monkeypatch, capsys):
+    # mlx-cpu and mlx-cuda-12 both write mlx/lib/libmlx.so: the doctor must say so, with the fix
+    from importlib import metadata
+
+    from mlx_audio_io import _build, doctor
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda n: "0.32.4" if n == "mlx-cuda-12" else real(n))
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert [b.split()[0] for b in _build.mlx_backends()] == ["mlx-cpu", "mlx-cuda-12"]
+    r = doctor.Report()
+    doctor.check_backend(r, aio.show_build_info())
+    out = capsys.readouterr().out
+    assert r.problems == 1 and "PROBLEM  MLX backend" in out
+    assert "mlx-cpu 0.32.4, mlx-cuda-12 0.32.4" in out and "--no-deps" in out
+
+
 def test_broken_native_extension_is_explained(tmp_path):
     bad = tmp_path / "_native.so"
     bad.write_bytes(b"not a shared object")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from importlib import metadata
 
 from . import _blas, _lib
 
@@ -24,13 +25,49 @@ def native_versions() -> dict[str, str]:
     return out
 
 
+#: The distributions that provide MLX's compiled library on Linux (``mlx[cpu]``,
+#: ``mlx[cuda12]``, ``mlx[cuda13]``). Each ships the same file, ``mlx/lib/libmlx.so``.
+MLX_BACKEND_DISTRIBUTIONS = ("mlx-cpu", "mlx-cuda-12", "mlx-cuda-13")
+
+
+def mlx_backends() -> list[str]:
+    """The MLX backend distributions installed next to ``mlx`` (Linux), e.g. ``["mlx-cpu"]``.
+
+    More than one is a broken install: they all write ``mlx/lib/libmlx.so``, so the file is
+    whichever was installed last, and uninstalling either one deletes it (docs/install.md).
+    """
+    found = []
+    for name in MLX_BACKEND_DISTRIBUTIONS:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def mlx_device() -> str:
+    """What MLX computes on by default here: ``"cpu"``, ``"gpu (cuda)"`` or ``"gpu (metal)"``,
+    or why ``mlx.core`` does not import."""
+    try:
+        import mlx.core as mx
+    except ImportError as e:  # reported, not raised: this is a diagnostic
+        return f"not importable: {e}"
+    if mx.default_device() == mx.cpu:
+        return "cpu"
+    if getattr(mx, "cuda", None) is not None and mx.cuda.is_available():
+        return "gpu (cuda)"
+    return "gpu (metal)" if mx.metal.is_available() else "gpu"
+
+
 def show_build_info() -> dict:
     """Describes this installation: versions, native libraries, BLAS, platform.
 
     Returns:
         A dict with ``version``, ``python``, ``platform``, ``mlx``, ``native`` (the extension's
         file, or the error that stopped it loading), ``libraries`` (libav*, libmpg123, libsoxr,
-        libFLAC versions), ``blas`` (the library preloaded for MLX, or why none was) and ``soxr``.
+        libFLAC versions), ``blas`` (the library preloaded for MLX, or why none was), ``soxr``,
+        ``mlx_device`` (where MLX computes by default) and ``mlx_backends`` (the installed
+        MLX backend distributions on Linux: ``mlx-cpu``, ``mlx-cuda-12`` or ``mlx-cuda-13``).
     """
     from . import __version__
 
@@ -47,6 +84,8 @@ def show_build_info() -> dict:
         "mlx": mlx_version,
         "blas": getattr(_blas.loaded, "_name", None) or f"none ({_blas.reason})",
         "soxr": supports_soxr(),
+        "mlx_device": mlx_device(),
+        "mlx_backends": mlx_backends(),
     }
     if _lib.load_error is not None:
         info["native"] = f"failed to load: {_lib.load_error}"

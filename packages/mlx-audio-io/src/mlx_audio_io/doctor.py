@@ -49,9 +49,13 @@ def check_native(r: Report) -> bool:
 def check_mlx(r: Report) -> None:
     info = show_build_info()
     if info["mlx"].startswith("not importable"):
-        r.problem("mlx", info["mlx"], "pip install 'mlx[cpu]' (Linux) or pip install mlx (macOS)")
+        fix = "pip install 'mlx[cpu]' (Linux) or pip install mlx (macOS)"
+        if any(b.startswith("mlx-cuda") for b in info["mlx_backends"]):
+            fix = "MLX's CUDA build needs an NVIDIA driver and GPU; " + fix + " for the CPU"
+        r.problem("mlx", info["mlx"], fix)
         return
     r.ok("mlx", info["mlx"])
+    check_backend(r, info)
     if sys.platform == "darwin":
         r.ok("BLAS", "Accelerate (macOS)")
     elif _blas.loaded is None:
@@ -71,6 +75,22 @@ def check_mlx(r: Report) -> None:
         gflops = 2 * 1024**3 / (time.perf_counter() - t0) / 1e9
         r.ok("BLAS preload", f"{_blas.loaded._name}, 1024x1024 matmul at {gflops:.0f} GFLOP/s")
     check_prim(r)
+
+
+def check_backend(r: Report, info: dict) -> None:
+    """Where MLX computes, and on Linux that exactly one backend distribution is installed."""
+    backends = info["mlx_backends"]
+    if sys.platform == "linux" and len(backends) > 1:
+        r.problem(
+            "MLX backend",
+            f"{', '.join(backends)} are all installed; they write the same mlx/lib/libmlx.so, "
+            "so it is whichever was installed last, and uninstalling one deletes it",
+            "keep one: pip uninstall -y mlx-cpu mlx-cuda-12 mlx-cuda-13, then "
+            "pip install --force-reinstall --no-deps mlx-cpu==<mlx version> (or mlx-cuda-12 / "
+            "mlx-cuda-13 for an NVIDIA GPU; see docs/install.md)",
+        )
+        return
+    r.ok("MLX backend", f"{info['mlx_device']}" + (f" ({backends[0]})" if backends else ""))
 
 
 def check_prim(r: Report) -> None:
