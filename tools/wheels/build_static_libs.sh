@@ -8,16 +8,16 @@
 #
 #     tools/wheels/build_static_libs.sh [PREFIX]     # default build/static
 #
-# Needs deb-src entries (it adds one for Debian's main archive when apt has none), a C
-# toolchain, cmake and nasm. Then
+# Needs curl, a C toolchain, cmake and nasm (x86-64). Then
 #     MLX_AUDIO_IO_STATIC=PREFIX python packages/mlx-audio-io/build_native.py OUTDIR
 # links the extension against these archives (build_native.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-PREFIX="$(realpath -m "${1:-$ROOT/build/static}")"
+PREFIX="${1:-$ROOT/build/static}"
+case "$PREFIX" in /*) ;; *) PREFIX="$PWD/$PREFIX" ;; esac  # macOS has no realpath -m
 SRC="$PREFIX/src"
-JOBS="$(nproc)"
+JOBS="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
 mkdir -p "$SRC" "$PREFIX/lib" "$PREFIX/include"
 export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
 export CFLAGS="-O2 -fPIC -fvisibility=hidden"
@@ -25,20 +25,42 @@ export CXXFLAGS="$CFLAGS"
 export CPPFLAGS="-I$PREFIX/include"
 export LDFLAGS="-L$PREFIX/lib"
 
-if ! grep -rqs "^Types: deb-src\|^deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-        > /etc/apt/sources.list.d/mlx-audio-debsrc.sources
-    apt-get update -qq
-fi
+# The sources: Debian bookworm's upstream tarballs (the versions `make test` links
+# dynamically), pinned by name and SHA-256. They come from Debian's pool, or from
+# snapshot.debian.org (by SHA-1) once the pool has moved on to a newer version; the same
+# bytes on every platform, so the build runs where apt does not (macOS, manylinux images).
+#   directory      pool path                 tarball                       sha256 sha1
+SOURCES="
+libogg     main/libo/libogg     libogg_1.3.5.orig.tar.xz     c4d91be36fc8e54deae7575241e03f4211eb102afb3fc0775fbbc1b740016705 5a368421a636f7faa4c2f662857cb507dffd7c99
+libvorbis  main/libv/libvorbis  libvorbis_1.3.7.orig.tar.gz  0e982409a9c3fc82ee06e08205b1355e5c6aa4c36bca58146ef399621b0ce5ab 2b415495f89b103138a23da5017a2a00837c6c94
+opus       main/o/opus          opus_1.3.1.orig.tar.gz       65b58e1e25b2a114157014736a3d9dfeaad8d41be1c8179866f144a2fb44ff9d ed226536537861c9f0f1ef7ca79dffc225bc181b
+lame       main/l/lame          lame_3.100.orig.tar.gz       ddfe36cab873794038ae2c1210557ad34857a4b6bdc515785d1da9e175b1da1e 64c53b1a4d493237cef5e74944912cd9f98e618d
+mpg123     main/m/mpg123        mpg123_1.31.2.orig.tar.bz2   b17f22905e31f43b6b401dfdf6a71ed11bb7d056f68db449d70b9f9ae839c7de 47c76d468261da20a8894656d3cd71456a92624a
+flac       main/f/flac          flac_1.4.2+ds.orig.tar.xz    47274ac8fcb1f0e6caa91d29f943925d7a40c0a3f6357c3275773bdb1ee46638 3faf3a5be50d669f23b4389fe5b317cf39ff2b65
+libsoxr    main/libs/libsoxr    libsoxr_0.1.3.orig.tar.xz    b111c15fdc8c029989330ff559184198c161100a59312f5dc19ddeb9b5a15889 32ea46b1a8c0c15f835422892d02fce8286aec3c
+ffmpeg     main/f/ffmpeg        ffmpeg_5.1.9.orig.tar.xz     d9b593bb2ba93d4b50f74177e0cdcd41747e708596367deed0c30348a71dd176 c42a24a256e3e9f4b989835bcd1e3b1dbe9bb853
+"
+DEBIAN_POOL="${DEBIAN_POOL:-https://deb.debian.org/debian/pool}"
 
-fetch() {  # fetch PACKAGE: unpacks its upstream tarball into $SRC/PACKAGE, once
-    local pkg=$1
+sha256() { if command -v sha256sum >/dev/null; then sha256sum "$1"; else shasum -a 256 "$1"; fi | cut -c1-64; }
+
+fetch() {  # fetch PACKAGE: its pinned tarball, checked, unpacked into $SRC/PACKAGE, once
+    local pkg=$1 line dir pool file want sha1
     [ -d "$SRC/$pkg" ] && return
-    (cd "$SRC" && apt-get source --download-only "$pkg" >/dev/null 2>&1 || true)
-    local tarball
-    tarball=$(ls "$SRC"/"${pkg}"_*.orig.tar.* | grep -v '\.asc$' | head -1)
+    line=$(echo "$SOURCES" | awk -v p="$pkg" '$1 == p')
+    read -r dir pool file want sha1 <<<"$line"
+    if [ ! -f "$SRC/$file" ] || [ "$(sha256 "$SRC/$file")" != "$want" ]; then
+        curl -fsSL --retry 3 -o "$SRC/$file.part" "$DEBIAN_POOL/$pool/$file" \
+            || curl -fsSL --retry 3 -o "$SRC/$file.part" "https://snapshot.debian.org/file/$sha1" \
+            || { echo "cannot download $file (Debian's pool and snapshot.debian.org)" >&2; exit 1; }
+        mv "$SRC/$file.part" "$SRC/$file"
+    fi
+    if [ "$(sha256 "$SRC/$file")" != "$want" ]; then
+        echo "$file: SHA-256 mismatch (expected $want)" >&2
+        exit 1
+    fi
     mkdir -p "$SRC/$pkg"
-    tar xf "$tarball" -C "$SRC/$pkg" --strip-components=1
+    tar xf "$SRC/$file" -C "$SRC/$pkg" --strip-components=1
 }
 
 autotools() {  # autotools PACKAGE [configure options...]
@@ -56,7 +78,12 @@ autotools libogg
 autotools libvorbis --disable-docs --disable-examples --disable-oggtest
 autotools opus --disable-doc --disable-extra-programs
 autotools lame --disable-frontend --disable-gtktest --disable-decoder
-autotools mpg123 --disable-components --enable-libmpg123 --with-cpu=x86-64
+case "$(uname -m)" in  # libmpg123's decoders for this machine, picked at run time
+    x86_64) MPG123_CPU=x86-64 ;;
+    aarch64|arm64) MPG123_CPU=aarch64 ;;
+    *) MPG123_CPU=generic_fpu ;;
+esac
+autotools mpg123 --disable-components --enable-libmpg123 --with-cpu=$MPG123_CPU
 autotools flac --disable-cpplibs --disable-programs --disable-examples --disable-ogg \
     --disable-doxygen-docs --disable-xmms-plugin
 

@@ -1,9 +1,12 @@
 """Installs each wheel of a folder alone into a fresh venv and proves it self-contained.
 
-    python tools/wheels/check_wheels.py dist/wheels
+    python tools/wheels/check_wheels.py dist/wheels [PYTHON...]
 
-For every ``*.whl``: a new venv (``uv venv``), the wheel installed with its siblings from the
-same folder and everything else from the index, then a smoke test in a subprocess. The native
+For every ``*.whl`` and every given interpreter its tags accept (``cp311-cp311``: 3.11 only;
+``cp310-abi3``: 3.10 and later; ``py3-none-any``: all; default: this interpreter): a new venv
+(``uv venv``), the wheel installed with its siblings from the same folder and everything else
+from the index, then a smoke test in a subprocess. mlx-audio-io must also load its ``_prim``
+module (the nn kernels as MLX graph nodes) under the MLX that the index gives. The native
 packages (mlx-audio-io, fast-mp3-augment) must write and read back every format they list, and
 afterwards ``/proc/self/maps`` must show none of the system's audio libraries (libav*,
 libmpg123, libmp3lame, libsoxr, libFLAC, libvorbis, libogg, libopus): their code is the copy
@@ -42,6 +45,18 @@ y = fma.compress_roundtrip(x, 44100, 128)
 assert y.shape == x.shape
 """,
 }
+# _prim loads only under the MLX version it was built with (MLX has no stable C++ ABI); when
+# the index already has a newer MLX, the cffi fallback is what runs, and that is said
+PRIM_CHECK = """
+import mlx.core as mx, pathlib
+from mlx_audio_io import _lib
+built = (pathlib.Path(_lib.__file__).parent / "_prim.mlx-version").read_text().strip()
+if mx.__version__ == built:
+    assert _lib.prim() is not None, f"_prim does not load: {_lib.prim_error()}"
+    print("_prim loads")
+else:
+    print(f"_prim built for MLX {built}, index has {mx.__version__}: cffi fallback")
+"""
 MAPS_CHECK = """
 maps = open("/proc/self/maps").read()
 found = sorted({l.split("/")[-1] for l in maps.splitlines() if "/" in l
@@ -54,22 +69,42 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
-def check(wheel: Path, folder: Path, uv: str) -> str:
-    """Installs `wheel` alone in a fresh venv and runs its smoke test; returns its import name."""
+def accepts(wheel: Path, version: tuple[int, int]) -> bool:
+    """Whether the wheel's Python and ABI tags install on that Python version."""
+    _, _, py_tag, abi_tag, _ = wheel.name[: -len(".whl")].split("-")
+    if py_tag.startswith("py3"):
+        return True
+    tag_version = (3, int(py_tag[3:]))
+    return version >= tag_version if abi_tag == "abi3" else version == tag_version
+
+
+def python_version(exe: str) -> tuple[int, int]:
+    """The (major, minor) version of an interpreter."""
+    out = _run([exe, "-c", "import sys; print(*sys.version_info[:2])"]).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def check(wheel: Path, folder: Path, uv: str, python: str) -> str:
+    """Installs `wheel` alone in a fresh venv of `python` and runs its smoke test; returns a
+    line saying what was checked."""
     module = wheel.name.split("-")[0]
     with tempfile.TemporaryDirectory() as tmp:
         venv = Path(tmp) / "venv"
-        _run([uv, "venv", "-q", "--python", sys.executable, str(venv)])
+        _run([uv, "venv", "-q", "--python", python, str(venv)])
         py = str(venv / "bin" / "python")
         _run([uv, "pip", "install", "-q", "--python", py, "--find-links", str(folder),
               str(wheel)])  # fmt: skip
         code = f"import {module}\nprint({module}.__version__)\n" + SMOKE.get(module, "")
+        if module == "mlx_audio_io":
+            code += PRIM_CHECK
         if module in SMOKE:
             code += f"LIBS = {SYSTEM_AUDIO_LIBS!r}\n" + MAPS_CHECK
         r = subprocess.run([py, "-c", code], cwd=tmp, capture_output=True, text=True)
         if r.returncode != 0:
-            raise SystemExit(f"{wheel.name}: smoke test failed\n{r.stderr[-3000:]}")
-        return f"{wheel.name}: installs alone, {module} {r.stdout.strip()}" + (
+            raise SystemExit(f"{wheel.name}: smoke test failed on {python}\n{r.stderr[-3000:]}")
+        version = ".".join(map(str, python_version(py)))
+        said = ", ".join(r.stdout.split("\n")).strip(", ")
+        return f"{wheel.name} on Python {version}: installs alone, {module} {said}" + (
             ", every format round-trips with no system audio library loaded"
             if module in SMOKE
             else ""
@@ -79,14 +114,20 @@ def check(wheel: Path, folder: Path, uv: str) -> str:
 def main(argv: list[str]) -> int:
     """Checks every wheel of the folder (see the module docstring)."""
     folder = Path(argv[0] if argv else "dist/wheels").resolve()
+    pythons = argv[1:] or [sys.executable]
     uv = shutil.which("uv")
     if uv is None:
         raise SystemExit("uv is needed (make test installs it)")
     wheels = sorted(folder.glob("*.whl"))
     if not wheels:
         raise SystemExit(f"no wheels in {folder}")
+    versions = {exe: python_version(exe) for exe in pythons}
     for wheel in wheels:
-        print(check(wheel, folder, uv), flush=True)
+        usable = [exe for exe in pythons if accepts(wheel, versions[exe])]
+        if not usable:
+            raise SystemExit(f"{wheel.name}: none of the given Pythons can install it")
+        for exe in usable:
+            print(check(wheel, folder, uv, exe), flush=True)
     return 0
 
 
