@@ -74,6 +74,10 @@ int aio_is_ogg_vorbis(const unsigned char *head, size_t n);
 int aio_flac_open(aio_file *f, aio_src src, char *err); /* owns src.fd */
 int aio_is_native_flac(const unsigned char *head, size_t n);
 int aio_av_open(aio_file *f, char *err);
+#if defined(AIO_HAVE_AUDIOTOOLBOX) /* macOS: aio_at.c */
+int aio_at_open(aio_file *f, const unsigned char *head, size_t got, char *err);
+int aio_at_container(const unsigned char *head, size_t n, const char **container);
+#endif
 
 /* Encoders. path == NULL encodes into *mem / *mem_size (malloc'd) instead of a file. */
 typedef struct {
@@ -86,6 +90,9 @@ int aio_wav_save(const char *path, const char *container, unsigned char **mem,
                  int64_t *mem_size, const aio_audio *a, char *err);
 int aio_av_save(const char *path, const char *container, unsigned char **mem,
                 int64_t *mem_size, const aio_audio *a, char *err);
+#if defined(AIO_HAVE_AUDIOTOOLBOX)
+int aio_at_save(const char *path, const char *container, const aio_audio *a, char *err);
+#endif
 
 const char *aio_other_versions(void); /* mpg123, soxr and libFLAC */
 

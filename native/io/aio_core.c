@@ -97,7 +97,8 @@ static int is_riff_wave(const unsigned char *head, size_t got) {
 }
 
 /* Picks the backend by content: our WAV reader, libFLAC for native FLAC, libvorbisfile for Ogg
-   Vorbis, libmpg123 for MPEG audio, libav for the rest. */
+   Vorbis, libmpg123 for MPEG audio, on macOS AudioToolbox for AIFF, CAF and M4A, libav for
+   the rest. */
 static int open_backend(aio_file *f, aio_src src, const unsigned char *head, size_t got,
                         char *err) {
     int rc = AIO_EFORMAT, riff = is_riff_wave(head, got);
@@ -125,6 +126,10 @@ static int open_backend(aio_file *f, aio_src src, const unsigned char *head, siz
         if (rc == 0) return 0;
     }
     if (src.fd >= 0) close(src.fd);
+#if defined(AIO_HAVE_AUDIOTOOLBOX) /* macOS: AIFF, CAF and M4A through AudioToolbox first */
+    rc = aio_at_open(f, head, got, err);
+    if (rc != AIO_EFORMAT) return rc;
+#endif
     return aio_av_open(f, err);
 }
 
@@ -535,6 +540,12 @@ static int save_any(const char *path, const char *container, unsigned char **mem
         if (a->encoding != AIO_ENC_ULAW && a->encoding != AIO_ENC_ALAW)
             return aio_wav_save(path, container, mem, mem_size, a, err);
     }
+#if defined(AIO_HAVE_AUDIOTOOLBOX) /* macOS: AIFF, CAF and M4A files through AudioToolbox */
+    if (path) {
+        int rc = aio_at_save(path, container, a, err);
+        if (rc != AIO_EFORMAT) return rc;
+    }
+#endif
     return aio_av_save(path, container, mem, mem_size, a, err);
 }
 

@@ -3,7 +3,9 @@
 The C sources live in ``native/`` (a link to the repository's ``native/io``). Compiler and
 linker flags for libav, libmpg123, libsoxr, libvorbisfile and libFLAC come from pkg-config.
 ``MLX_AUDIO_IO_SANITIZE=1`` builds with AddressSanitizer and UndefinedBehaviorSanitizer
-(``make test-asan``).
+(``make test-asan``). On macOS, AudioToolbox is linked too (``aio_at.c``: AIFF, CAF and M4A);
+macOS's linker keeps each library's symbols to itself (two-level namespace), so the static
+archives need no ``--exclude-libs`` there.
 """
 
 import os
@@ -34,7 +36,10 @@ SOURCES = [
     "aio_ogg.c",
     "aio_flac.c",
     "aio_nn.c",
+    "aio_at.c",  # macOS only (AudioToolbox); empty elsewhere
 ]
+#: macOS decodes and encodes AIFF, CAF and M4A through AudioToolbox (native/io/aio_at.c)
+APPLE = sys.platform == "darwin"
 
 
 #: a prefix of static, position-independent archives (tools/wheels/build_static_libs.sh) to
@@ -78,7 +83,10 @@ def _flags() -> tuple[list[str], list[str]]:
         cflags = [f for f in cflags if f != "-O3"] + ["-O1", "-g"] + san
         ldflags += san
     inc = _pkg_config("--cflags")
-    if STATIC:  # the archives' symbols stay inside the extension, clashing with no other copy
+    if APPLE:
+        cflags.append("-DAIO_HAVE_AUDIOTOOLBOX")
+        ldflags += ["-framework", "AudioToolbox", "-framework", "CoreFoundation"]
+    if STATIC and not APPLE:  # the archives' symbols stay inside, clashing with no other copy
         ldflags += ["-Wl,--exclude-libs,ALL", "-Wl,-Bsymbolic"]
         # their headers as system headers, as /usr/include's are (-Werror is for our code)
         inc = ["-isystem" + f[2:] if f.startswith("-I") else f for f in inc]
