@@ -4,8 +4,9 @@
 #
 #     tools/wheels/build_wheels.sh OUTDIR PYTHON_VERSION...     # e.g. dist/wheels 3.10 3.13
 #
-# mlx-audio-io is built once per Python version found on this machine (its _prim module uses
-# MLX's C++ API through nanobind, which has no stable-ABI build below 3.12); fast-mp3-augment
+# mlx-audio-io is built once per Python version found on this machine (its _prim module shares
+# mx.array with mlx.core through nanobind, which needs both built for the same ABI, and
+# mlx.core is built per version); fast-mp3-augment
 # once, for the stable ABI (cp310-abi3); the three pure packages once (py3-none-any). The C
 # libraries are the static archives of build_static_libs.sh (STATIC_PREFIX, default
 # build/static, built once), linked into the extensions. Linux wheels are repaired to a
