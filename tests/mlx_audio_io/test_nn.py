@@ -240,6 +240,41 @@ def test_conv_axis_fuses_skip_bias_and_activation(kernel_path, stride, dilation,
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
 
 
+def _conv_axis64(x, w, padding, dilation):
+    """x [n, length, inner, c_in] convolved over length, float64: the definition, tap by tap."""
+    x = np.pad(np.asarray(x, np.float64), [(0, 0), (padding, padding), (0, 0), (0, 0)])
+    w = np.asarray(w, np.float64)
+    out_len = x.shape[1] - dilation * (w.shape[1] - 1)
+    return sum(
+        x[:, u * dilation : u * dilation + out_len] @ w[:, u].T for u in range(w.shape[1])
+    )
+
+
+@pytest.mark.parametrize(
+    "frames,inner,padding,dilation,activation",
+    [
+        (40, 1, 1, 1, None),  # each batch item one block, the BLAS's own threads
+        (29, 3, 4, 2, "glu"),  # rows within a step, padding past a tap's reach, fused GLU
+        (9, 1, 6, 3, "gelu"),  # every tap partly in the padding, the outer ones wholly
+        (5, 2, 0, 2, "elu"),  # a single output step
+        (16500, 1, 3, 3, None),  # over 8 MB of output: blocks on our threads, per batch item
+    ],
+)
+def test_conv_axis_with_wide_inputs_as_shifted_matmuls(frames, inner, padding, dilation,
+                                                       activation):  # fmt: skip
+    # c_in >= 128 along one axis: kh sgemm calls straight from the input, accumulating
+    x = mx.random.normal((2, frames, inner, 128), key=mx.random.key(20))
+    w = mx.random.normal((128, 3, 128), key=mx.random.key(21)) * 0.1
+    b = mx.random.normal((128,), key=mx.random.key(22))
+    got = nn.conv_axis(x, w, 1, 1, padding, dilation, bias=b, activation=activation)
+    want = _activate64(_conv_axis64(x, w, padding, dilation) + np.asarray(b, np.float64),
+                       activation)  # fmt: skip
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-4)
+    got = nn.conv_axis(x, w, 1, 1, padding, dilation)  # no epilogue: straight into the output
+    np.testing.assert_allclose(np.asarray(got), _conv_axis64(x, w, padding, dilation), atol=2e-4)
+
+
 def test_conv_fusions_reject_bad_operands():
     x, w = mx.zeros((1, 5, 5, 4)), mx.zeros((6, 3, 3, 4))
     with pytest.raises(ValueError, match="bias"):
