@@ -19,9 +19,10 @@ from .istftnet import AdainResBlk1d
 
 def _matmul(x: mx.array, linear: nn.Module) -> mx.array:
     """``x @ W.T`` of a Linear without its bias (added by a fused kernel), quantized or not."""
-    if isinstance(linear, nn.QuantizedLinear):
-        return mx.quantized_matmul(x, linear.weight, linear.scales, linear.biases, transpose=True,
-                                   group_size=linear.group_size, bits=linear.bits)  # fmt: skip
+    if isinstance(linear, nn.QuantizedLinear):  # mlx_audio_io's kernel on the CPU
+        return fnn.quantized_matmul(x, linear.weight, linear.scales, linear.biases,
+                                    transpose=True, group_size=linear.group_size,
+                                    bits=linear.bits)  # fmt: skip
     return x @ linear.weight.T
 
 
