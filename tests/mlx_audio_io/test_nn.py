@@ -245,9 +245,7 @@ def _conv_axis64(x, w, padding, dilation):
     x = np.pad(np.asarray(x, np.float64), [(0, 0), (padding, padding), (0, 0), (0, 0)])
     w = np.asarray(w, np.float64)
     out_len = x.shape[1] - dilation * (w.shape[1] - 1)
-    return sum(
-        x[:, u * dilation : u * dilation + out_len] @ w[:, u].T for u in range(w.shape[1])
-    )
+    return sum(x[:, u * dilation : u * dilation + out_len] @ w[:, u].T for u in range(w.shape[1]))
 
 
 @pytest.mark.parametrize(
