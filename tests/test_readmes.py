@@ -80,7 +80,17 @@ def test_package_readme_links_work_on_a_package_index(readme):
     assert not relative, relative
     for url in links:
         if url.startswith(REPO_URL):
-            assert (ROOT / url[len(REPO_URL) :].split("#")[0]).exists(), url
+            path, _, anchor = url[len(REPO_URL) :].partition("#")
+            assert (ROOT / path).exists(), url
+            if anchor and path.endswith(".md"):  # a heading of that page, as GitHub names it
+                assert anchor in _heading_anchors(ROOT / path), url
+
+
+def _heading_anchors(page) -> set[str]:
+    """The anchors GitHub (and mkdocs' toc) give a page's headings: lower case, punctuation
+    dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(), re.M)
+    return {re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", h.lower())) for h in headings}
 
 
 def test_every_docs_page_is_in_the_site_nav():
