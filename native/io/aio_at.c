@@ -109,7 +109,8 @@ int aio_at_container(const unsigned char *head, size_t n, const char **container
 static const char *subtype_of(const AudioStreamBasicDescription *d) {
     switch (d->mFormatID) {
     case kAudioFormatLinearPCM:
-        if (d->mFormatFlags & kAudioFormatFlagIsFloat) return d->mBitsPerChannel == 64 ? "float64" : "float32";
+        if (d->mFormatFlags & kAudioFormatFlagIsFloat)
+            return d->mBitsPerChannel == 64 ? "float64" : "float32";
         return d->mBitsPerChannel <= 8 ? "pcm8" : d->mBitsPerChannel <= 16 ? "pcm16"
                : d->mBitsPerChannel <= 24                                  ? "pcm24"
                                                                            : "pcm32";

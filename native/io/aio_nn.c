@@ -818,9 +818,10 @@ static void *run_epilogue(void *p) {
     return NULL;
 }
 
-/* kh shifted sgemm calls per block (see above); returns 1 when done, < 0 on error. A batch item whose output is under 8 MB is one block with the BLAS's own
-   threads (measured best there: its threads share the packed weight); larger ones are
-   blocks of ~512 KB of output, a thread each, the BLAS single-threaded. */
+/* kh shifted sgemm calls per block (see above); returns 1 when done, < 0 on error. A batch
+   item whose output is under 8 MB is one block with the BLAS's own threads (measured best
+   there: its threads share the packed weight); larger ones are blocks of ~512 KB of output,
+   a thread each, the BLAS single-threaded. */
 static int conv_taps(conv_job base, int64_t rows, int threads, void *set_threads,
                      void *get_threads, char *err) {
     int64_t plane = base.h_out * base.w_out;

@@ -106,9 +106,11 @@ OSStatus ExtAudioFileRead(ExtAudioFileRef inExtAudioFile, UInt32 *ioNumberFrames
 OSStatus ExtAudioFileWrite(ExtAudioFileRef inExtAudioFile, UInt32 inNumberFrames,
                            const AudioBufferList *ioData);
 OSStatus ExtAudioFileSeek(ExtAudioFileRef inExtAudioFile, SInt64 inFrameOffset);
-OSStatus ExtAudioFileGetProperty(ExtAudioFileRef inExtAudioFile, ExtAudioFilePropertyID inPropertyID,
-                                 UInt32 *ioPropertyDataSize, void *outPropertyData);
-OSStatus ExtAudioFileSetProperty(ExtAudioFileRef inExtAudioFile, ExtAudioFilePropertyID inPropertyID,
-                                 UInt32 inPropertyDataSize, const void *inPropertyData);
+OSStatus ExtAudioFileGetProperty(ExtAudioFileRef inExtAudioFile,
+                                 ExtAudioFilePropertyID inPropertyID, UInt32 *ioPropertyDataSize,
+                                 void *outPropertyData);
+OSStatus ExtAudioFileSetProperty(ExtAudioFileRef inExtAudioFile,
+                                 ExtAudioFilePropertyID inPropertyID, UInt32 inPropertyDataSize,
+                                 const void *inPropertyData);
 
 #endif
