@@ -92,8 +92,11 @@ def check(wheel: Path, folder: Path, uv: str, python: str) -> str:
         venv = Path(tmp) / "venv"
         _run([uv, "venv", "-q", "--python", python, str(venv)])
         py = str(venv / "bin" / "python")
-        _run([uv, "pip", "install", "-q", "--python", py, "--find-links", str(folder),
-              str(wheel)])  # fmt: skip
+        try:
+            _run([uv, "pip", "install", "-q", "--python", py, "--find-links", str(folder),
+                  str(wheel)])  # fmt: skip
+        except subprocess.CalledProcessError as e:
+            raise SystemExit(f"{wheel.name}: does not install on {python}\n{e.stderr[-3000:]}")
         code = f"import {module}\nprint({module}.__version__)\n" + SMOKE.get(module, "")
         if module == "mlx_audio_io":
             code += PRIM_CHECK
