@@ -96,7 +96,8 @@ def check(wheel: Path, folder: Path, uv: str, python: str) -> str:
             _run([uv, "pip", "install", "-q", "--python", py, "--find-links", str(folder),
                   str(wheel)])  # fmt: skip
         except subprocess.CalledProcessError as e:
-            raise SystemExit(f"{wheel.name}: does not install on {python}\n{e.stderr[-3000:]}")
+            msg = f"{wheel.name}: does not install on {python}\n{e.stderr[-3000:]}"
+            raise SystemExit(msg) from None
         code = f"import {module}\nprint({module}.__version__)\n" + SMOKE.get(module, "")
         if module == "mlx_audio_io":
             code += PRIM_CHECK
