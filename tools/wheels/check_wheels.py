@@ -84,9 +84,9 @@ def python_version(exe: str) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
-def check(wheel: Path, folder: Path, uv: str, python: str) -> str:
-    """Installs `wheel` alone in a fresh venv of `python` and runs its smoke test; returns a
-    line saying what was checked."""
+def check(wheel: Path, folder: Path, uv: str, python: str, version: tuple[int, int]) -> str:
+    """Installs `wheel` alone in a fresh venv of `python` (Python `version`) and runs its smoke
+    test; returns a line saying what was checked."""
     module = wheel.name.split("-")[0]
     with tempfile.TemporaryDirectory() as tmp:
         venv = Path(tmp) / "venv"
@@ -106,15 +106,13 @@ def check(wheel: Path, folder: Path, uv: str, python: str) -> str:
         r = subprocess.run([py, "-c", code], cwd=tmp, capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"{wheel.name}: smoke test failed on {python}\n{r.stderr[-3000:]}")
-        version = ".".join(map(str, python_version(py)))
         said = ", ".join(r.stdout.split("\n")).strip(", ")
-        return f"{wheel.name} on Python {version}: installs alone, {module} {said}" + (
-            ", every format round-trips with no system audio library loaded"
-            if module in SMOKE and sys.platform == "linux"
-            else ", every format round-trips"
-            if module in SMOKE
-            else ""
-        )
+        line = f"{wheel.name} on Python {version[0]}.{version[1]}: installs alone, {module} {said}"
+        if module in SMOKE:
+            line += ", every format round-trips"
+            if sys.platform == "linux":
+                line += " with no system audio library loaded"
+        return line
 
 
 def main(argv: list[str]) -> int:
@@ -133,7 +131,7 @@ def main(argv: list[str]) -> int:
         if not usable:
             raise SystemExit(f"{wheel.name}: none of the given Pythons can install it")
         for exe in usable:
-            print(check(wheel, folder, uv, exe), flush=True)
+            print(check(wheel, folder, uv, exe, versions[exe]), flush=True)
     return 0
 
 
