@@ -67,7 +67,7 @@ test-asan: sync
 # A fixed-length libFuzzer pass over the shim (ASan + UBSan, leak checks), seeded with short
 # files of every format made at run time. FUZZ_RUNS=0 runs until stopped.
 FUZZ_RUNS ?= 30000
-FUZZ_LIBS := libavformat libavcodec libavutil libmpg123 soxr vorbisfile flac
+FUZZ_LIBS := libavformat libavcodec libavutil libmpg123 soxr vorbisfile vorbis ogg flac
 fuzz: sync
 	mkdir -p build/fuzz/corpus
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \

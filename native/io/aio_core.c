@@ -96,9 +96,9 @@ static int is_riff_wave(const unsigned char *head, size_t got) {
     return riff || aio_is_w64(head, got);
 }
 
-/* Picks the backend by content: our WAV reader, libFLAC for native FLAC, libvorbisfile for Ogg
-   Vorbis, libmpg123 for MPEG audio, on macOS AudioToolbox for AIFF, CAF and M4A, libav for
-   the rest. */
+/* Picks the backend by content: our WAV reader, libFLAC for native FLAC, libav's Vorbis decoder
+   over our Ogg walk for Ogg Vorbis (libvorbisfile for chained streams), libmpg123 for MPEG
+   audio, on macOS AudioToolbox for AIFF, CAF and M4A, libav for the rest. */
 static int open_backend(aio_file *f, aio_src src, const unsigned char *head, size_t got,
                         char *err) {
     int rc = AIO_EFORMAT, riff = is_riff_wave(head, got);
@@ -114,11 +114,9 @@ static int open_backend(aio_file *f, aio_src src, const unsigned char *head, siz
         src.fd = -1;
     }
     if (aio_is_ogg_vorbis(head, got)) {
-        rc = aio_ogg_open(f, err);
-        if (rc != AIO_EFORMAT) {
-            if (src.fd >= 0) close(src.fd);
-            return rc;
-        }
+        rc = aio_ogg_open(f, src, err); /* owns src.fd */
+        if (rc != AIO_EFORMAT) return rc;
+        src.fd = -1;
     }
     if (!riff && (looks_like_mpeg_audio(head, got) || has_ext(f->path, ".mp3"))) {
         rc = aio_mp3_open(f, src, err); /* owns src.fd (opens the path when it is -1) */

@@ -25,6 +25,8 @@ PKG_CONFIG_LIBS = [
     "libmpg123",
     "soxr",
     "vorbisfile",
+    "vorbis",
+    "ogg",
     "flac",
 ]
 SOURCES = [

@@ -1080,10 +1080,8 @@ MISSED_BECAUSE = {
     "WAV full load": "the load is the output's allocation plus a ~7 ms decode (anatomy rows): "
     "MLX's CPU allocator returns large buffers to the OS and uses no huge pages, so every "
     "fresh 68 MB output pays ~16,800 page faults that NumPy's THP-backed buffers avoid",
-    "OGG load": "torchaudio decodes Vorbis with libav's own decoder, faster per core than "
-    "libvorbisfile, which we use because libav's Ogg demuxer drops up to a block at the end of "
-    "some files (docs/io.md); ours splits the decode over the cores, and the min times are "
-    "level",
+    "OGG load": "torchaudio decodes Vorbis with libav's decoder, as we do; ours splits the "
+    "decode over the cores",
     "MP3 load": "libmpg123 (AVX synth) decodes for us and for libsndfile alike (anatomy row: "
     "decode alone is on par with the peers' whole load); the difference is MLX's output "
     "allocation. Decoding MP3 in segments is not bit-identical to one pass (mpg123's synthesis "
@@ -1179,10 +1177,8 @@ BEHIND_BECAUSE = {
     "info (WAV)": "mlx-audio-io 1.3.24's whole info() is ~2.2 us (a C++ call returning its own "
     "C++ object); ours is one native call of ~1.6 us (open, fstat, one 512-byte read, close) "
     "plus ~2 us of Python: the cffi call, the frozen-dataclass AudioInfo and its two strings",
-    "OGG 1 s at 60 s": "libvorbis decoding 1 s takes ~1.5 ms of the ~2.2 (vorbisfile's open "
-    "0.14 ms, its bisecting seek 0.5 ms), and libsndfile decodes with the same libvorbis; "
-    "libav's Vorbis decoder is faster, but its Ogg demuxer drops up to a block at the end of "
-    "some files (docs/io.md)",
+    "OGG 1 s at 60 s": "we decode with libav's Vorbis decoder over our own Ogg walk "
+    "(docs/io.md, Ogg Vorbis), ~1.8x faster than the libvorbis that libsndfile uses",
 }
 
 
@@ -1198,7 +1194,9 @@ READING = [
     "  seeks are bit-exact); MP3 decodes in one pass (see Targets).",
     "- Native FLAC decodes through libFLAC (as libsndfile does; libav probed 96 KB on open and",
     "  bisected by timestamps from the end of the file), MP3 through libmpg123 fed from a 64 KiB",
-    "  read buffer (its own reader makes two `read` calls per frame).",
+    "  read buffer (its own reader makes two `read` calls per frame), Ogg Vorbis through",
+    "  libav's Vorbis decoder fed by our own Ogg page walk (libav's demuxer drops up to a block",
+    "  at the end of some files; docs/io.md).",
     "- M4A: soundfile cannot read it; librosa falls back to an ffmpeg subprocess, and it,",
     "  mlx-audio-io 1.3.24 and torchaudio keep the AAC end padding (680 more frames than the",
     "  edit list).",
