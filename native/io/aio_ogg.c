@@ -423,8 +423,12 @@ static int vb_headers(vb_impl *o, unsigned char **extra, int *extra_n, char *err
     for (;;) {
         if (ogg_page_serialno(&og) != o->serial || ogg_stream_pagein(&o->os, &og) != 0)
             break; /* another stream's page among the headers: multiplexed */
-        while (got < 3 && !bad && (bad = ogg_stream_packetout(&o->os, &op)) > 0) {
-            if ((bad = vorbis_synthesis_headerin(&o->vi, &o->vc, &op)) != 0) break;
+        int pr;
+        while (got < 3 && (pr = ogg_stream_packetout(&o->os, &op)) != 0) {
+            if (pr < 0 || vorbis_synthesis_headerin(&o->vi, &o->vc, &op) != 0) {
+                bad = 1;
+                break;
+            }
             if (len + (size_t)op.bytes > cap) {
                 cap = (len + (size_t)op.bytes) * 2;
                 unsigned char *nb = realloc(buf, cap);
@@ -440,10 +444,14 @@ static int vb_headers(vb_impl *o, unsigned char **extra, int *extra_n, char *err
         }
         if (got == 3 || bad || (rc = vb_page(o, &og, &at, err)) <= 0) break;
     }
-    /* the setup header must end its page, and audio start on the next */
-    int nseg = og.header_len > 26 ? og.header[26] : 0;
-    if (got < 3 || ogg_stream_packetpeek(&o->os, NULL) != 0 || nseg == 0 ||
-        og.header[27 + nseg - 1] == 255) {
+    /* the setup header must end its page, and audio start on the next (og is only looked at
+       when it holds the setup header: after a failed read its buffer may be gone) */
+    int ok = got == 3 && ogg_stream_packetpeek(&o->os, NULL) == 0;
+    if (ok) {
+        int nseg = og.header[26];
+        ok = nseg > 0 && og.header[27 + nseg - 1] != 255;
+    }
+    if (!ok) {
         free(buf);
         return rc < 0 ? rc : AIO_EFORMAT;
     }
