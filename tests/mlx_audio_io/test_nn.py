@@ -486,6 +486,27 @@ def test_group_norm_fuses_a_1x1_projection(kernel_path, axes):
         nn.group_norm(wide, 2, projection=mx.array(proj.T))
 
 
+def test_group_norm_over_many_narrow_rows(kernel_path):
+    """A DConv's shapes, large enough for every thread to take rows: 6 channels over 40,000
+    frames (the rows-at-a-time apply), and 6 widened to 96 by a fused projection with a GLU
+    and a residual (each thread's projected row and sums in lines of their own)."""
+    rng = np.random.default_rng(5)
+    h = rng.standard_normal((1, 40000, 6)).astype(np.float32)
+    xb = rng.standard_normal(6).astype(np.float32)
+    got = nn.group_norm(mx.array(h), 1, axes=(1,), activation="gelu", input_bias=mx.array(xb))
+    want = _activate64(_group_norm64(h.astype(np.float64) + xb, 1, 1, 0, (1,)), "gelu")
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5)
+    proj = rng.standard_normal((96, 6)).astype(np.float32)
+    pb, res = rng.standard_normal(96).astype(np.float32), rng.standard_normal((1, 40000, 48))
+    scale = rng.standard_normal(48).astype(np.float32)
+    x = h.astype(np.float64) @ proj.T.astype(np.float64) + pb
+    want = res + scale * _activate64(_group_norm64(x, 1, 1, 0, (1,)), "glu")
+    got = nn.group_norm(mx.array(h), 1, axes=(1,), activation="glu",
+                        residual=mx.array(res, mx.float32), residual_scale=mx.array(scale),
+                        input_bias=mx.array(pb), projection=mx.array(proj))  # fmt: skip
+    np.testing.assert_allclose(np.asarray(got), want, atol=5e-5)
+
+
 def test_group_norm_of_batch_by_channels_and_half_precision(kernel_path):
     x = mx.random.normal((3, 16), key=mx.random.key(8))
     got = nn.group_norm(x.astype(mx.float16), 4)
