@@ -309,7 +309,8 @@ static int64_t av_next(av_impl *a, int ch, float *dst, int64_t room, char *err) 
             r = a->pkt->size > 0 ? avcodec_send_packet(a->dec, a->pkt) : 0;
         }
         av_packet_unref(a->pkt);
-        if (r < 0 && r != AVERROR(EAGAIN)) return aio_av_fail(err, AIO_EDECODE, "decoding failed", r);
+        if (r < 0 && r != AVERROR(EAGAIN))
+            return aio_av_fail(err, AIO_EDECODE, "decoding failed", r);
     }
 }
 
