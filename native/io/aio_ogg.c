@@ -3,9 +3,10 @@
    A single-stream file (nearly all of them) is walked page by page here with libogg and its
    packets are decoded by libav's Vorbis decoder, which is ~1.8x faster than libvorbis. libav's
    Ogg demuxer is not used: it drops up to a block at the end of some files. Every packet's
-   position comes from the granule positions the way libvorbis places it (start trimming on
-   the first page, end trimming on the last), so lengths and seeks are sample-exact and agree
-   with libvorbisfile's.
+   position comes from the granule position of the page it ends on (the last page's from the
+   packet before, cut at its granule position; the first page's start trimmed as the spec
+   says), so lengths and seeks are sample-exact. They agree with libvorbisfile's but where a
+   first page asks for samples to be dropped (docs/io.md, "Ogg Vorbis").
 
    Chained or multiplexed files, and anything this walk does not expect, go to libvorbisfile
    (its exact length from the last granule position, sample-accurate seeks). Both give WAV
@@ -404,10 +405,9 @@ static void vb_close(aio_file *f) {
 
 static const aio_backend VB = {"vorbis", vb_read, vb_seek, ogg_count, vb_close};
 
-/* The three headers (Xiph-laced into libav's extradata) and what the walk needs: the first
-   audio page's granule position and the samples before it (the pcm offset, as libvorbisfile
-   computes it), and the last page's. AIO_EFORMAT when the file is anything but one Vorbis
-   stream laid out as the spec says (libvorbisfile takes it then). */
+/* The three headers: read by libvorbis (each packet's block size comes from them) and
+   Xiph-laced into libav's extradata. AIO_EFORMAT when they are not one Vorbis stream's,
+   laid out as the spec says (libvorbisfile takes the file then). */
 static int vb_headers(vb_impl *o, unsigned char **extra, int *extra_n, char *err) {
     ogg_page og;
     ogg_packet op;
@@ -479,6 +479,9 @@ static int vb_headers(vb_impl *o, unsigned char **extra, int *extra_n, char *err
     return 0;
 }
 
+/* What the walk needs besides: the first page an audio packet completes on (its granule
+   position, and frame 0's, the pcm offset as libvorbisfile computes it) and the last page's
+   granule position. AIO_EFORMAT for a chained or multiplexed file, or one with no audio. */
 static int vb_bounds(vb_impl *o, char *err) {
     /* the first page an audio packet completes on */
     ogg_page og;
