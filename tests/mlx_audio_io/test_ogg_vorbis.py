@@ -183,6 +183,19 @@ def test_chained_streams_read_every_link(files, tmp_path, monkeypatch):
     np.testing.assert_array_equal(mid, got[50:3050])
 
 
+def _intact_around_page(original, damaged, pages, k, monkeypatch):
+    """The damaged file's decode: as long as the original's, and equal to it up to two pages
+    before page k and from two pages after it."""
+    full = _load(original, monkeypatch)
+    got = _load(damaged, monkeypatch)
+    assert got.shape == full.shape
+    before = struct.unpack("<q", pages[k - 2][6:14])[0]
+    after = struct.unpack("<q", pages[k + 2][6:14])[0]
+    np.testing.assert_array_equal(got[:before], full[:before])
+    np.testing.assert_array_equal(got[after:], full[after:])
+    return got
+
+
 def test_damaged_page_keeps_the_length(files, tmp_path, monkeypatch):
     """A page whose packets are garbage (with a valid CRC): no error, the length exact, and
     the audio away from that page untouched."""
@@ -193,13 +206,7 @@ def test_damaged_page_keeps_the_length(files, tmp_path, monkeypatch):
     pages[k][body:] = rng.integers(0, 256, len(pages[k]) - body, dtype=np.uint8).tobytes()
     path = tmp_path / "damaged.ogg"
     path.write_bytes(b"".join(with_crc(p) for p in pages))
-    full = _load(files["stereo"], monkeypatch)
-    got = _load(path, monkeypatch)
-    assert got.shape == full.shape
-    before = struct.unpack("<q", pages[k - 2][6:14])[0]
-    after = struct.unpack("<q", pages[k + 2][6:14])[0]
-    np.testing.assert_array_equal(got[:before], full[:before])
-    np.testing.assert_array_equal(got[after:], full[after:])
+    got = _intact_around_page(files["stereo"], path, pages, k, monkeypatch)
     assert np.isfinite(got).all()
 
 
@@ -209,12 +216,6 @@ def test_missing_page_keeps_the_length(files, tmp_path, monkeypatch):
     k = len(pages) // 2
     path = tmp_path / "hole.ogg"
     path.write_bytes(b"".join(bytes(p) for i, p in enumerate(pages) if i != k))
-    full = _load(files["stereo"], monkeypatch)
-    got = _load(path, monkeypatch)
-    assert got.shape == full.shape
-    before = struct.unpack("<q", pages[k - 2][6:14])[0]
-    after = struct.unpack("<q", pages[k + 2][6:14])[0]
-    np.testing.assert_array_equal(got[:before], full[:before])
-    np.testing.assert_array_equal(got[after:], full[after:])
+    got = _intact_around_page(files["stereo"], path, pages, k, monkeypatch)
     lost = struct.unpack("<q", pages[k][6:14])[0]
     assert not got[lost - 64 : lost].any()  # the end of the lost page: silence
