@@ -1080,8 +1080,6 @@ MISSED_BECAUSE = {
     "WAV full load": "the load is the output's allocation plus a ~7 ms decode (anatomy rows): "
     "MLX's CPU allocator returns large buffers to the OS and uses no huge pages, so every "
     "fresh 68 MB output pays ~16,800 page faults that NumPy's THP-backed buffers avoid",
-    "OGG load": "torchaudio decodes Vorbis with libav's decoder, as we do; ours splits the "
-    "decode over the cores",
     "MP3 load": "libmpg123 (AVX synth) decodes for us and for libsndfile alike (anatomy row: "
     "decode alone is on par with the peers' whole load); the difference is MLX's output "
     "allocation. Decoding MP3 in segments is not bit-identical to one pass (mpg123's synthesis "
@@ -1177,8 +1175,6 @@ BEHIND_BECAUSE = {
     "info (WAV)": "mlx-audio-io 1.3.24's whole info() is ~2.2 us (a C++ call returning its own "
     "C++ object); ours is one native call of ~1.6 us (open, fstat, one 512-byte read, close) "
     "plus ~2 us of Python: the cffi call, the frozen-dataclass AudioInfo and its two strings",
-    "OGG 1 s at 60 s": "we decode with libav's Vorbis decoder over our own Ogg walk "
-    "(docs/io.md, Ogg Vorbis), ~1.8x faster than the libvorbis that libsndfile uses",
 }
 
 
