@@ -224,7 +224,9 @@ static int vb_place(vb_impl *o, ogg_page *og, int64_t at, char *err) {
     if (eos && g >= 0 && g < o->limit) o->limit = g;
     o->pk_n = o->pk_i = 0;
     if (m == 0) return 0;
-    if (g >= 0 && !(eos && o->have_last)) {
+    /* the last page counts forward from the packet before, unless pages went missing in
+       between: then back from its granule position, like any other */
+    if (g >= 0 && !(eos && o->have_last && !o->pk[0].gap)) {
         base = g - sum;
         if (o->at_start && base < 0 && eos) base = 0;
     } else if (o->have_last) {

@@ -185,14 +185,15 @@ def test_chained_streams_read_every_link(files, tmp_path, monkeypatch):
 
 def _intact_around_page(original, damaged, pages, k, monkeypatch):
     """The damaged file's decode: as long as the original's, and equal to it up to two pages
-    before page k and from two pages after it."""
+    before page k and from two pages after it (where the file goes on that far)."""
     full = _load(original, monkeypatch)
     got = _load(damaged, monkeypatch)
     assert got.shape == full.shape
     before = struct.unpack("<q", pages[k - 2][6:14])[0]
-    after = struct.unpack("<q", pages[k + 2][6:14])[0]
     np.testing.assert_array_equal(got[:before], full[:before])
-    np.testing.assert_array_equal(got[after:], full[after:])
+    if k + 2 < len(pages):
+        after = struct.unpack("<q", pages[k + 2][6:14])[0]
+        np.testing.assert_array_equal(got[after:], full[after:])
     return got
 
 
@@ -210,10 +211,12 @@ def test_damaged_page_keeps_the_length(files, tmp_path, monkeypatch):
     assert np.isfinite(got).all()
 
 
-def test_missing_page_keeps_the_length(files, tmp_path, monkeypatch):
-    """A page lost from the middle: silence in its place, the length exact, the rest intact."""
+@pytest.mark.parametrize("where", ["middle", "before the last"])
+def test_missing_page_keeps_the_length(files, tmp_path, monkeypatch, where):
+    """A page lost: silence in its place, the length exact, the rest intact (the last page
+    then counts back from its granule position, not forward across the hole)."""
     pages = ogg_pages(files["stereo"].read_bytes())
-    k = len(pages) // 2
+    k = len(pages) // 2 if where == "middle" else len(pages) - 2
     path = tmp_path / "hole.ogg"
     path.write_bytes(b"".join(bytes(p) for i, p in enumerate(pages) if i != k))
     got = _intact_around_page(files["stereo"], path, pages, k, monkeypatch)
