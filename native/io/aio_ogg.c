@@ -134,7 +134,7 @@ typedef struct {
     int64_t cur;   /* where the next page oy gives starts */
     int64_t want;  /* granule position of the next sample read() delivers */
     int64_t limit; /* nothing at or past it is delivered (the last page's granule position) */
-    int64_t last_end;
+    int64_t last_end, last_pageno; /* the last placed packet's end, and its page's number */
     int last_bs, have_last, at_start, primed, eos;
     vb_packet pk[VB_MAXPK]; /* the packets completed on the current page */
     int pk_n, pk_i;
@@ -224,13 +224,22 @@ static int vb_place(vb_impl *o, ogg_page *og, int64_t at, char *err) {
     if (eos && g >= 0 && g < o->limit) o->limit = g;
     o->pk_n = o->pk_i = 0;
     if (m == 0) return 0;
-    /* the last page counts forward from the packet before, unless pages went missing in
-       between: then back from its granule position, like any other */
-    if (g >= 0 && !(eos && o->have_last && !o->pk[0].gap)) {
+    if (o->have_last) {
+        base = o->last_end; /* forward from the packet before */
+        /* back from the granule position, unless this is the last page right after the
+           packet before. A jump further ahead than this page and the pages missing before
+           it (by sequence number, up to 64) could hold, 255 packets of half a long block
+           each, is not believed: a crafted granule position would otherwise stream silence
+           up to it. */
+        if (g >= 0 && !(eos && !o->pk[0].gap)) {
+            int64_t lost = (int64_t)ogg_page_pageno(og) - o->last_pageno - 1;
+            lost = lost < 0 ? 0 : lost > 64 ? 64 : lost;
+            int64_t back = g - sum, room = (1 + lost) * 255 * (o->long_bs / 2) + o->long_bs;
+            if (back <= o->last_end + room) base = back;
+        }
+    } else if (g >= 0) {
         base = g - sum;
         if (o->at_start && base < 0 && eos) base = 0;
-    } else if (o->have_last) {
-        base = o->last_end;
     } else { /* cannot be placed (no granule position where packets complete): dropped */
         if (o->at_start) return AIO_EFORMAT;
         o->last_bs = bs;
@@ -240,6 +249,7 @@ static int vb_place(vb_impl *o, ogg_page *og, int64_t at, char *err) {
     for (int i = 0; i < m; i++) o->pk[i].end = base += n[i];
     o->pk_n = m;
     o->last_end = base;
+    o->last_pageno = ogg_page_pageno(og);
     o->last_bs = bs;
     o->have_last = 1;
     o->at_start = 0;

@@ -222,3 +222,26 @@ def test_missing_page_keeps_the_length(files, tmp_path, monkeypatch, where):
     got = _intact_around_page(files["stereo"], path, pages, k, monkeypatch)
     lost = struct.unpack("<q", pages[k][6:14])[0]
     assert not got[lost - 64 : lost].any()  # the end of the lost page: silence
+
+
+def test_granule_jump_is_not_believed(files, tmp_path, monkeypatch):
+    """A middle page whose granule position leaps 2**40 frames ahead with nothing missing
+    before it: placed after the packet before (as libvorbis decodes), so the audio is the
+    same; and a last page that claims 2**40 frames streams what the file holds, not a
+    near-endless run of silence."""
+    pages = ogg_pages(files["stereo"].read_bytes())
+    k = len(pages) // 2
+    mid = [bytearray(p) for p in pages]
+    mid[k][6:14] = struct.pack("<q", struct.unpack("<q", mid[k][6:14])[0] + 2**40)
+    path = tmp_path / "jump.ogg"
+    path.write_bytes(b"".join(with_crc(p) for p in mid))
+    full = _load(files["stereo"], monkeypatch)
+    np.testing.assert_array_equal(_load(path, monkeypatch), full)
+    last = [bytearray(p) for p in pages]
+    last[-1][6:14] = struct.pack("<q", 2**40)
+    path = tmp_path / "claims.ogg"
+    path.write_bytes(b"".join(with_crc(p) for p in last))
+    assert aio.info(path).frames == 2**40
+    got = np.concatenate([np.asarray(c) for c, _ in aio.stream(path, chunk_frames=1 << 16)])
+    assert got.shape[0] < full.shape[0] + 8192
+    np.testing.assert_array_equal(got[: full.shape[0] - 4096], full[: full.shape[0] - 4096])
