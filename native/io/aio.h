@@ -76,8 +76,6 @@ int aio_is_native_flac(const unsigned char *head, size_t n);
 int aio_av_open(aio_file *f, char *err);
 /* Before a libav call: routes libav's log into a per-thread buffer (once) and clears it. */
 void aio_av_begin(void);
-/* "<what>: <libav error>[ (<last libav log line>)]" into err; returns code. */
-int aio_av_fail(char *err, int code, const char *what, int averr);
 #if defined(AIO_HAVE_AUDIOTOOLBOX) /* macOS: aio_at.c */
 int aio_at_open(aio_file *f, const unsigned char *head, size_t got, char *err);
 int aio_at_container(const unsigned char *head, size_t n, const char **container);

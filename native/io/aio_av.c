@@ -35,7 +35,7 @@ void aio_av_begin(void) {
 }
 
 /* "<what>: <libav error>[ (<last libav log line>)]" */
-int aio_av_fail(char *err, int code, const char *what, int averr) {
+static int av_fail(char *err, int code, const char *what, int averr) {
     char e[AV_ERROR_MAX_STRING_SIZE] = {0};
     av_strerror(averr, e, sizeof e);
     if (av_last[0]) return aio_fail(err, code, "%s: %s (%s)", what, e, av_last);
@@ -166,10 +166,10 @@ static int av_setup_decoder(av_impl *a, aio_file *f, char *err) {
         av_dict_free(&opts);
         free(url);
     }
-    if (r < 0) return aio_av_fail(err, AIO_EDECODE, "not a recognised audio file or corrupt", r);
+    if (r < 0) return av_fail(err, AIO_EDECODE, "not a recognised audio file or corrupt", r);
     a->data_start = a->fmt->pb ? avio_tell(a->fmt->pb) : -1;
     if (!header_is_complete(a->fmt) && (r = avformat_find_stream_info(a->fmt, NULL)) < 0)
-        return aio_av_fail(err, AIO_EDECODE, "cannot read stream information", r);
+        return av_fail(err, AIO_EDECODE, "cannot read stream information", r);
     const AVCodec *codec = NULL;
     a->si = av_find_best_stream(a->fmt, AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
     int other_media = 0; /* video, image or subtitles: a real file that has no audio */
@@ -193,11 +193,11 @@ static int av_setup_decoder(av_impl *a, aio_file *f, char *err) {
         !(a->frm = av_frame_alloc()))
         return aio_fail(err, AIO_ENOMEM, "out of memory");
     if ((r = avcodec_parameters_to_context(a->dec, st->codecpar)) < 0)
-        return aio_av_fail(err, AIO_EDECODE, "bad codec parameters", r);
+        return av_fail(err, AIO_EDECODE, "bad codec parameters", r);
     a->dec->pkt_timebase = st->time_base;
     a->dec->thread_count = 1; /* batch_load parallelises across files instead */
     if ((r = avcodec_open2(a->dec, codec, NULL)) < 0)
-        return aio_av_fail(err, AIO_EDECODE, "cannot open decoder", r);
+        return av_fail(err, AIO_EDECODE, "cannot open decoder", r);
     if (a->dec->ch_layout.nb_channels < 1 || a->dec->sample_rate < 1)
         return aio_fail(err, AIO_EDECODE, "stream has no channels or no sample rate");
     return 0;
@@ -291,7 +291,7 @@ static int64_t av_next(av_impl *a, int ch, float *dst, int64_t room, char *err) 
             a->pend_len = a->pend_pos = 0;
             return 0;
         }
-        if (r != AVERROR(EAGAIN)) return aio_av_fail(err, AIO_EDECODE, "decoding failed", r);
+        if (r != AVERROR(EAGAIN)) return av_fail(err, AIO_EDECODE, "decoding failed", r);
         if (a->demux_eof) {
             a->pend_len = a->pend_pos = 0;
             return 0;
@@ -302,15 +302,14 @@ static int64_t av_next(av_impl *a, int ch, float *dst, int64_t room, char *err) 
             avcodec_send_packet(a->dec, NULL);
             continue;
         }
-        if (r < 0) return aio_av_fail(err, AIO_EDECODE, "reading failed", r);
+        if (r < 0) return av_fail(err, AIO_EDECODE, "reading failed", r);
         if (a->pkt->stream_index == a->si) {
             /* a truncated PCM file ends in a partial frame: the whole frames before it count */
             if (a->pcm_align > 0) a->pkt->size -= a->pkt->size % a->pcm_align;
             r = a->pkt->size > 0 ? avcodec_send_packet(a->dec, a->pkt) : 0;
         }
         av_packet_unref(a->pkt);
-        if (r < 0 && r != AVERROR(EAGAIN))
-            return aio_av_fail(err, AIO_EDECODE, "decoding failed", r);
+        if (r < 0 && r != AVERROR(EAGAIN)) return av_fail(err, AIO_EDECODE, "decoding failed", r);
     }
 }
 
@@ -566,11 +565,11 @@ static int drain(AVFormatContext *oc, AVCodecContext *enc, AVStream *st, AVPacke
     for (;;) {
         int r = avcodec_receive_packet(enc, pkt);
         if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
-        if (r < 0) return aio_av_fail(err, AIO_EIO, "encoding failed", r);
+        if (r < 0) return av_fail(err, AIO_EIO, "encoding failed", r);
         av_packet_rescale_ts(pkt, enc->time_base, st->time_base);
         pkt->stream_index = st->index;
         r = av_interleaved_write_frame(oc, pkt);
-        if (r < 0) return aio_av_fail(err, AIO_EIO, "writing failed", r);
+        if (r < 0) return av_fail(err, AIO_EIO, "writing failed", r);
     }
 }
 
@@ -593,7 +592,7 @@ static AVCodecContext *open_encoder(AVFormatContext *oc, const enc_spec *spec, c
     if (oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     int r = avcodec_open2(enc, codec, NULL);
     if (r < 0) {
-        *rc = aio_av_fail(err, AIO_EARG, "the encoder rejected these settings", r);
+        *rc = av_fail(err, AIO_EARG, "the encoder rejected these settings", r);
         avcodec_free_context(&enc);
     }
     return enc;
@@ -669,7 +668,7 @@ static int writer_open(const char *path, const char *container, const aio_audio 
     }
     if (!(w->enc = open_encoder(w->oc, spec, codec, a, err, &rc))) goto fail;
     if ((r = avcodec_parameters_from_context(w->st->codecpar, w->enc)) < 0) {
-        rc = aio_av_fail(err, AIO_EIO, "cannot set stream parameters", r);
+        rc = av_fail(err, AIO_EIO, "cannot set stream parameters", r);
         goto fail;
     }
     w->st->time_base = w->enc->time_base;
@@ -687,7 +686,7 @@ static int writer_open(const char *path, const char *container, const aio_audio 
     }
     if (r < 0) {
         w->oc->pb = NULL;
-        rc = aio_av_fail(err, AIO_EIO, "cannot open for writing", r);
+        rc = av_fail(err, AIO_EIO, "cannot open for writing", r);
         goto fail;
     }
     /* MP4 edit lists count in the movie timescale (ms by default): use the sample rate so
@@ -700,7 +699,7 @@ static int writer_open(const char *path, const char *container, const aio_audio 
     if (w->streaming && strcmp(spec->muxer, "wav") == 0)
         w->oc->flags |= AVFMT_FLAG_BITEXACT; /* no LIST/INFO chunk before the samples */
     if ((r = avformat_write_header(w->oc, NULL)) < 0) {
-        rc = aio_av_fail(err, AIO_EIO, "cannot write the header", r);
+        rc = av_fail(err, AIO_EIO, "cannot write the header", r);
         goto fail;
     }
     /* PCM codecs take any frame count: a stream hands its bytes on after 256 frames */
@@ -731,7 +730,7 @@ static int writer_encode(aio_writer *w, int64_t n, char *err) {
     w->pts += n;
     int r = avcodec_send_frame(w->enc, fr);
     av_frame_unref(fr);
-    if (r < 0) return aio_av_fail(err, AIO_EIO, "encoding failed", r);
+    if (r < 0) return av_fail(err, AIO_EIO, "encoding failed", r);
     return drain(w->oc, w->enc, w->st, w->pkt, err);
 }
 
@@ -766,7 +765,7 @@ static int writer_finish(aio_writer *w, char *err) {
         avcodec_send_frame(w->enc, NULL);
         rc = drain(w->oc, w->enc, w->st, w->pkt, err);
     }
-    if (rc == 0 && (r = av_write_trailer(w->oc)) < 0) rc = aio_av_fail(err, AIO_EIO, "cannot finish the file", r);
+    if (rc == 0 && (r = av_write_trailer(w->oc)) < 0) rc = av_fail(err, AIO_EIO, "cannot finish the file", r);
     return rc;
 }
 

@@ -186,11 +186,12 @@ static void vb_restart(vb_impl *o, int64_t at) {
 
 /* Takes in one page of the stream and places the audio packets that complete on it: back
    from the page's granule position (in a stream as the spec has it, the same as forward from
-   the packet before; in a damaged one, each page puts the positions right again). On the
-   stream's first page that puts the first packet's end at granule - samples (what falls
-   before 0 is dropped). The last page is placed forward from the packet before, and its
-   granule position cuts the end; when it is also the first, the stream starts at 0 and the
-   end is cut, as the spec says. */
+   the packet before; in a damaged one, each page puts the positions right again), but
+   forward from the packet before where that position leaps further than the page could
+   explain. On the stream's first page that puts the first packet's end at granule - samples
+   (what falls before 0 is dropped). The last page is placed forward from the packet before
+   (back after a hole), and its granule position cuts the end; when it is also the first,
+   the stream starts at 0 and the end is cut, as the spec says. */
 static int vb_place(vb_impl *o, ogg_page *og, int64_t at, char *err) {
     if (ogg_stream_pagein(&o->os, og) != 0)
         return aio_fail(err, AIO_EDECODE, "corrupt Ogg page at byte %lld", (long long)at);
@@ -260,16 +261,16 @@ static int vb_place(vb_impl *o, ogg_page *og, int64_t at, char *err) {
    overlaps the one before, so the first one fed after a gap only primes the decoder). */
 static int vb_decode(vb_impl *o, int i, char *err) {
     vb_packet *p = &o->pk[i];
-    if (p->gap || p->end + o->long_bs / 2 <= o->want) o->primed = 0;
-    if (p->end + o->long_bs / 2 <= o->want) return 0;
+    int needed = p->end + o->long_bs / 2 > o->want;
+    if (p->gap || !needed) o->primed = 0;
+    if (!needed) return 0;
     if (!o->primed && o->used) avcodec_flush_buffers(o->dec);
     o->used = 1;
     if (p->op.bytes > INT32_MAX - AV_INPUT_BUFFER_PADDING_SIZE ||
         av_new_packet(o->pkt, (int)p->op.bytes) < 0)
         return aio_fail(err, AIO_ENOMEM, "out of memory");
     memcpy(o->pkt->data, p->op.packet, (size_t)p->op.bytes);
-    aio_av_begin();
-    int r = avcodec_send_packet(o->dec, o->pkt);
+    int r = avcodec_send_packet(o->dec, o->pkt); /* libav's log was routed at open */
     av_packet_unref(o->pkt);
     if (r >= 0) r = avcodec_receive_frame(o->dec, o->frm);
     if (r == AVERROR(EAGAIN)) r = 0;
