@@ -143,12 +143,9 @@ def quantize_model(model: nn.Module, config, group_size: int = 64, bits: int = 8
     if model_type_of(cfg) != "kokoro":
         raise ValueError("quantize_model quantizes Kokoro; quantize Orpheus with mlx-lm "
                          "(python -m mlx_lm convert -q)")  # fmt: skip
-    from .models.kokoro.load import quantize_predicate
+    from .models.kokoro.load import quantize_layers
 
-    nn.quantize(model, group_size, bits, class_predicate=quantize_predicate(group_size))
-    from mlx_audio_io.quant import use_fast_quantized
-
-    use_fast_quantized(model)  # mlx_audio_io's C kernel for the products, not MLX's CPU one
+    quantize_layers(model, group_size, bits)
     cfg["quantization"] = {"group_size": group_size, "bits": bits}
     cfg["model_type"] = "kokoro"
     if hasattr(model, "config") and hasattr(model.config, "extra"):
